@@ -1,0 +1,101 @@
+"""Routes and their ordered strategies, registered by name."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ondevice.errors import BadInputError, InternalError
+
+TARGETS = ("onnx", "tflite", "openvino")
+QUANTIZE = (None, "fp16", "dynamic-int8", "int8")
+
+
+class StrategyFailed(Exception):
+    """A strategy could not produce its artifact; the message is one line naming the cause."""
+
+
+@dataclass
+class ConversionJob:
+    """Everything a strategy may read. ``workdir`` is an empty folder owned by this attempt."""
+
+    source: Any                      # ondevice.sources.Source
+    target: str
+    workdir: Path
+    quantize: str | None = None
+    calibration: list | None = None  # list of {input name: ndarray}
+    dynamic: dict = field(default_factory=dict)   # input name -> list of dynamic axes
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Converted:
+    """What a strategy produced: the artifact file (plus side files) and how its I/O differs."""
+
+    path: Path
+    files: list[Path] = field(default_factory=list)   # side files, e.g. the IR's .bin
+    channels_last: bool = False    # inputs/outputs of rank >= 3 moved their channel axis last
+    versions: dict = field(default_factory=dict)      # converter package -> version
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One way to produce a target from a source framework."""
+
+    name: str
+    source: str
+    target: str
+    convert: Callable[[ConversionJob], Converted]
+    order: int
+    summary: str
+
+
+_STRATEGIES: dict[str, Strategy] = {}
+
+
+def strategy(source: str, target: str, name: str, order: int, summary: str):
+    """Decorator registering ``fn(job) -> Converted`` as a strategy; a duplicate name is refused."""
+    if target not in TARGETS:
+        raise InternalError(f"unknown target {target!r}")
+
+    def register(fn):
+        if name in _STRATEGIES:
+            raise InternalError(f"strategy {name!r} is registered twice")
+        _STRATEGIES[name] = Strategy(name, source, target, fn, order, summary)
+        return fn
+
+    return register
+
+
+def _load_all() -> None:
+    # Importing the route modules registers their strategies; they import frameworks lazily.
+    from . import (keras_onnx, keras_openvino, keras_tflite, onnx_onnx, onnx_openvino,  # noqa: F401
+                   onnx_tflite, torch_onnx, torch_openvino, torch_tflite)
+
+
+def strategies_for(source: str, target: str) -> list[Strategy]:
+    """The strategies of one route, best first."""
+    _load_all()
+    found = sorted((s for s in _STRATEGIES.values() if s.source == source and s.target == target),
+                   key=lambda s: s.order)
+    return found
+
+
+def get_strategy(name: str) -> Strategy:
+    """A strategy by name; an unknown name lists the valid ones."""
+    _load_all()
+    if name not in _STRATEGIES:
+        raise BadInputError(f"unknown strategy {name!r}; known: {', '.join(sorted(_STRATEGIES))}")
+    return _STRATEGIES[name]
+
+
+def all_strategies() -> list[Strategy]:
+    _load_all()
+    return sorted(_STRATEGIES.values(), key=lambda s: (s.source, s.target, s.order))
+
+
+def check_target(target: str) -> str:
+    if target not in TARGETS:
+        raise BadInputError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    return target

@@ -1,0 +1,80 @@
+"""Import heavy frameworks only where they are used, with one clear line when one is missing."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from types import ModuleType
+
+from .errors import MissingDependency
+
+# module name -> (pip package, extra that installs it)
+_PACKAGES = {
+    "torch": ("torch", "torch"),
+    "tensorflow": ("tensorflow", "keras"),
+    "keras": ("tensorflow", "keras"),
+    "tf2onnx": ("tf2onnx", "keras"),
+    "onnx": ("onnx", "onnx"),
+    "onnxruntime": ("onnxruntime", "onnx"),
+    "openvino": ("openvino", "openvino"),
+    "onnx2tf": ("onnx2tf", "tflite"),
+    "litert_torch": ("litert-torch", "tflite"),
+    "ai_edge_litert": ("ai-edge-litert", "tflite"),
+    "ai_edge_litert.interpreter": ("ai-edge-litert", "tflite"),
+    "tflite_runtime.interpreter": ("tflite-runtime", "tflite"),
+}
+
+# Quiet the frameworks that print on import; set before any of them loads.
+QUIET_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+    "GRPC_VERBOSITY": "ERROR",
+    "GLOG_minloglevel": "3",
+    "ABSL_MIN_LOG_LEVEL": "3",
+    "KMP_WARNINGS": "0",
+    "TOKENIZERS_PARALLELISM": "false",
+    "OPENVINO_TELEMETRY": "0",
+    "PYTHONWARNINGS": "ignore",
+}
+
+
+def quiet_environment() -> None:
+    """Set the frameworks' logging variables unless the user chose their own."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def require(module: str) -> ModuleType:
+    """Import ``module`` or raise MissingDependency naming the package and the extra."""
+    if module in sys.modules:
+        return sys.modules[module]
+    quiet_environment()
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        package, extra = _PACKAGES.get(module, (module.split(".")[0], "all"))
+        raise MissingDependency(
+            f"{module} is not usable ({exc}); install it with: pip install 'ondevice[{extra}]' "
+            f"(package {package})"
+        ) from None
+
+
+def available(module: str) -> bool:
+    """True when ``module`` can be imported; does not import it."""
+    if module in sys.modules:
+        return True
+    return importlib.util.find_spec(module.split(".")[0]) is not None
+
+
+def is_instance_of(obj: object, module: str, qualname: str) -> bool:
+    """isinstance without importing: False when ``module`` was never imported."""
+    mod = sys.modules.get(module)
+    if mod is None:
+        return False
+    cls = mod
+    for part in qualname.split("."):
+        cls = getattr(cls, part, None)
+        if cls is None:
+            return False
+    return isinstance(obj, cls)
