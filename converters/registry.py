@@ -1,6 +1,7 @@
 """Routes and their ordered strategies, registered by name."""
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -68,10 +69,14 @@ def strategy(source: str, target: str, name: str, order: int, summary: str):
     return register
 
 
+ROUTE_MODULES = ("torch_onnx", "torch_openvino", "torch_tflite", "keras_onnx", "keras_openvino", "keras_tflite",
+                 "onnx_onnx", "onnx_openvino", "onnx_tflite")
+
+
 def _load_all() -> None:
     # Importing the route modules registers their strategies; they import frameworks lazily.
-    from . import (keras_onnx, keras_openvino, keras_tflite, onnx_onnx, onnx_openvino,  # noqa: F401
-                   onnx_tflite, torch_onnx, torch_openvino, torch_tflite)
+    for module in ROUTE_MODULES:
+        importlib.import_module(f"{__package__}.{module}")
 
 
 def strategies_for(source: str, target: str) -> list[Strategy]:

@@ -1,0 +1,62 @@
+"""The Python API: export, validate, check. Each accepts a live model or a SOURCE string."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+TARGETS = ("onnx", "tflite", "openvino")
+
+
+def _source(model: Any, example_inputs: Any = None, inputs: Iterable[str] = (), trust_pickle: bool = False):
+    from .sources import from_object, load_source
+    from .specs import parse_input_spec
+
+    declared = [parse_input_spec(s) if isinstance(s, str) else s for s in inputs]
+    if isinstance(model, (str, Path)):
+        return load_source(str(model), declared, trust_pickle)
+    return from_object(model, example_inputs, declared)
+
+
+def _tolerance(atol, rtol):
+    if atol is None and rtol is None:
+        return None
+    from validators.parity import Tolerance
+
+    default = Tolerance.default()
+    return Tolerance(default.atol if atol is None else atol, default.rtol if rtol is None else rtol)
+
+
+def export(model, example_inputs=None, targets=TARGETS, out_dir="out", *, inputs=(), quantize=None,
+           strategy=None, dynamic=None, threads=None, trust_pickle=False):
+    """Convert ``model`` to each target in ``out_dir``; returns the Artifacts (manifest written)."""
+    from .exporter import export_source
+    from .pipeline import default_threads
+
+    source = _source(model, example_inputs, inputs, trust_pickle)
+    return export_source(source, list(targets), out_dir, quantize=quantize, strategy=strategy,
+                         dynamic=dynamic, threads=threads or default_threads())
+
+
+def validate(model, artifacts, samples=8, seed=0, *, example_inputs=None, inputs=(), inputs_file=None,
+             atol=None, rtol=None, threads=None, runs=50, allow_inconclusive=False, trust_pickle=False):
+    """Judge exported ``artifacts`` (an Artifacts or its folder) against ``model``; returns a Report."""
+    from .artifacts import Artifacts
+    from .pipeline import validate_artifacts
+
+    source = _source(model, example_inputs, inputs, trust_pickle)
+    if not isinstance(artifacts, Artifacts):
+        artifacts = Artifacts.load(artifacts)
+    return validate_artifacts(source, artifacts, samples, seed, inputs_file, _tolerance(atol, rtol), threads,
+                              runs, allow_inconclusive=allow_inconclusive)
+
+
+def check(model, example_inputs=None, targets=TARGETS, out_dir="out", *, samples=8, seed=0, inputs=(),
+          inputs_file=None, atol=None, rtol=None, threads=None, runs=50, allow_inconclusive=False,
+          quantize=None, strategy=None, dynamic=None, trust_pickle=False):
+    """Export and validate in one step; writes OUT/report.json and OUT/report.md; returns the Report."""
+    from .pipeline import check_source
+
+    source = _source(model, example_inputs, inputs, trust_pickle)
+    return check_source(source, list(targets), out_dir, samples, seed, inputs_file, _tolerance(atol, rtol),
+                        threads, runs, allow_inconclusive=allow_inconclusive, quantize=quantize,
+                        strategy=strategy, dynamic=dynamic)

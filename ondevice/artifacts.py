@@ -1,0 +1,168 @@
+"""Artifacts on disk and their manifest (written last, atomically; hashes checked on load)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import _lazy
+from .errors import BadInputError
+from .layout import IOMap, to_artifact, to_source
+from .runtimes import TARGET_RUNTIMES, get_runner_class
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+_RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai_edge_litert",
+                    "tflite-runtime": "tflite_runtime", "tf-lite": "tensorflow"}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Artifact:
+    """One exported model file and what it takes to run it like its source."""
+
+    target: str
+    path: Path
+    strategy: str
+    inputs: list[IOMap]
+    outputs: list[IOMap]
+    input_dtypes: dict[str, str]
+    sha256: str = ""
+    size_bytes: int = 0
+    files: list[Path] = field(default_factory=list)
+    quantize: str | None = None
+    attempts: list[dict] = field(default_factory=list)
+    versions: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+    probe: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def seal(self) -> None:
+        """Record the hash and size of the files as they are now."""
+        self.sha256 = sha256_of(self.path)
+        self.size_bytes = self.path.stat().st_size + sum(f.stat().st_size for f in self.files)
+
+    def to_json(self, root: Path) -> dict:
+        return {
+            "target": self.target, "path": os.path.relpath(self.path, root), "sha256": self.sha256,
+            "size_bytes": self.size_bytes, "files": [{"path": os.path.relpath(f, root), "sha256": sha256_of(f)}
+                                                     for f in self.files],
+            "strategy": self.strategy, "quantize": self.quantize, "attempts": self.attempts,
+            "converter_versions": self.versions, "options": self.options,
+            "inputs": [{**m.to_json(), "dtype": self.input_dtypes.get(m.artifact)} for m in self.inputs],
+            "outputs": [m.to_json() for m in self.outputs], "probe": self.probe, "notes": self.notes,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict, root: Path) -> "Artifact":
+        return cls(
+            target=data["target"], path=root / data["path"], strategy=data["strategy"],
+            inputs=[IOMap.from_json(m) for m in data["inputs"]], outputs=[IOMap.from_json(m) for m in data["outputs"]],
+            input_dtypes={m["artifact_name"]: m.get("dtype") or "float32" for m in data["inputs"]},
+            sha256=data["sha256"], size_bytes=data["size_bytes"], files=[root / f["path"] for f in data["files"]],
+            quantize=data.get("quantize"), attempts=data.get("attempts", []),
+            versions=data.get("converter_versions", {}), options=data.get("options", {}),
+            probe=data.get("probe", {}), notes=data.get("notes", []))
+
+    def verify(self, root: Path, recorded_files: list[dict]) -> None:
+        """Refuse an artifact whose bytes differ from what the manifest recorded."""
+        if not self.path.exists():
+            raise BadInputError(f"artifact {self.path} listed in the manifest is missing")
+        if sha256_of(self.path) != self.sha256:
+            raise BadInputError(f"artifact {self.path} does not match the sha256 in its manifest: it changed after export")
+        for entry in recorded_files:
+            side = root / entry["path"]
+            if not side.exists() or sha256_of(side) != entry["sha256"]:
+                raise BadInputError(f"artifact file {side} is missing or does not match its manifest")
+
+
+@dataclass
+class Artifacts:
+    """Everything one export produced: artifacts that exist, and targets that could not be made."""
+
+    out_dir: Path
+    items: list[Artifact] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)   # {"target", "error", "attempts"}
+    source: dict = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def get(self, target: str) -> Artifact | None:
+        return next((a for a in self.items if a.target == target), None)
+
+    def write_manifest(self) -> Path:
+        """Write OUT/manifest.json atomically (a rename), after every artifact is in place."""
+        data = {"schema_version": MANIFEST_VERSION, "source": self.source,
+                "artifacts": [a.to_json(self.out_dir) for a in self.items], "failures": self.failures}
+        path = self.out_dir / MANIFEST
+        fd, tmp = tempfile.mkstemp(dir=self.out_dir, prefix=".manifest-")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, out_dir, verify: bool = True) -> "Artifacts":
+        """Read OUT/manifest.json; with ``verify`` refuse artifacts whose hash changed."""
+        out_dir = Path(out_dir)
+        path = out_dir / MANIFEST
+        if not path.exists():
+            raise BadInputError(f"no {MANIFEST} in {out_dir}: run `ondevice export` first")
+        try:
+            data = json.loads(path.read_text())
+            items = [Artifact.from_json(a, out_dir) for a in data["artifacts"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadInputError(f"malformed manifest {path}: {exc}") from None
+        if verify:
+            for item, raw in zip(items, data["artifacts"]):
+                item.verify(out_dir, raw.get("files", []))
+        return cls(out_dir, items, data.get("failures", []), data.get("source", {}))
+
+
+def runtime_for(target: str, forced: str | None = None) -> str:
+    """The runtime that runs ``target``: the forced one, else the first installed default."""
+    if forced:
+        return forced
+    choices = TARGET_RUNTIMES[target]
+    for name in choices:
+        if _lazy.available(_RUNTIME_MODULES[name]):
+            return name
+    return choices[0]   # its runner raises the clear missing-package error
+
+
+class ArtifactRunner:
+    """Runs an artifact on source-named, source-layout inputs and returns source-named outputs."""
+
+    def __init__(self, artifact: Artifact, threads: int = 1, runtime: str | None = None):
+        self.artifact = artifact
+        self.runtime = runtime_for(artifact.target, runtime)
+        self.runner = get_runner_class(self.runtime)(artifact.path, threads=threads)
+        self._dtypes = {spec.name: spec.dtype for spec in self.runner.inputs}
+
+    def feeds(self, source_feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Source inputs renamed, transposed and cast for the artifact."""
+        return {m.artifact: to_artifact(source_feeds[m.source], m, self._dtypes.get(m.artifact, "float32"))
+                for m in self.artifact.inputs}
+
+    def outputs(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Artifact outputs renamed and transposed back to the source's layout."""
+        return {m.source: to_source(raw[m.artifact], m) for m in self.artifact.outputs}
+
+    def run(self, source_feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.outputs(self.runner.run(self.feeds(source_feeds)))

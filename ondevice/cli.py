@@ -1,0 +1,201 @@
+"""The ``ondevice`` command line. Every command ends with one verdict line and a DESIGN.md exit code."""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import EXIT_INTERNAL, OndeviceError
+
+TARGETS = ("onnx", "tflite", "openvino")
+
+
+def _targets(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in names if t not in TARGETS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown target(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(TARGETS)}")
+    return names
+
+
+def _dynamic(text: str) -> tuple[str, list[int]]:
+    name, _, axes = text.partition(":")
+    try:
+        return name, [int(a) for a in axes.split(",") if a != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad --dynamic {text!r}: expected NAME:0,1") from None
+
+
+def _source_args(p):
+    p.add_argument("source", help="file.py:factory, package.module:factory, model.keras|.h5|.pt2|.pt|.onnx")
+    p.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE[:DTYPE]",
+                   help="input name, shape (1x3x224x224) and dtype (default float32); repeat per input")
+    p.add_argument("--trust-pickle", action="store_true", help="allow loading a pickled torch.save model (runs its code)")
+    p.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: cores, at most 4)")
+
+
+def _export_args(p):
+    p.add_argument("--to", type=_targets, default=list(TARGETS), help="comma-separated: onnx,tflite,openvino")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--dynamic", type=_dynamic, action="append", default=[], metavar="NAME:AXES")
+    p.add_argument("--quantize", choices=("fp16", "dynamic-int8", "int8"), default=None)
+    p.add_argument("--calibration", default=None, help="calibration inputs (.npz)")
+    p.add_argument("--strategy", default=None, help="force one strategy by name")
+
+
+def _validate_args(p, report_default: bool):
+    p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--inputs", default=None, help="golden inputs (.npz, one array per input, first axis = sample)")
+    p.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-4 at fp32)")
+    p.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-3 at fp32)")
+    p.add_argument("--runs", type=int, default=50, help="timed latency runs (after 5 warmup runs)")
+    p.add_argument("--allow-inconclusive", action="store_true",
+                   help="do not fail when the source's outputs barely change across samples")
+    if report_default:
+        p.add_argument("--report", default=None, help="report path (default OUT/report.json)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ondevice", description="Export models to ONNX, TFLite and OpenVINO "
+                                     "and prove each artifact matches its source.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("export", help="convert a model to the requested targets")
+    _source_args(p)
+    _export_args(p)
+    p = sub.add_parser("validate", help="check exported artifacts against their source")
+    _source_args(p)
+    p.add_argument("out", help="the folder `export` wrote (holds manifest.json)")
+    _validate_args(p, report_default=True)
+    p = sub.add_parser("check", help="export, then validate; writes report.json and report.md")
+    _source_args(p)
+    _export_args(p)
+    _validate_args(p, report_default=False)
+    p = sub.add_parser("report", help="render a report.json as Markdown")
+    p.add_argument("report")
+    p.add_argument("--format", choices=("md", "json"), default="md")
+    p.add_argument("-o", "--output", default=None)
+    sub.add_parser("doctor", help="which frameworks, converters and runtimes are usable")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from ._lazy import quiet_environment
+
+    quiet_environment()
+    try:
+        code = COMMANDS[args.command](args)
+    except OndeviceError as exc:
+        print(f"FAILED ({exc})", flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("FAILED (interrupted)", flush=True)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        hint = "" if args.debug else "; rerun with --debug for a traceback"
+        print(f"FAILED (internal error: {type(exc).__name__}: {exc}{hint})", flush=True)
+        return EXIT_INTERNAL
+    return code
+
+
+def _load(args):
+    from .api import _source
+
+    return _source(args.source, None, args.input, args.trust_pickle)
+
+
+def _tol(args):
+    from .api import _tolerance
+
+    return _tolerance(args.atol, args.rtol)
+
+
+def cmd_export(args) -> int:
+    from .exporter import export_source
+    from .pipeline import default_threads
+
+    artifacts = export_source(_load(args), args.to, args.out, quantize=args.quantize, strategy=args.strategy,
+                              dynamic=dict(args.dynamic), threads=args.threads or default_threads())
+    for a in artifacts:
+        probe = a.probe.get("max_abs_err")
+        print(f"{a.target:9} {a.strategy:32} {a.path}  probe max abs err {probe:.3g}")
+    problems = [f"{f['target']}: {f['error']}" for f in artifacts.failures]
+    problems += [f"{a.target}: quick parity probe failed (max abs err {a.probe.get('max_abs_err'):.3g})"
+                 for a in artifacts if not a.probe.get("passed")]
+    manifest = Path(args.out) / "manifest.json"
+    if problems:
+        print(f"FAILED ({'; '.join(problems)}) - manifest: {manifest}")
+        return 3 if artifacts.failures else 1
+    print(f"PASSED ({', '.join(a.target for a in artifacts)}) - manifest: {manifest}")
+    return 0
+
+
+def _print_summary(report) -> None:
+    for t in report.targets:
+        outs = (t.parity or {}).get("outputs", [])
+        err = max((o["max_abs_err"] for o in outs), default=None)
+        p50 = (t.latency or {}).get("p50_ms")
+        err_text = f"max abs err {err:.3g}" if err is not None else ""
+        p50_text = f"p50 {p50:.3f} ms" if p50 is not None else ""
+        print(f"{t.target:9} {t.status:16} {err_text:24} {p50_text}".rstrip())
+        if t.error:
+            print(f"          {t.error}")
+
+
+def cmd_validate(args) -> int:
+    from .artifacts import Artifacts
+    from .pipeline import validate_artifacts, write_reports
+
+    source = _load(args)
+    artifacts = Artifacts.load(args.out)
+    report = validate_artifacts(source, artifacts, args.samples, args.seed, args.inputs, _tol(args), args.threads,
+                                args.runs, allow_inconclusive=args.allow_inconclusive)
+    path = write_reports(report, Path(args.report or Path(args.out) / "report.json"))
+    _print_summary(report)
+    print(report.verdict(path))
+    return report.exit_code
+
+
+def cmd_check(args) -> int:
+    from .pipeline import check_source
+
+    report = check_source(_load(args), args.to, args.out, args.samples, args.seed, args.inputs, _tol(args),
+                          args.threads, args.runs, allow_inconclusive=args.allow_inconclusive,
+                          quantize=args.quantize, strategy=args.strategy, dynamic=dict(args.dynamic))
+    _print_summary(report)
+    print(report.verdict(Path(args.out) / "report.json"))
+    return report.exit_code
+
+
+def cmd_report(args) -> int:
+    import json
+
+    from .report import load_report, to_markdown
+
+    report = load_report(args.report)
+    text = to_markdown(report) if args.format == "md" else json.dumps(report.to_json(), indent=2)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text)
+    print(report.verdict(args.report))
+    return report.exit_code
+
+
+def cmd_doctor(args) -> int:
+    from .doctor import doctor
+
+    return doctor()
+
+
+COMMANDS = {"export": cmd_export, "validate": cmd_validate, "check": cmd_check, "report": cmd_report,
+            "doctor": cmd_doctor}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""``ondevice doctor``: what is installed, from package metadata, without importing any framework."""
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import importlib.util
+
+# (role, distribution, module, what it is for)
+_CHECKS = [
+    ("framework", "torch", "torch", "PyTorch sources"),
+    ("framework", "tensorflow", "tensorflow", "Keras sources, TFLite conversion"),
+    ("framework", "keras", "keras", "Keras sources"),
+    ("converter", "onnx", "onnx", "ONNX files"),
+    ("converter", "onnxscript", "onnxscript", "PyTorch -> ONNX (dynamo exporter)"),
+    ("converter", "tf2onnx", "tf2onnx", "Keras -> ONNX"),
+    ("converter", "onnx2tf", "onnx2tf", "ONNX -> TFLite"),
+    ("converter", "litert-torch", "litert_torch", "PyTorch -> TFLite"),
+    ("converter", "openvino", "openvino", "any -> OpenVINO IR"),
+    ("runtime", "onnxruntime", "onnxruntime", "runs .onnx"),
+    ("runtime", "openvino", "openvino", "runs OpenVINO IR"),
+    ("runtime", "ai-edge-litert", "ai_edge_litert", "runs .tflite (default)"),
+    ("runtime", "tflite-runtime", "tflite_runtime", "runs .tflite (NumPy 1 edge boxes)"),
+]
+
+
+def doctor() -> int:
+    """Print one line per component; exit 0 when every target has a converter path and a runtime."""
+    found = {}
+    for role, dist, module, purpose in _CHECKS:
+        try:
+            version = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            version = None
+        usable = version is not None and importlib.util.find_spec(module) is not None
+        found[module] = usable
+        state = version if usable else "missing"
+        print(f"{role:10} {dist:16} {state:14} {purpose}")
+    runtimes_ok = found["onnxruntime"] and found["openvino"] and (found["ai_edge_litert"] or found["tflite_runtime"])
+    if runtimes_ok:
+        print("PASSED (a runtime for every target is installed)")
+        return 0
+    print("FAILED (a target has no runtime installed; pip install 'ondevice[all]')")
+    return 2

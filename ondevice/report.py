@@ -1,0 +1,146 @@
+"""The report: what was judged, the numbers, the verdict, and the exit code a pipeline acts on."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import BadInputError
+
+SCHEMA_VERSION = 1
+STATUS_EXIT = {"passed": 0, "failed": 1, "inconclusive": 1, "conversion_error": 3, "error": 4}
+STATUSES = tuple(STATUS_EXIT)
+
+
+@dataclass
+class TargetResult:
+    """One target's outcome; ``parity`` and ``latency`` are the validators' JSON forms."""
+
+    target: str
+    status: str
+    quantize: str | None = None
+    error: str | None = None
+    artifact: str | None = None
+    strategy: str | None = None
+    size_bytes: int | None = None
+    runtime: str | None = None
+    parity: dict | None = None
+    latency: dict | None = None
+    source_latency: dict | None = None
+    inconclusive: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Report:
+    """Truthy when every target passed; round-trips through ``report.json``."""
+
+    source: dict
+    environment: dict
+    inputs: dict
+    targets: list[TargetResult]
+    allow_inconclusive: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if not self.targets:
+            return 2
+        codes = [0 if (t.status == "inconclusive" and self.allow_inconclusive) else STATUS_EXIT[t.status]
+                 for t in self.targets]
+        return max(codes)
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_json(self) -> dict:
+        return {"schema_version": SCHEMA_VERSION, "passed": self.passed, "exit_code": self.exit_code,
+                "allow_inconclusive": self.allow_inconclusive, "source": self.source,
+                "environment": self.environment, "inputs": self.inputs,
+                "targets": [t.to_json() for t in self.targets]}
+
+    def write(self, path) -> Path:
+        """Write JSON (or Markdown, for a ``.md`` path); artifact paths become relative to its folder."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".md":
+            text = to_markdown(self)
+        else:
+            data = self.to_json()
+            for entry in data["targets"]:
+                if entry.get("artifact"):
+                    entry["artifact"] = os.path.relpath(entry["artifact"], path.parent.resolve())
+            text = json.dumps(data, indent=2)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return path
+
+    def failures(self) -> list[str]:
+        """One short phrase per target that did not pass."""
+        out = []
+        for t in self.targets:
+            if t.status == "passed" or (t.status == "inconclusive" and self.allow_inconclusive):
+                continue
+            out.append(f"{t.target}: {t.status}" + (f": {t.error}" if t.error else ""))
+        return out
+
+    def verdict(self, path=None) -> str:
+        """The one line every command ends with."""
+        where = f" - report: {path}" if path else ""
+        if self.passed:
+            return f"PASSED ({', '.join(t.target for t in self.targets)}){where}"
+        return f"FAILED ({'; '.join(self.failures()) or 'no targets'}){where}"
+
+
+def load_report(path) -> Report:
+    """Read a report.json written by ``Report.write``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInputError(f"report not found: {path}") from None
+    except ValueError as exc:
+        raise BadInputError(f"malformed report {path}: {exc}") from None
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise BadInputError(f"report {path} has schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    targets = [TargetResult(**{k: v for k, v in t.items() if k in TargetResult.__dataclass_fields__})
+               for t in data["targets"]]
+    return Report(data["source"], data["environment"], data["inputs"], targets, data.get("allow_inconclusive", False))
+
+
+def environment(threads: int, packages: dict) -> dict:
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "threads": threads,
+            "packages": dict(sorted(packages.items()))}
+
+
+def _fmt(value, spec=".3g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def to_markdown(report: Report) -> str:
+    """A summary table fit for a pull-request comment."""
+    lines = [f"## ondevice: {'PASSED' if report.passed else 'FAILED'} (exit {report.exit_code})", "",
+             f"Source `{report.source.get('spec')}` ({report.source.get('framework')}), "
+             f"{report.inputs.get('samples')} {report.inputs.get('kind')} samples, seed {report.inputs.get('seed')}.", "",
+             "| target | status | strategy | max abs err | min cosine | p50 ms | source p50 ms | size |",
+             "|---|---|---|---|---|---|---|---|"]
+    for t in report.targets:
+        outs = (t.parity or {}).get("outputs", [])
+        err = max((o["max_abs_err"] for o in outs), default=None)
+        cos = min((o["cosine"] for o in outs), default=None)
+        size = f"{t.size_bytes / 1024:.1f} KiB" if t.size_bytes else "-"
+        lines.append(f"| {t.target} | {t.status} | {t.strategy or '-'} | {_fmt(err)} | {_fmt(cos, '.6f')} | "
+                     f"{_fmt((t.latency or {}).get('p50_ms'))} | {_fmt((t.source_latency or {}).get('p50_ms'))} | {size} |")
+    problems = [f"- **{t.target}**: {t.error}" for t in report.targets if t.error]
+    if problems:
+        lines += ["", "### Problems", *problems]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,72 @@
+"""The one interface every runtime implements, and the registry of runners."""
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+import numpy as np
+
+from ..errors import BadInputError, InternalError
+from ..specs import TensorSpec
+
+
+class Runner:
+    """Runs one model: ``run({input name: ndarray}) -> {output name: ndarray}``.
+
+    ``inputs`` and ``outputs`` describe the model's own names, shapes and dtypes, in the
+    model's positional order.
+    """
+
+    name = "base"
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+
+_RUNNERS: dict[str, Callable[..., Runner]] = {}
+
+
+def register_runner(name: str):
+    """Register a runner class under ``name``; a duplicate name is refused."""
+
+    def add(cls):
+        if name in _RUNNERS:
+            raise InternalError(f"runner {name!r} is registered twice")
+        cls.name = name
+        _RUNNERS[name] = cls
+        return cls
+
+    return add
+
+
+def get_runner_class(name: str):
+    """A runner class by name; an unknown name lists the valid ones."""
+    from . import _load_all
+
+    _load_all()
+    if name not in _RUNNERS:
+        raise BadInputError(f"unknown runtime {name!r}; known: {', '.join(sorted(_RUNNERS))}")
+    return _RUNNERS[name]
+
+
+def clean_name(name: str) -> str:
+    """A tensor name without runtime decorations (``serving_default_x:0`` -> ``x``)."""
+    name = re.sub(r":\d+$", "", name)
+    return re.sub(r"^serving_default_", "", name)
+
+
+def dims(shape) -> tuple:
+    """A shape as a tuple of ints, with None for dynamic axes."""
+    out = []
+    for d in shape:
+        try:
+            value = int(d)
+        except (TypeError, ValueError):
+            value = -1
+        out.append(None if value < 0 else value)
+    return tuple(out)

@@ -1,0 +1,76 @@
+"""``.tflite`` files on the LiteRT interpreter, or tflite-runtime / tf.lite where that is what exists."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _lazy
+from ..specs import TensorSpec
+from .base import Runner, clean_name, dims, register_runner
+
+
+class _InterpreterRunner(Runner):
+    """The low-level interpreter API: tensors in subgraph order, names without decorations."""
+
+    module = "ai_edge_litert.interpreter"
+
+    def __init__(self, path, threads: int = 1):
+        interpreter_cls = self._interpreter_class()
+        self._interp = interpreter_cls(model_path=str(path), num_threads=threads)
+        self._interp.allocate_tensors()
+        self._in = self._interp.get_input_details()
+        self._out = self._interp.get_output_details()
+        self.inputs = [self._spec(d) for d in self._in]
+        self.outputs = [self._spec(d) for d in self._out]
+
+    def _interpreter_class(self):
+        return _lazy.require(self.module).Interpreter
+
+    @staticmethod
+    def _spec(detail) -> TensorSpec:
+        signature = detail.get("shape_signature")
+        shape = dims(signature) if signature is not None and len(signature) else dims(detail["shape"])
+        return TensorSpec(clean_name(detail["name"]), shape, np.dtype(detail["dtype"]).name)
+
+    def run(self, feeds):
+        for spec, detail in zip(self.inputs, self._in):
+            value = np.ascontiguousarray(feeds[spec.name], dtype=detail["dtype"])
+            if tuple(detail["shape"]) != value.shape:
+                self._interp.resize_tensor_input(detail["index"], value.shape)
+                self._interp.allocate_tensors()
+                self._in = self._interp.get_input_details()
+                self._out = self._interp.get_output_details()
+                detail = next(d for d in self._in if d["index"] == detail["index"])
+            self._interp.set_tensor(detail["index"], value)
+        self._interp.invoke()
+        return {spec.name: np.array(self._interp.get_tensor(d["index"])) for spec, d in zip(self.outputs, self._out)}
+
+    def versions(self):
+        import importlib.metadata as md
+
+        package = {"ai_edge_litert.interpreter": "ai-edge-litert", "tflite_runtime.interpreter": "tflite-runtime",
+                   "tensorflow.lite": "tensorflow"}[self.module]
+        return {package: md.version(package)}
+
+
+@register_runner("litert")
+class LiteRtRunner(_InterpreterRunner):
+    """The default: ``ai_edge_litert.interpreter.Interpreter``."""
+
+    module = "ai_edge_litert.interpreter"
+
+
+@register_runner("tflite-runtime")
+class TfliteRuntimeRunner(_InterpreterRunner):
+    """``tflite_runtime`` (NumPy 1 environments without TensorFlow, typically an edge box)."""
+
+    module = "tflite_runtime.interpreter"
+
+
+@register_runner("tf-lite")
+class TfLiteRunner(_InterpreterRunner):
+    """``tf.lite.Interpreter`` from a full TensorFlow install."""
+
+    module = "tensorflow.lite"
+
+    def _interpreter_class(self):
+        return _lazy.require("tensorflow").lite.Interpreter

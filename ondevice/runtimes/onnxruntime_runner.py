@@ -1,0 +1,39 @@
+"""ONNX files on onnxruntime's CPU provider."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _lazy
+from ..specs import TensorSpec
+from .base import Runner, dims, register_runner
+
+_ORT_TYPES = {
+    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+    "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8", "tensor(int16)": "int16", "tensor(bool)": "bool",
+}
+
+
+@register_runner("onnxruntime")
+class OnnxRuntimeRunner(Runner):
+    """An ``.onnx`` file in an onnxruntime InferenceSession."""
+
+    def __init__(self, path, threads: int = 1):
+        ort = _lazy.require("onnxruntime")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [TensorSpec(i.name, dims(i.shape), _ORT_TYPES.get(i.type, "float32"))
+                       for i in self._session.get_inputs()]
+        self.outputs = [TensorSpec(o.name, dims(o.shape), _ORT_TYPES.get(o.type, "float32"))
+                        for o in self._session.get_outputs()]
+        self._output_names = [o.name for o in self.outputs]
+
+    def run(self, feeds):
+        values = self._session.run(self._output_names, feeds)
+        return {name: np.asarray(v) for name, v in zip(self._output_names, values)}
+
+    def versions(self):
+        return {"onnxruntime": _lazy.require("onnxruntime").__version__}

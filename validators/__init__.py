@@ -1,0 +1,1 @@
+"""Checks run on an artifact against its source: one module per check."""
