@@ -1,0 +1,108 @@
+"""Tiny models with seeded random weights, as factories usable from the CLI (tests/models.py:NAME)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _torch():
+    import torch
+    from torch import nn
+
+    return torch, nn
+
+
+def cnn():
+    """The bundled example CNN (conv, depthwise conv, BN, pooling, linear)."""
+    from ondevice.examples.tiny_cnn import build
+
+    return build()
+
+
+def cnn_other_weights():
+    """The same architecture as cnn() with different weights: validation against it must fail."""
+    torch, _ = _torch()
+    model, example = cnn()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    return model, example
+
+
+def lstm():
+    """A 2-layer LSTM over a 10-step sequence, with a linear head."""
+    torch, nn = _torch()
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.LSTM(8, 16, num_layers=2, batch_first=True)
+            self.head = nn.Linear(16, 4)
+
+        def forward(self, x):
+            out, _ = self.rnn(x)
+            return self.head(out)
+
+    torch.manual_seed(1)
+    return Tagger().eval(), torch.randn(1, 10, 8)
+
+
+def two_outputs():
+    """Two inputs (image and features), two outputs (logits and an embedding)."""
+    torch, nn = _torch()
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = nn.Linear(8 + 4, 6)
+            self.emb = nn.Linear(8, 5)
+
+        def forward(self, image, features):
+            pooled = torch.relu(self.conv(image)).mean(dim=(2, 3))
+            return self.fc(torch.cat([pooled, features], dim=1)), self.emb(pooled)
+
+    torch.manual_seed(2)
+    return TwoHeads().eval(), (torch.rand(1, 3, 16, 16), torch.randn(1, 4))
+
+
+def dead_relu():
+    """A model whose output is always zero: parity on it proves nothing."""
+    torch, nn = _torch()
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU()).eval()
+    with torch.no_grad():
+        model[0].bias.fill_(-100.0)
+    return model, torch.randn(1, 8)
+
+
+def nan_output():
+    """A model whose output is NaN for most inputs (log of a negative number)."""
+    torch, nn = _torch()
+
+    class LogNeg(nn.Module):
+        def forward(self, x):
+            return torch.log(x - 10.0)
+
+    return LogNeg().eval(), torch.randn(1, 8)
+
+
+def raises():
+    """A factory that fails."""
+    raise RuntimeError("weights file is corrupt")
+
+
+def keras_cnn():
+    """A small Keras image model (NHWC), seeded."""
+    import keras
+
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((24, 24, 3), batch_size=1, name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(5, name="logits")(x)
+    model = keras.Model(inputs, outputs)
+    return model, np.random.default_rng(4).random((1, 24, 24, 3), dtype=np.float32)
