@@ -146,7 +146,8 @@ def _install(artifact: Artifact, out_dir: Path, attempts: list) -> Artifact:
     shutil.move(str(artifact.path), final)
     moved = []
     for side in artifact.files:
-        dest = out_dir / f"model{Path(side).suffix}"
+        # Side files keep their names: the artifact refers to them by name (model.bin, external data).
+        dest = out_dir / Path(side).name
         shutil.move(str(side), dest)
         moved.append(dest)
     artifact.path, artifact.files = final, moved

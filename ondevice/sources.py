@@ -88,8 +88,10 @@ def from_object(model: Any, example_inputs: Any = None, declared: list[TensorSpe
     if framework in ("onnx", "file"):
         return load_source(str(model), declared)
     if framework == "torch":
-        if hasattr(model, "eval"):
+        try:
             model.eval()
+        except (AttributeError, NotImplementedError, RuntimeError):
+            pass  # an exported program's module refuses eval(); it has no train mode to leave
         example = _normalise_example(example_inputs, _torch_input_names(model))
     else:
         example = _normalise_example(example_inputs, _keras_input_names(model))

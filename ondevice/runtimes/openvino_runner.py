@@ -12,7 +12,7 @@ def _port_name(port, index: int, prefix: str) -> str:
     names = port.get_names()
     if not names:
         return f"{prefix}_{index}"
-    return port.get_any_name()
+    return port.get_any_name() if len(names) == 1 else sorted(names)[0]
 
 
 @register_runner("openvino")
@@ -27,10 +27,11 @@ class OpenVinoRunner(Runner):
                   "PERFORMANCE_HINT": "LATENCY"}
         self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
+        # Names come from the model as read: compiling can add internal names to a port's set.
         self.inputs = [TensorSpec(_port_name(p, i, "input"), _partial(p), p.get_element_type().to_dtype().name)
-                       for i, p in enumerate(self._compiled.inputs)]
+                       for i, p in enumerate(model.inputs)]
         self.outputs = [TensorSpec(_port_name(p, i, "output"), _partial(p), p.get_element_type().to_dtype().name)
-                        for i, p in enumerate(self._compiled.outputs)]
+                        for i, p in enumerate(model.outputs)]
 
     def run(self, feeds):
         ordered = [feeds[spec.name] for spec in self.inputs]

@@ -1,0 +1,77 @@
+"""What every route into OpenVINO shares: an offline convert_model, port naming, an fp32 save."""
+from __future__ import annotations
+
+import contextlib
+import importlib
+from importlib import metadata
+from pathlib import Path
+
+from ondevice._lazy import require
+
+from .registry import Converted, StrategyFailed
+
+
+@contextlib.contextmanager
+def _telemetry_off():
+    """Keep convert_model from sending usage telemetry over the network.
+
+    OpenVINO's converter reports each conversion to Google Analytics (in a forked process) and
+    honours no environment variable, only CI detection or a consent file in the user's home.
+    It ships a no-op stub for installs without openvino_telemetry; we swap that in meanwhile.
+    """
+    stub = importlib.import_module("openvino.tools.ovc.telemetry_stub")
+    swapped = []
+    for name in ("openvino.tools.ovc.telemetry_utils", "openvino.tools.ovc.convert_impl",
+                 "openvino.tools.ovc.utils"):
+        module = importlib.import_module(name)
+        if hasattr(module, "tm"):
+            swapped.append((module, module.tm))
+            module.tm = stub
+    try:
+        yield
+    finally:
+        for module, original in swapped:
+            module.tm = original
+
+
+def convert(model, what: str = "the model", **options):
+    """``openvino.convert_model`` without telemetry; StrategyFailed with OpenVINO's telling line."""
+    ov = require("openvino")
+    try:
+        with _telemetry_off():
+            return ov.convert_model(model, **options)
+    except Exception as exc:
+        raise StrategyFailed(f"openvino.convert_model of {what} failed: {error_line(exc)}") from None
+
+
+def name_ports(ports, names: list[str], kind: str) -> None:
+    """Give each IR port exactly the source's name (converters name some after internal tensors)."""
+    if len(ports) != len(names):
+        raise StrategyFailed(f"the IR has {len(ports)} {kind}s, the source {len(names)}")
+    for port, name in zip(ports, names):
+        if port.get_names() != {name}:
+            port.get_tensor().set_names({name})
+
+
+def save_ir(ov_model, workdir: Path, inputs: list[str], outputs: list[str]) -> Converted:
+    """Name the I/O after the source and write model.xml + model.bin with fp32 weights.
+
+    ``save_model`` compresses weights to fp16 unless told not to; an fp32 export must stay fp32.
+    """
+    ov = require("openvino")
+    name_ports(ov_model.inputs, inputs, "input")
+    if outputs:
+        name_ports(ov_model.outputs, outputs, "output")
+    xml = Path(workdir) / "model.xml"
+    ov.save_model(ov_model, str(xml), compress_to_fp16=False)
+    return Converted(path=xml, files=[xml.with_suffix(".bin")], versions={"openvino": metadata.version("openvino")})
+
+
+def error_line(exc: BaseException) -> str:
+    """OpenVINO's summary of a failure (its first line is usually a C++ source location)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    details = [line.lstrip("- ") for line in lines if line.startswith("--") or "Conversion is failed for" in line]
+    useful = [line for line in lines
+              if not line.startswith(("Check ", "Exception from", "FrontEnd API failed", "Summary:"))]
+    text = "; ".join(details) if details else (useful or lines or [""])[0]
+    return f"{type(exc).__name__}: {text}"[:300]

@@ -1,0 +1,49 @@
+"""Keras → OpenVINO IR: ``convert_model`` of the live Keras model, else of its ONNX export.
+
+``openvino.save_model`` compresses weights to fp16 unless told otherwise; we keep fp32 so the
+artifact matches the source (fp16 is a quantize option, not a default).
+"""
+from __future__ import annotations
+
+import warnings
+
+from ondevice._lazy import require
+
+from .keras_onnx import export_onnx, tf2onnx_versions
+from .keras_tflite import batch_note, input_signature, output_names
+from ._openvino import convert, save_ir
+from .onnx_openvino import onnx_to_openvino
+from .registry import ConversionJob, Converted, strategy
+
+
+@strategy("keras", "openvino", "keras-openvino-direct", order=10,
+          summary="openvino.convert_model of the Keras model with fixed input shapes, fp32 IR")
+def convert_direct(job: ConversionJob) -> Converted:
+    """OpenVINO's TensorFlow frontend traces the Keras model itself."""
+    tf = require("tensorflow")
+    shapes = [shape for _, shape, _ in input_signature(job)]
+    with warnings.catch_warnings():
+        # Keras warns that OpenVINO's tracer passes a one-input model a tuple; harmless.
+        warnings.simplefilter("ignore", UserWarning)
+        ov_model = convert(job.source.model, "the Keras model", input=shapes)
+    converted = save_ir(ov_model, job.workdir, [s.name for s in job.source.inputs], output_names(job))
+    converted.versions["tensorflow"] = tf.__version__
+    converted.notes = batch_note(job)
+    return converted
+
+
+@strategy("keras", "openvino", "keras-openvino-onnx", order=20,
+          summary="tf2onnx export (with graph repair), then openvino.convert_model of the ONNX file")
+def convert_via_onnx(job: ConversionJob) -> Converted:
+    """Through the keras-onnx-tf2onnx export; the ONNX names carry over into the IR."""
+    onnx_file = job.workdir / "intermediate.onnx"
+    repairs = export_onnx(job, onnx_file)
+    try:
+        converted = onnx_to_openvino(onnx_file, job.workdir, [s.name for s in job.source.inputs],
+                                     output_names(job))
+    finally:
+        # The IR holds its own copy of the weights; the ONNX file was only a stepping stone.
+        onnx_file.unlink(missing_ok=True)
+    converted.versions.update(tf2onnx_versions())
+    converted.notes = batch_note(job) + [f"graph repair: {r}" for r in repairs]
+    return converted

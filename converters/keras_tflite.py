@@ -1,0 +1,197 @@
+"""Keras → TFLite (LiteRT): TFLiteConverter on a fixed-batch concrete function.
+
+Keras 3 recurrent models (Embedding→LSTM, Conv1D→GRU, Bidirectional LSTM, even a plain LSTM
+stack) fail ``from_keras_model`` with "TensorListReserve requires element_shape to be static"
+when their batch axis is None; a concrete function whose input signature fixes every shape to
+the example's converts them all. The converter can segfault (int8 calibration of an LSTM), so
+it runs in a fresh process that reloads the model from a ``.keras`` file.
+
+The helpers ``serving_function`` and ``variable_holder`` are shared with the other Keras routes.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ondevice._isolate import IsolatedFailure, call_isolated
+from ondevice._lazy import require
+from ondevice.specs import concrete_shape
+
+from .registry import ConversionJob, Converted, StrategyFailed, strategy
+
+_TIMEOUT_S = 900
+_KERAS_FILES = (".keras", ".h5")
+
+
+# ---- helpers shared by the Keras routes -------------------------------------------------------
+
+def input_signature(job: ConversionJob) -> list[list]:
+    """The source inputs as JSON-able ``[name, shape, dtype]``, every axis fixed (batch = example's)."""
+    return [[spec.name, list(concrete_shape(spec)), str(spec.dtype)] for spec in job.source.inputs]
+
+
+def output_names(job: ConversionJob) -> list[str]:
+    """The names the artifact's outputs should carry: the source's, else the model's own."""
+    names = [spec.name for spec in job.source.outputs or []]
+    return names or list(getattr(job.source.model, "output_names", None) or [])
+
+
+def serving_function(model, inputs: list[list], outputs: list[str]):
+    """A tf.function calling ``model`` on fixed-shape inputs and returning ``{output name: tensor}``.
+
+    The TensorSpec names become the input names of the TFLite signature and of the ONNX graph;
+    the dict keys become their output names.
+    """
+    tf = require("tensorflow")
+    specs = [tf.TensorSpec(shape, tf.as_dtype(dtype), name=name) for name, shape, dtype in inputs]
+
+    @tf.function(input_signature=specs)
+    def serve(*args):
+        # A functional model with several inputs takes them as a list in positional order.
+        result = model(list(args) if len(args) > 1 else args[0], training=False)
+        return _named_outputs(tf, result, outputs)
+
+    return serve
+
+
+def _named_outputs(tf, result, names: list[str]) -> dict:
+    if isinstance(result, dict):
+        return dict(result)
+    flat = tf.nest.flatten(result)
+    if len(names) != len(flat):
+        names = [f"output_{i}" for i in range(len(flat))]
+    return dict(zip(names, flat))
+
+
+def variable_holder(model):
+    """A tf.Module tracking the model's TF variables, so converters can freeze them.
+
+    Keras 3 variables wrap a tf.Variable (``.value``); passing the Keras model itself to
+    ``from_concrete_functions`` leaves the weights unread (NaN outputs, READ_VARIABLE errors).
+    """
+    tf = require("tensorflow")
+    holder = tf.Module()
+    holder.tracked = [_tf_variable(v) for v in model.variables]
+    return holder
+
+
+def _tf_variable(variable):
+    inner = getattr(variable, "value", variable)
+    return variable if callable(inner) else inner   # tf.Variable.value is a method
+
+
+def batch_note(job: ConversionJob) -> list[str]:
+    """A note when the Keras model's batch axis was free and conversion fixed it."""
+    tensors = getattr(job.source.model, "inputs", None) or []
+    if any(t.shape and t.shape[0] is None for t in tensors):
+        batch = concrete_shape(job.source.inputs[0])[0] if job.source.inputs else 1
+        return [f"batch axis fixed to {batch} for conversion"]
+    return []
+
+
+# ---- subprocess worker -----------------------------------------------------------------------
+
+class ConverterFailed(RuntimeError):
+    """The conversion failed for a reason already phrased as one line."""
+
+
+def convert_file(model_path: str, inputs: list, outputs: list, out_path: str, mode: str) -> dict:
+    """Reload a Keras file and write ``out_path`` (.tflite); runs inside call_isolated."""
+    keras = require("keras")
+    try:
+        model = keras.models.load_model(model_path, safe_mode=True, compile=False)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ConverterFailed("cannot reload the Keras model in a fresh process (custom or Lambda layers?): "
+                              f"{type(exc).__name__}: {first}") from None
+    return convert_model(model, inputs, outputs, out_path, mode)
+
+
+def convert_model(model, inputs: list, outputs: list, out_path: str, mode: str = "concrete") -> dict:
+    """Convert a live Keras model to ``out_path``; ``mode`` is "concrete" or "keras" (from_keras_model)."""
+    tf = require("tensorflow")
+    keras = require("keras")
+    if mode == "concrete":
+        serve = serving_function(model, inputs, outputs)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions(
+            [serve.get_concrete_function()], variable_holder(model))
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    try:
+        blob = converter.convert()
+    except Exception as exc:
+        raise ConverterFailed(converter_reason(exc)) from None
+    Path(out_path).write_bytes(blob)
+    return {"tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+def converter_reason(exc: BaseException) -> str:
+    """The converter's first MLIR error without its location prefix, else its first line."""
+    text = str(exc)
+    for line in text.splitlines():
+        if "error:" not in line:
+            continue
+        op_error = re.search(r"('[\w.]+' op .+)$", line)
+        return op_error.group(1) if op_error else line.split("error:", 1)[1].strip()
+    lines = text.strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+# ---- strategies ------------------------------------------------------------------------------
+
+def _model_file(job: ConversionJob) -> tuple[Path, bool]:
+    """A Keras file the subprocess can load, and whether we wrote it (to remove afterwards)."""
+    path = job.source.path
+    if path is not None and Path(path).is_file() and Path(path).suffix.lower() in _KERAS_FILES:
+        return Path(path), False
+    saved = job.workdir / "source.keras"
+    try:
+        job.source.model.save(str(saved))
+    except Exception as exc:
+        raise StrategyFailed(f"cannot save the Keras model for a subprocess: {type(exc).__name__}: "
+                             f"{(str(exc).strip().splitlines() or [''])[0][:200]}") from None
+    return saved, True
+
+
+def _convert_isolated(job: ConversionJob, mode: str) -> Converted:
+    model_path, temporary = _model_file(job)
+    out = job.workdir / "model.tflite"
+    kwargs = {"model_path": str(model_path), "inputs": input_signature(job), "outputs": output_names(job),
+              "out_path": str(out), "mode": mode}
+    try:
+        versions = call_isolated("converters.keras_tflite:convert_file", kwargs, timeout=_TIMEOUT_S)
+    except IsolatedFailure as exc:
+        reason = exc.reason.removeprefix(f"{ConverterFailed.__name__}: ")
+        raise StrategyFailed(f"TFLite conversion failed: {reason}") from None
+    finally:
+        if temporary:
+            model_path.unlink(missing_ok=True)
+    notes = batch_note(job) if mode == "concrete" else []
+    return Converted(path=out, versions=versions, notes=notes)
+
+
+@strategy("keras", "tflite", "keras-tflite-converter", order=10,
+          summary="TFLiteConverter on a fixed-batch concrete function, in a subprocess")
+def convert_concrete(job: ConversionJob) -> Converted:
+    """Fixed-shape concrete function: converts recurrent models and keeps Keras I/O names."""
+    return _convert_isolated(job, "concrete")
+
+
+@strategy("keras", "tflite", "keras-tflite-keras-model", order=20,
+          summary="TFLiteConverter.from_keras_model, in a subprocess (outputs named output_N)")
+def convert_keras_model(job: ConversionJob) -> Converted:
+    """The converter's own Keras entry point; fails on recurrent models whose batch axis is free."""
+    return _convert_isolated(job, "keras")
+
+
+@strategy("keras", "tflite", "keras-tflite-inprocess", order=30,
+          summary="fixed-batch concrete function converted in this process (models that cannot be saved)")
+def convert_inprocess(job: ConversionJob) -> Converted:
+    """Last resort for models a fresh process cannot reload; a converter crash here is not contained."""
+    out = job.workdir / "model.tflite"
+    try:
+        versions = convert_model(job.source.model, input_signature(job), output_names(job), str(out))
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, ConverterFailed) else converter_reason(exc)
+        raise StrategyFailed(f"TFLite conversion failed: {reason[:300]}") from None
+    return Converted(path=out, versions=versions, notes=batch_note(job))

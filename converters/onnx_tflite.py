@@ -1,0 +1,279 @@
+"""ONNX -> TFLite with onnx2tf 1.28.8; ``onnx2tf_convert`` also serves the PyTorch route.
+
+How onnx2tf is run, and why:
+
+* One fresh process per conversion (``call_isolated``): repeated ``onnx2tf.convert()`` calls in
+  one process fail, and ``import onnx2tf`` sets ``TF_USE_LEGACY_KERAS=1`` for its process.
+* Offline: when every input is image-like onnx2tf reads
+  ``calibration_image_sample_data_20x128x128x3_float32.npy`` from its working directory, and
+  downloads it from GitHub when absent (a network-less run then fails with ConnectionError).
+  We write our own seeded uniform [0, 1) array of that name there first; it only feeds onnx2tf's
+  dummy inference, never the weights. ``copy_onnx_input_output_names_to_tflite`` is refused: it
+  needs ``flatc`` and downloads the TFLite schema with curl.
+* onnx2tf converts a copy: with simplification it rewrites its input ONNX file in place.
+* Simplification: onnx2tf runs the ``onnxsim`` executable found through PATH and silently skips
+  it when there is none; the venv's ``bin`` is not on PATH when Python is started as
+  ``.venv/bin/python``, so whether onnxsim ran used to depend on how Python was launched. Both
+  strategies now decide explicitly. Measured (2 cores; seconds include the ~5 s child start):
+
+  =====================  ========================  ===========================
+  ONNX file (torch)      no onnxsim (order 10)     onnxsim (order 20)
+  =====================  ========================  ===========================
+  CNN, dynamo / TS       ok 4.5 / 5.9 s            ok 12.8 / 19.0 s
+  LSTM, dynamo           ok 9.5 s                  fails: LSTM initial_state
+  LSTM, TorchScript      fails: Expand             fails: LSTM initial_state
+  Transformer, dynamo    ok 8.8 s                  ok 20.8 s
+  Transformer, TS        fails: Mul (20.7 s)       ok 14.4 s
+  ConvTranspose, 4-D z   ok 4.3 / 4.0 s            ok 12.0 / 12.1 s
+  Two outputs, CNN       ok 4.0 / 3.7 s            ok 13.7 / 12.3 s
+  =====================  ========================  ===========================
+
+  Errors were <= 3e-7 wherever it converted. Without onnxsim is two to three times faster and
+  converts every family from a dynamo-exported file (the PyTorch route's first ONNX), so it goes
+  first and is ``onnx2tf_convert``'s default; onnxsim rescues the TorchScript Transformer.
+* Silently wrong: a Linear -> view -> ConvTranspose generator converts with or without onnxsim,
+  but the LiteRT interpreter refuses it ("TRANSPOSE_CONV failed to prepare") and
+  ``tf.lite.Interpreter`` runs it with errors of 0.15-0.26 on outputs within +-0.35. Only the
+  harness's parity probe catches this; the strategy cannot.
+
+What the .tflite looks like (measured):
+
+* Input tensors keep the ONNX input names. 4-D inputs become NHWC; 3-D inputs are transposed too,
+  (N, C, W) -> (N, W, C): the LSTM's 1x10x8 becomes 1x8x10; 2-D inputs are unchanged.
+* Outputs follow no single rule: 4-D outputs are NHWC; a Transformer's 3-D output 1x6x16 became
+  1x16x6, but the LSTM's 3-D output 1x10x4 stayed 1x10x4. ``channels_last=True`` tells the
+  harness to permute; it must compare shapes per tensor (the notes list ONNX -> TFLite shapes),
+  and a tensor that the permutation maps onto its own shape (e.g. 1x8x8) is ambiguous.
+* Output tensors come out named ``Identity``, ``Identity_1``, ... in ONNX output order (checked
+  with two-output models). ``output_signaturedefs=True`` does not keep the ONNX names: the
+  .tflite still has no SignatureDef, the SavedModel's signature calls its outputs ``output_0``...,
+  names starting with "/" get a "wa/" prefix, and it prints to stdout. So after conversion we
+  name the .tflite input and output tensors with the ONNX names ourselves (TensorFlow's
+  flatbuffer_utils, offline). Run the model by tensor, not by signature.
+* Names: onnx2tf turns an input "img:0" into "img__0", and an output named "out:0" was dropped
+  from the model without any message (the .tflite had one output for two). I/O names that are not
+  plain identifiers are therefore renamed in the copy onnx2tf converts and restored afterwards,
+  and an output count that differs from the ONNX graph's fails the strategy.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from ondevice import _lazy
+from ondevice._isolate import IsolatedFailure, call_isolated
+
+from .onnx_onnx import copy_onnx
+from .registry import ConversionJob, Converted, StrategyFailed, strategy
+
+CALIBRATION_NAME = "calibration_image_sample_data_20x128x128x3_float32.npy"
+_TIMEOUT_S = 900
+
+
+def onnx2tf_convert(onnx_path: Path, workdir: Path, *, simplify: bool = False, **options) -> Converted:
+    """Convert an ONNX file with onnx2tf in a subprocess to ``workdir/model.tflite`` (float32, NHWC I/O).
+
+    ``simplify`` runs onnxsim first (off by default: see the module notes); ``options`` go to
+    ``onnx2tf.convert`` unchanged, except one that would reach the network.
+    """
+    if options.get("copy_onnx_input_output_names_to_tflite"):
+        raise StrategyFailed("copy_onnx_input_output_names_to_tflite downloads a schema with curl; "
+                             "output names are restored offline instead")
+    workdir = Path(workdir)
+    work = workdir / "onnx2tf"
+    work.mkdir(parents=True, exist_ok=True)
+    _write_calibration(work)
+    model_copy = work / "source.onnx"   # onnxsim rewrites its input in place: never the user's file
+    copy_onnx(Path(onnx_path), model_copy)
+    shapes = _onnx_shapes(model_copy)
+    renamed = _rename_io(model_copy)
+    options = {key: [renamed.get(n, n) for n in value] if key.endswith("_input_names") and value else value
+               for key, value in options.items()}
+    kwargs = {"onnx_path": str(model_copy), "output_folder": str(work / "out"), "output_names": shapes[1],
+              "restore": {new: old for old, new in renamed.items()},
+              "options": {"not_use_onnxsim": not simplify, "non_verbose": True, **options}}
+    try:
+        result = call_isolated("converters.onnx_tflite:_onnx2tf_worker", kwargs, timeout=_TIMEOUT_S,
+                               cwd=str(work), env=_child_env(simplify))
+    except IsolatedFailure as exc:
+        cause = telling_line(exc.output, exc.reason, _op_types(model_copy))
+        log = workdir / "onnx2tf.log"
+        log.write_text(exc.output)
+        shutil.rmtree(work, ignore_errors=True)
+        raise StrategyFailed(f"onnx2tf failed: {cause} (full log: {log})") from None
+    artifact = workdir / "model.tflite"
+    shutil.move(result["tflite"], artifact)
+    shutil.rmtree(work, ignore_errors=True)   # SavedModel, fp16 .tflite, calibration data: not artifacts
+    notes = _layout_notes(shapes, result["inputs"], result["outputs"])
+    return Converted(path=artifact, channels_last=True, versions=_versions(simplify), notes=notes)
+
+
+def _write_calibration(work: Path) -> None:
+    # Our own data under the name onnx2tf looks for, so it never downloads its sample images.
+    images = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
+    np.save(work / CALIBRATION_NAME, images)
+
+
+def _child_env(simplify: bool) -> dict:
+    """PATH for the child: with simplification, the running interpreter's scripts folder first."""
+    if not simplify:
+        return {}   # not_use_onnxsim=True already; PATH is irrelevant
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    if shutil.which("onnxsim", path=path) is None:
+        # onnx2tf would skip the step without a word, making this strategy a copy of the other.
+        raise StrategyFailed("onnxsim executable not found next to the Python interpreter nor on PATH")
+    return {"PATH": path}
+
+
+def _onnx_shapes(onnx_path: Path) -> tuple[dict, list, dict]:
+    """ONNX input shapes by name, output names in order, output shapes by name (None: dynamic)."""
+    onnx = _lazy.require("onnx")
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+
+    def dims(value):
+        return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+
+    inputs = {v.name: dims(v) for v in graph.input if v.name not in initializers}
+    return inputs, [v.name for v in graph.output], {v.name: dims(v) for v in graph.output}
+
+
+# onnx2tf mangles I/O names outside this pattern: "x:0" becomes "x__0" and an output named
+# "out:0" was dropped from the model without a word. Such names are renamed for the conversion
+# and restored in the .tflite afterwards.
+_PLAIN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _rename_io(onnx_path: Path) -> dict:
+    """Give the graph's inputs and outputs with unusual names plain ones, in place; old -> new."""
+    onnx = _lazy.require("onnx")
+    model = onnx.load(str(onnx_path), load_external_data=False)   # external data stays where it is
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    names = [v.name for v in graph.input if v.name not in initializers] + [v.name for v in graph.output]
+    renamed = {name: f"ondevice_io_{i}" for i, name in enumerate(names) if not _PLAIN_NAME.match(name)}
+    if renamed:
+        _rename_in_graph(graph, renamed)
+        onnx.save(model, str(onnx_path))
+    return renamed
+
+
+def _rename_in_graph(graph, renamed: dict) -> None:
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        value.name = renamed.get(value.name, value.name)
+    for node in graph.node:
+        node.input[:] = [renamed.get(n, n) for n in node.input]
+        node.output[:] = [renamed.get(n, n) for n in node.output]
+        for attribute in node.attribute:   # If/Loop/Scan bodies may read outer names
+            for body in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                _rename_in_graph(body, renamed)
+
+
+def _versions(simplify: bool) -> dict:
+    packages = ["onnx2tf", "tensorflow", "onnx"] + (["onnxsim"] if simplify else [])
+    versions = {}
+    for package in packages:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _layout_notes(onnx_shapes: tuple, inputs: list, outputs: list) -> list[str]:
+    """One note per tensor: its ONNX and TFLite shapes, since onnx2tf moves channels per tensor."""
+    input_shapes, _, output_shapes = onnx_shapes
+    notes = [f"input {name!r}: ONNX {input_shapes.get(name)} -> TFLite {shape}" for name, shape in inputs]
+    return notes + [f"output {name!r}: ONNX {output_shapes.get(name)} -> TFLite {shape}" for name, shape in outputs]
+
+
+# onnx2tf reports a failed op as "ERROR: onnx_op_name: /rnn/Expand" below a Python traceback.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b")
+_BOILERPLATE = ("trace log", "Read this and deal", "Alternatively,", "If the input OP", "Also, for models",
+                "input_onnx_file_path:")
+
+
+def telling_line(output: str, fallback: str = "", op_types: dict | None = None) -> str:
+    """The one line of an onnx2tf log that best names why it failed: the op and the exception."""
+    lines = [_ANSI.sub("", line).strip() for line in (output or "").splitlines()]
+    errors = [l.split("ERROR:", 1)[1].strip() for l in lines
+              if "ERROR:" in l and not any(b in l for b in _BOILERPLATE)]
+    op_name = next((e.split("onnx_op_name:", 1)[1].strip() for e in errors if "onnx_op_name:" in e), None)
+    exceptions = [l for l in lines if _EXCEPTION.match(l)]
+    others = [e for e in errors if "onnx_op_name:" not in e]
+    cause = exceptions[-1] if exceptions else (others[-1] if others else fallback or "(no output)")
+    if op_name:
+        op_type = (op_types or {}).get(op_name)
+        cause = f"{op_type + ' ' if op_type else ''}node {op_name!r}: {cause}"
+    return cause[:400]
+
+
+def _op_types(onnx_path: Path) -> dict:
+    """Node name -> op type, to name the op that blocked onnx2tf (empty if the file is unreadable)."""
+    try:
+        onnx = _lazy.require("onnx")
+        return {n.name: n.op_type for n in onnx.load(str(onnx_path), load_external_data=False).graph.node}
+    except Exception:  # only decorates an error message
+        return {}
+
+
+def _onnx2tf_worker(onnx_path: str, output_folder: str, output_names: list, restore: dict,
+                    options: dict) -> dict:
+    """Runs in the child: onnx2tf.convert, then the ONNX names onto the .tflite inputs and outputs."""
+    import onnx2tf
+
+    try:
+        onnx2tf.convert(input_onnx_file_path=onnx_path, output_folder_path=output_folder, **options)
+    except SystemExit as exc:   # onnx2tf reports errors by printing them and calling sys.exit(1)
+        raise RuntimeError(f"onnx2tf exited with status {exc.code}") from None
+    tflite = Path(output_folder) / f"{Path(onnx_path).stem}_float32.tflite"
+    if not tflite.exists():
+        raise RuntimeError(f"onnx2tf wrote no {tflite.name}")
+    return {"tflite": str(tflite), **_restore_names(tflite, output_names, restore)}
+
+
+def _restore_names(tflite: Path, output_names: list, restore: dict) -> dict:
+    """Inputs back to their ONNX names; outputs (``Identity``, ``Identity_1``...) named in ONNX order."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(tflite))
+    graph = model.subgraphs[0]
+    if len(graph.outputs) != len(output_names):
+        raise RuntimeError(f"onnx2tf produced {len(graph.outputs)} outputs for the {len(output_names)} "
+                           "of the ONNX graph")
+    for index in graph.inputs:
+        name = _decode(graph.tensors[index].name)
+        graph.tensors[index].name = restore.get(name, name).encode()
+    for index, name in zip(graph.outputs, output_names):
+        graph.tensors[index].name = name.encode()
+    flatbuffer_utils.write_model(model, str(tflite))
+
+    def described(indices):
+        return [[_decode(graph.tensors[i].name), [int(d) for d in graph.tensors[i].shape]] for i in indices]
+
+    return {"inputs": described(graph.inputs), "outputs": described(graph.outputs)}
+
+
+def _decode(name) -> str:
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+@strategy("onnx", "tflite", "onnx-tflite-onnx2tf", order=10,
+          summary="onnx2tf on the ONNX graph as it is (no onnxsim); NHWC inputs, float32")
+def onnx_tflite_onnx2tf(job: ConversionJob) -> Converted:
+    """onnx2tf without simplification: converted every family we tried from a dynamo-exported file."""
+    return onnx2tf_convert(Path(job.source.path or job.source.model), job.workdir, simplify=False)
+
+
+@strategy("onnx", "tflite", "onnx-tflite-onnx2tf-onnxsim", order=20,
+          summary="onnxsim, then onnx2tf; NHWC inputs, float32")
+def onnx_tflite_onnx2tf_onnxsim(job: ConversionJob) -> Converted:
+    """onnx2tf after onnxsim: rescues graphs such as a TorchScript-exported Transformer encoder."""
+    return onnx2tf_convert(Path(job.source.path or job.source.model), job.workdir, simplify=True)

@@ -1,0 +1,98 @@
+"""PyTorch -> TFLite (LiteRT): litert-torch first, then ONNX exports handed to onnx2tf."""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+
+from ondevice._lazy import is_instance_of, require
+
+from .registry import ConversionJob, Converted, StrategyFailed, strategy
+from .torch_onnx import example_args, export_onnx, one_line, package_versions, quiet_torch_export
+
+
+@strategy("torch", "tflite", "torch-tflite-litert", order=10,
+          summary="litert_torch.convert: torch.export lowered straight to TFLite, NCHW I/O kept")
+def convert_litert(job: ConversionJob) -> Converted:
+    """TFLite through litert-torch, in this process: it needs no TensorFlow, and repeated
+    conversions in one process (mixed with ONNX and OpenVINO exports) measured clean."""
+    litert_torch = require("litert_torch")
+    path = job.workdir / "model.tflite"
+    args, kwargs = _sample_inputs(job.source)
+    try:
+        with _litert_progress_off(), quiet_torch_export():
+            edge_model = litert_torch.convert(job.source.model, args, kwargs)
+            edge_model.export(str(path))
+    except Exception as exc:
+        raise StrategyFailed(f"litert_torch.convert failed: {one_line(exc)}") from None
+    if not path.exists():
+        raise StrategyFailed("litert_torch wrote no .tflite file")
+    notes = [] if kwargs else ["signature inputs are named args_0, args_1, ... (positional)"]
+    if any(spec.dtype in ("int64", "float64") for spec in job.source.inputs):
+        # litert-torch downcasts 64-bit tensors unless enable_x64; most runtimes lack them.
+        notes.append("64-bit inputs and outputs become int32 / float32 in the .tflite")
+    return Converted(path=path, channels_last=False, notes=notes,
+                     versions=package_versions("torch", "litert-torch"))
+
+
+def _sample_inputs(source) -> tuple[tuple, dict | None]:
+    """Positional args, or keyword args when the source's input names are forward()'s own.
+
+    litert-torch names a signature input after its keyword (else ``args_N``), so keywords keep
+    the source's names in the .tflite file; only names forward() really takes can be keywords.
+    """
+    args = example_args(source)
+    names = [spec.name for spec in source.inputs]
+    if is_instance_of(source.model, "torch.fx", "GraphModule"):
+        # A .pt2's module() shows named parameters but its input spec accepts positions only.
+        return args, None
+    try:
+        params = list(inspect.signature(source.model.forward).parameters.values())
+    except (TypeError, ValueError, AttributeError):
+        return args, None
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if positional[:len(names)] != names or any(p.kind == p.POSITIONAL_ONLY for p in params[:len(names)]):
+        return args, None
+    return (), dict(zip(names, args))
+
+
+@contextlib.contextmanager
+def _litert_progress_off():
+    """litert-torch prints a progress tree to stdout unless LITERT_TORCH_SHOW_PROGRESS says no."""
+    key = "LITERT_TORCH_SHOW_PROGRESS"
+    if key in os.environ:  # the user chose; leave it
+        yield
+        return
+    os.environ[key] = "n"
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
+
+
+def _via_onnx2tf(job: ConversionJob, dynamo: bool) -> Converted:
+    """Export ONNX into the workdir, then run onnx2tf on it in its own process (channel-last I/O)."""
+    from .onnx_tflite import onnx2tf_convert
+
+    onnx_path = export_onnx(job.source, job.workdir / "intermediate.onnx", dynamo)
+    # onnxsim slows onnx2tf 2-3x and adds nothing on dynamo files, but it is what lets the
+    # TorchScript export of a Transformer convert (measured); so only that fallback uses it.
+    converted = onnx2tf_convert(onnx_path, job.workdir, simplify=not dynamo)
+    exporter = "dynamo" if dynamo else "TorchScript"
+    converted.notes.append(f"converted by onnx2tf from the {exporter} ONNX export (intermediate.onnx)")
+    converted.versions = {**package_versions("torch", "onnx"), **converted.versions}
+    return converted
+
+
+@strategy("torch", "tflite", "torch-tflite-onnx2tf", order=20,
+          summary="dynamo ONNX export, then onnx2tf in a subprocess (channel-last I/O)")
+def convert_onnx2tf(job: ConversionJob) -> Converted:
+    """TFLite from the dynamo ONNX export through onnx2tf."""
+    return _via_onnx2tf(job, dynamo=True)
+
+
+@strategy("torch", "tflite", "torch-tflite-onnx2tf-torchscript", order=30,
+          summary="TorchScript ONNX export, then onnx2tf in a subprocess (channel-last I/O)")
+def convert_onnx2tf_torchscript(job: ConversionJob) -> Converted:
+    """TFLite from the TorchScript ONNX export through onnx2tf."""
+    return _via_onnx2tf(job, dynamo=False)
