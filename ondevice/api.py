@@ -38,7 +38,8 @@ def export(model, example_inputs=None, targets=TARGETS, out_dir="out", *, inputs
 
 
 def validate(model, artifacts, samples=8, seed=0, *, example_inputs=None, inputs=(), inputs_file=None,
-             atol=None, rtol=None, threads=None, runs=50, allow_inconclusive=False, trust_pickle=False):
+             atol=None, rtol=None, threads=None, runs=50, allow_inconclusive=False, trust_pickle=False,
+             budget_s=None, timeout_s=600):
     """Judge exported ``artifacts`` (an Artifacts or its folder) against ``model``; returns a Report."""
     from .artifacts import Artifacts
     from .pipeline import validate_artifacts
@@ -47,7 +48,7 @@ def validate(model, artifacts, samples=8, seed=0, *, example_inputs=None, inputs
     if not isinstance(artifacts, Artifacts):
         artifacts = Artifacts.load(artifacts)
     return validate_artifacts(source, artifacts, samples, seed, inputs_file, _tolerance(atol, rtol), threads,
-                              runs, allow_inconclusive=allow_inconclusive)
+                              runs, allow_inconclusive=allow_inconclusive, budget_s=budget_s, timeout_s=timeout_s)
 
 
 def check(model, example_inputs=None, targets=TARGETS, out_dir="out", *, samples=8, seed=0, inputs=(),

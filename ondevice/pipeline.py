@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import os
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+from ._isolate import IsolatedFailure, call_isolated
 from ._quiet import quiet
-from .artifacts import ArtifactRunner, Artifacts
-from .errors import BadInputError, OndeviceError
+from .artifacts import Artifacts
+from .errors import BadInputError
 from .exporter import export_source, fill_source_outputs, reference_runner
 from .report import Report, TargetResult, environment
 from .specs import load_samples, make_samples, samples_digest
+from .worker import load_samples_file, save_samples
 from validators import latency as latency_check
 from validators.parity import Tolerance, compare, uninformative_outputs
 
@@ -54,42 +58,76 @@ def _reference(source, samples, threads):
         raise BadInputError(f"the source model failed on the samples: {type(exc).__name__}: {exc}") from None
 
 
+WORKER_TIMEOUT_S = 600
+
+
 def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int = 0, inputs_file=None,
                        tolerance: Tolerance | None = None, threads: int | None = None, runs: int = 50,
-                       warmup: int = 5, allow_inconclusive: bool = False) -> Report:
-    """Judge every artifact against the source on the same seeded samples."""
+                       warmup: int = 5, allow_inconclusive: bool = False, budget_s: float | None = None,
+                       timeout_s: float = WORKER_TIMEOUT_S) -> Report:
+    """Judge every artifact against the source on the same seeded samples.
+
+    The source runs here; each artifact runs in a worker process of its own, so a runtime that
+    crashes or hangs marks only its target ``error``.
+    """
     threads = threads or default_threads()
     data, inputs_info = _samples(source, samples, seed, inputs_file)
     inputs_info["sha256"] = samples_digest(data)
     ref_runner, reference = _reference(source, data, threads)
     dead = uninformative_outputs(reference)
     with quiet():
-        source_latency = latency_check.measure(lambda: ref_runner.run(data[0]), threads, runs, warmup).to_json()
+        source_latency = latency_check.measure(lambda: ref_runner.run(data[0]), threads, runs, warmup,
+                                               budget_s).to_json()
     results = []
-    for artifact in artifacts:
-        tol = tolerance or Tolerance.default(artifact.quantize)
-        results.append(_judge(artifact, data, reference, dead, tol, threads, runs, warmup))
-        results[-1].source_latency = source_latency
+    with tempfile.TemporaryDirectory(prefix="ondevice-validate-") as tmp:
+        samples_path = Path(tmp) / "samples.npz"
+        save_samples(samples_path, data)
+        for index, artifact in enumerate(artifacts):
+            tol = tolerance or Tolerance.default(artifact.quantize)
+            job = _WorkerJob(artifacts.out_dir, index, samples_path, Path(tmp) / f"outputs{index}.npz",
+                             threads, runs, warmup, budget_s, timeout_s)
+            result = _judge(artifact, job, reference, dead, tol)
+            if result.latency and source_latency["p50_ms"] > 0:
+                result.latency["speedup_vs_source"] = source_latency["p50_ms"] / result.latency["p50_ms"]
+            result.source_latency = source_latency
+            results.append(result)
     for failure in artifacts.failures:
-        results.append(TargetResult(failure["target"], "conversion_error", error=failure["error"]))
+        results.append(TargetResult(failure["target"], failure.get("status", "conversion_error"),
+                                    failure.get("quantize"), error=failure["error"]))
     versions = {**installed_versions(), **ref_runner.versions()}
     return Report(source.to_json(), environment(threads, versions), inputs_info, results, allow_inconclusive)
 
 
-def _judge(artifact, data, reference, dead, tol, threads, runs, warmup) -> TargetResult:
+@dataclass(frozen=True)
+class _WorkerJob:
+    out_dir: Path
+    index: int
+    samples_path: Path
+    outputs_path: Path
+    threads: int
+    runs: int
+    warmup: int
+    budget_s: float | None
+    timeout_s: float
+
+    def run(self) -> dict:
+        kwargs = {"out_dir": str(self.out_dir), "index": self.index, "samples_path": str(self.samples_path),
+                  "outputs_path": str(self.outputs_path), "threads": self.threads, "runs": self.runs,
+                  "warmup": self.warmup, "budget_s": self.budget_s}
+        return call_isolated("ondevice.worker:measure_artifact", kwargs, timeout=self.timeout_s)
+
+
+def _judge(artifact, job: _WorkerJob, reference, dead, tol) -> TargetResult:
     result = TargetResult(artifact.target, "error", artifact.quantize, artifact=str(artifact.path.resolve()),
                           strategy=artifact.strategy, size_bytes=artifact.size_bytes)
     try:
-        with quiet():
-            runner = ArtifactRunner(artifact, threads)
-            actual = [runner.run(s) for s in data]
-    except OndeviceError as exc:
-        result.error = str(exc)
+        facts = job.run()
+    except IsolatedFailure as failure:
+        result.error = f"runtime worker failed: {failure.reason}"
         return result
-    except Exception as exc:
-        result.error = f"runtime failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        return result
-    result.runtime = runner.runtime
+    actual = load_samples_file(job.outputs_path)
+    result.runtime, result.latency = facts["runtime"], facts["latency"]
+    result.footprint = {"size_bytes": artifact.size_bytes, **facts["footprint"]}
     parity = compare(reference, actual, tol)
     result.parity = parity.to_json()
     if not parity.passed:
@@ -99,9 +137,6 @@ def _judge(artifact, data, reference, dead, tol, threads, runs, warmup) -> Targe
         result.error = "parity inconclusive: " + "; ".join(dead.values())
     else:
         result.status = "passed"
-    feeds = runner.feeds(data[0])
-    with quiet():
-        result.latency = latency_check.measure(lambda: runner.runner.run(feeds), threads, runs, warmup).to_json()
     return result
 
 

@@ -30,6 +30,7 @@ class TargetResult:
     parity: dict | None = None
     latency: dict | None = None
     source_latency: dict | None = None
+    footprint: dict | None = None
     inconclusive: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:

@@ -1,4 +1,9 @@
-"""Latency: warm up, then time single inferences and summarise them with percentiles."""
+"""Latency: warm up until stable, time single inferences, summarise with percentiles and a CI.
+
+Warmup runs in rounds of 5 (at least one round) until a round's median is within 10% of the
+previous round's, at most 10 rounds: first calls often compile, allocate or fill caches. Then
+``runs`` timed calls, or fewer when ``budget_s`` runs out (never fewer than MIN_RUNS).
+"""
 from __future__ import annotations
 
 import time
@@ -7,8 +12,12 @@ from typing import Callable
 
 import numpy as np
 
-DEFAULT_WARMUP = 5
 DEFAULT_RUNS = 50
+MIN_RUNS = 20
+WARMUP_ROUND = 5
+WARMUP_MAX_ROUNDS = 10
+STABLE_WITHIN = 0.10
+BOOTSTRAP_RESAMPLES = 2000
 
 
 @dataclass(frozen=True)
@@ -22,24 +31,54 @@ class LatencyResult:
     warmup: int
     threads: int
     first_ms: float
+    p50_ci95_ms: tuple
 
     def to_json(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["p50_ci95_ms"] = list(self.p50_ci95_ms)
+        return data
 
 
-def measure(run: Callable[[], object], threads: int, runs: int = DEFAULT_RUNS,
-            warmup: int = DEFAULT_WARMUP) -> LatencyResult:
-    """Time ``run()``; the first call (often a compile or allocation) is recorded apart."""
+def _timed(run: Callable[[], object]) -> float:
     start = time.perf_counter()
     run()
-    first = time.perf_counter() - start
-    for _ in range(max(warmup - 1, 0)):
-        run()
-    times = np.empty(runs)
-    for i in range(runs):
-        start = time.perf_counter()
-        run()
-        times[i] = time.perf_counter() - start
-    ms = times * 1e3
+    return time.perf_counter() - start
+
+
+def warm_up(run: Callable[[], object], min_runs: int = WARMUP_ROUND) -> int:
+    """Call ``run`` until its median settles; returns how many warmup calls were made."""
+    rounds = max(1, -(-min_runs // WARMUP_ROUND))
+    previous = None
+    done = 0
+    for index in range(WARMUP_MAX_ROUNDS):
+        median = float(np.median([_timed(run) for _ in range(WARMUP_ROUND)]))
+        done += WARMUP_ROUND
+        settled = previous is not None and abs(median - previous) <= STABLE_WITHIN * previous
+        if index + 1 >= rounds and settled:
+            break
+        previous = median
+    return done
+
+
+def median_ci95(samples_ms: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap 95% confidence interval of the median."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(samples_ms), size=(BOOTSTRAP_RESAMPLES, len(samples_ms)))
+    medians = np.median(samples_ms[picks], axis=1)
+    return float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))
+
+
+def measure(run: Callable[[], object], threads: int, runs: int = DEFAULT_RUNS, warmup: int = WARMUP_ROUND,
+            budget_s: float | None = None) -> LatencyResult:
+    """Time ``run()``; the first call is recorded apart as ``first_ms``."""
+    first = _timed(run)
+    warmed = 1 + warm_up(run, warmup)
+    times = []
+    deadline = None if budget_s is None else time.perf_counter() + budget_s
+    while len(times) < runs:
+        times.append(_timed(run))
+        if deadline is not None and len(times) >= min(MIN_RUNS, runs) and time.perf_counter() > deadline:
+            break
+    ms = np.asarray(times) * 1e3
     return LatencyResult(float(np.percentile(ms, 50)), float(np.percentile(ms, 90)), float(np.percentile(ms, 99)),
-                         float(ms.mean()), float(ms.std()), runs, warmup, threads, first * 1e3)
+                         float(ms.mean()), float(ms.std()), len(ms), warmed, threads, first * 1e3, median_ci95(ms))

@@ -1,0 +1,77 @@
+"""Run one artifact in its own process: load it, run every sample, time it, measure its memory.
+
+The parent (pipeline.validate_artifacts) hands over samples in an .npz and gets outputs back
+in another, so a runtime that crashes or hangs takes down only its own worker.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+# Fault injection for tests of crash/hang containment: "RUNTIME:crash" or "RUNTIME:hang".
+FAULT_ENV = "ONDEVICE_INJECT_FAULT"
+
+
+def save_samples(path: Path, samples: list[dict]) -> None:
+    """Samples (one dict of arrays each) to one .npz, names kept in an index."""
+    arrays, index = {}, []
+    for i, sample in enumerate(samples):
+        names = list(sample)
+        index.append(names)
+        for j, name in enumerate(names):
+            arrays[f"s{i}_{j}"] = np.asarray(sample[name])
+    arrays["__index__"] = np.frombuffer(json.dumps(index).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+
+
+def load_samples_file(path: Path) -> list[dict]:
+    with np.load(path, allow_pickle=False) as data:
+        index = json.loads(bytes(data["__index__"]).decode())
+        return [{name: data[f"s{i}_{j}"] for j, name in enumerate(names)} for i, names in enumerate(index)]
+
+
+def _rss_mb() -> float:
+    # ru_maxrss is the peak resident set of this process, in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _inject_fault(runtime: str) -> None:
+    spec = os.environ.get(FAULT_ENV, "")
+    target, _, kind = spec.partition(":")
+    if target != runtime:
+        return
+    if kind == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif kind == "hang":
+        time.sleep(10**6)
+
+
+def measure_artifact(out_dir: str, index: int, samples_path: str, outputs_path: str, threads: int,
+                     runs: int, warmup: int, budget_s: float | None = None, runtime: str | None = None) -> dict:
+    """Load artifact ``index`` of the manifest in ``out_dir``, run and time it; returns JSON-able facts."""
+    from validators import latency
+
+    from .artifacts import ArtifactRunner, Artifacts
+
+    artifact = Artifacts.load(out_dir, verify=False).items[index]
+    baseline = _rss_mb()
+    start = time.perf_counter()
+    runner = ArtifactRunner(artifact, threads, runtime)
+    load_ms = (time.perf_counter() - start) * 1e3
+    after_load = _rss_mb()
+    _inject_fault(runner.runtime)
+    samples = load_samples_file(Path(samples_path))
+    outputs = [runner.run(s) for s in samples]
+    save_samples(Path(outputs_path), outputs)
+    feeds = runner.feeds(samples[0])
+    timing = latency.measure(lambda: runner.runner.run(feeds), threads, runs, warmup, budget_s).to_json()
+    timing["load_ms"] = load_ms
+    return {"runtime": runner.runtime, "latency": timing,
+            "footprint": {"baseline_rss_mb": baseline, "peak_rss_load_mb": after_load,
+                          "peak_rss_run_mb": _rss_mb()}}
