@@ -46,6 +46,8 @@ class OutputParity:
     rtol: float
     passed: bool
     problem: str | None = None
+    # Counts of |artifact - source| per decade bin over every element; the HTML report plots it.
+    abs_err_hist: dict | None = None
 
     def __bool__(self) -> bool:
         return self.passed
@@ -101,7 +103,16 @@ def compare_output(name: str, reference: list[np.ndarray], actual: list[np.ndarr
                    f"({int(np.sum(~within))} of {err.size} elements; worst {act[worst]:.6g} vs {ref[worst]:.6g})")
     return OutputParity(name, _finite(err.max()) if err.size else 0.0, _finite(err.mean()) if err.size else 0.0,
                         _finite((err / np.maximum(np.abs(ref), 1e-12)).max()) if err.size else 0.0,
-                        _cosine(ref, act), _snr_db(ref, act), atol, rtol, passed, problem)
+                        _cosine(ref, act), _snr_db(ref, act), atol, rtol, passed, problem, _histogram(err))
+
+
+HIST_EDGES = (0.0, *(10.0 ** k for k in range(-10, 2)), 1e30)
+
+
+def _histogram(err: np.ndarray) -> dict:
+    """Element counts per decade of absolute error; non-finite errors land in the last bin."""
+    counts, _ = np.histogram(np.minimum(err, HIST_EDGES[-1]), bins=HIST_EDGES)
+    return {"edges": list(HIST_EDGES), "counts": [int(c) for c in counts]}
 
 
 def _cosine(ref: np.ndarray, act: np.ndarray) -> float:
