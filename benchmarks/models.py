@@ -1,0 +1,36 @@
+"""Models for the benchmarks, built in code with seeded random weights (nothing downloaded)."""
+from __future__ import annotations
+
+
+def mobilenet_v2():
+    """A MobileNetV2-shaped network (inverted residuals, width 1.0, 1x3x224x224, 3.5M parameters)."""
+    import torch
+    from torch import nn
+
+    def conv_bn(cin, cout, kernel, stride, groups=1, act=True):
+        layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+        return layers + ([nn.ReLU6()] if act else [])
+
+    class InvertedResidual(nn.Module):
+        def __init__(self, cin, cout, stride, expand):
+            super().__init__()
+            hidden = cin * expand
+            layers = conv_bn(cin, hidden, 1, 1) if expand != 1 else []
+            layers += conv_bn(hidden, hidden, 3, stride, groups=hidden) + conv_bn(hidden, cout, 1, 1, act=False)
+            self.block = nn.Sequential(*layers)
+            self.residual = stride == 1 and cin == cout
+
+        def forward(self, x):
+            return x + self.block(x) if self.residual else self.block(x)
+
+    settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                (6, 320, 1, 1)]
+    torch.manual_seed(0)
+    layers, cin = conv_bn(3, 32, 3, 2), 32
+    for expand, cout, repeats, stride in settings:
+        for i in range(repeats):
+            layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
+            cin = cout
+    layers += conv_bn(cin, 1280, 1, 1) + [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, 1000)]
+    model = nn.Sequential(*layers).eval()
+    return model, torch.rand(1, 3, 224, 224)
