@@ -53,8 +53,16 @@ def _validate_args(p, report_default: bool):
     p.add_argument("--runs", type=int, default=50, help="timed latency runs (after 5 warmup runs)")
     p.add_argument("--allow-inconclusive", action="store_true",
                    help="do not fail when the source's outputs barely change across samples")
+    p.add_argument("--policy", default=None, metavar="gate.toml",
+                   help="also judge the report by this gate policy (writes gate.json beside the report)")
     if report_default:
         p.add_argument("--report", default=None, help="report path (default OUT/report.json)")
+
+
+def _gate_args(p, policy_help: str):
+    p.add_argument("--policy", default=None, metavar="gate.toml", help=policy_help)
+    p.add_argument("--baseline", default=None, metavar="PREVIOUS.json",
+                   help="the last release's report.json: flag regressions against it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,14 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     _source_args(p)
     p.add_argument("out", help="the folder `export` wrote (holds manifest.json)")
     _validate_args(p, report_default=True)
-    p = sub.add_parser("check", help="export, then validate; writes report.json and report.md")
+    p = sub.add_parser("check", help="export, then validate; writes report.json, .md, .html and junit.xml")
     _source_args(p)
     _export_args(p)
     _validate_args(p, report_default=False)
-    p = sub.add_parser("report", help="render a report.json as Markdown")
+    p = sub.add_parser("report", help="render a report.json as Markdown, HTML or JUnit XML")
     p.add_argument("report")
-    p.add_argument("--format", choices=("md", "json"), default="md")
+    p.add_argument("--format", choices=("md", "html", "junit", "json"), default="md")
     p.add_argument("-o", "--output", default=None)
+    _gate_args(p, "show the verdict of this gate policy in the rendering")
+    p = sub.add_parser("gate", help="judge a report.json by a policy and against a baseline report")
+    p.add_argument("report")
+    _gate_args(p, "gate.toml (default: every target in the report passed)")
+    p.add_argument("--json", default=None, metavar="OUT", help="write every failed rule as JSON (gate.json)")
     sub.add_parser("doctor", help="which frameworks, converters and runtimes are usable")
     return parser
 
@@ -148,44 +161,106 @@ def _print_summary(report) -> None:
             print(f"          {t.error}")
 
 
+def _policy(args):
+    """The --policy file, validated before any slow work so a typo costs seconds (exit 2)."""
+    from .gate import load_policy
+
+    return load_policy(args.policy) if args.policy else None
+
+
+def _gate(report, policy, path, baseline=None):
+    """Run the gate, print each failed rule and note; None without a policy or baseline."""
+    from .gate import run_gate
+    from .report import load_report
+
+    if policy is None and baseline is None:
+        return None
+    previous = None
+    if baseline is not None:
+        try:
+            previous = load_report(baseline)
+        except OndeviceError as exc:
+            raise type(exc)(f"baseline: {exc}") from None
+    result = run_gate(report, policy, previous, path, baseline)
+    for failure in result.failures:
+        print(f"gate: FAIL {failure.line()}")
+    for note in result.notes:
+        print(f"gate: note: {note}")
+    return result
+
+
+def _finish(report, gate, path) -> int:
+    """Print the verdict line for a report (and its gate); return the worse exit code."""
+    if gate is None or gate.passed:
+        print(report.verdict(path))
+        return report.exit_code
+    where = f" - report: {path}" if path else ""
+    print(f"FAILED ({'; '.join([*report.failures(), gate.summary()])}){where}")
+    return max(report.exit_code, gate.exit_code)
+
+
 def cmd_validate(args) -> int:
     from .artifacts import Artifacts
     from .pipeline import validate_artifacts, write_reports
 
+    policy = _policy(args)
     source = _load(args)
     artifacts = Artifacts.load(args.out)
     report = validate_artifacts(source, artifacts, args.samples, args.seed, args.inputs, _tol(args), args.threads,
                                 args.runs, allow_inconclusive=args.allow_inconclusive)
     path = write_reports(report, Path(args.report or Path(args.out) / "report.json"))
     _print_summary(report)
-    print(report.verdict(path))
-    return report.exit_code
+    gate = _gate(report, policy, path)
+    if gate is not None:
+        gate.write(path.with_name("gate.json"))
+    return _finish(report, gate, path)
 
 
 def cmd_check(args) -> int:
     from .pipeline import check_source
+    from .render import write_readable
 
+    policy = _policy(args)
     report = check_source(_load(args), args.to, args.out, args.samples, args.seed, args.inputs, _tol(args),
                           args.threads, args.runs, allow_inconclusive=args.allow_inconclusive,
                           quantize=args.quantize, strategy=args.strategy, dynamic=dict(args.dynamic))
+    path = Path(args.out) / "report.json"
     _print_summary(report)
-    print(report.verdict(Path(args.out) / "report.json"))
-    return report.exit_code
+    gate = _gate(report, policy, path)
+    if gate is not None:
+        gate.write(path.with_name("gate.json"))
+    write_readable(report, path, gate)
+    return _finish(report, gate, path)
 
 
 def cmd_report(args) -> int:
     import json
 
-    from .report import load_report, to_markdown
+    from .render import render
+    from .report import load_report
 
+    policy = _policy(args)
     report = load_report(args.report)
-    text = to_markdown(report) if args.format == "md" else json.dumps(report.to_json(), indent=2)
+    gate = _gate(report, policy, args.report, args.baseline)
+    text = json.dumps(report.to_json(), indent=2) if args.format == "json" else render(report, args.format, gate)
     if args.output:
         Path(args.output).write_text(text)
     else:
         print(text)
-    print(report.verdict(args.report))
-    return report.exit_code
+    return _finish(report, gate, args.report)
+
+
+def cmd_gate(args) -> int:
+    from .gate import Policy
+    from .report import load_report
+
+    policy = _policy(args) or Policy()
+    report = load_report(args.report)
+    gate = _gate(report, policy, args.report, args.baseline)
+    if args.json:
+        gate.write(args.json)
+    print(gate.verdict(args.report))
+    return gate.exit_code
 
 
 def cmd_doctor(args) -> int:
@@ -195,7 +270,7 @@ def cmd_doctor(args) -> int:
 
 
 COMMANDS = {"export": cmd_export, "validate": cmd_validate, "check": cmd_check, "report": cmd_report,
-            "doctor": cmd_doctor}
+            "gate": cmd_gate, "doctor": cmd_doctor}
 
 if __name__ == "__main__":
     sys.exit(main())

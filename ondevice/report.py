@@ -13,6 +13,7 @@ from .errors import BadInputError
 SCHEMA_VERSION = 1
 STATUS_EXIT = {"passed": 0, "failed": 1, "inconclusive": 1, "conversion_error": 3, "error": 4}
 STATUSES = tuple(STATUS_EXIT)
+_RENDERED = {".md": "md", ".html": "html", ".xml": "junit"}
 
 
 @dataclass
@@ -69,11 +70,16 @@ class Report:
                 "targets": [t.to_json() for t in self.targets]}
 
     def write(self, path) -> Path:
-        """Write JSON (or Markdown, for a ``.md`` path); artifact paths become relative to its folder."""
+        """Write JSON, or Markdown / HTML / JUnit XML for a ``.md`` / ``.html`` / ``.xml`` path.
+
+        Artifact paths in the JSON become relative to its folder.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".md":
-            text = to_markdown(self)
+        if path.suffix in _RENDERED:
+            from .render import render
+
+            text = render(self, _RENDERED[path.suffix])
         else:
             data = self.to_json()
             for entry in data["targets"]:
@@ -121,27 +127,3 @@ def load_report(path) -> Report:
 def environment(threads: int, packages: dict) -> dict:
     return {"python": sys.version.split()[0], "platform": platform.platform(), "threads": threads,
             "packages": dict(sorted(packages.items()))}
-
-
-def _fmt(value, spec=".3g") -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def to_markdown(report: Report) -> str:
-    """A summary table fit for a pull-request comment."""
-    lines = [f"## ondevice: {'PASSED' if report.passed else 'FAILED'} (exit {report.exit_code})", "",
-             f"Source `{report.source.get('spec')}` ({report.source.get('framework')}), "
-             f"{report.inputs.get('samples')} {report.inputs.get('kind')} samples, seed {report.inputs.get('seed')}.", "",
-             "| target | status | strategy | max abs err | min cosine | p50 ms | source p50 ms | size |",
-             "|---|---|---|---|---|---|---|---|"]
-    for t in report.targets:
-        outs = (t.parity or {}).get("outputs", [])
-        err = max((o["max_abs_err"] for o in outs), default=None)
-        cos = min((o["cosine"] for o in outs), default=None)
-        size = f"{t.size_bytes / 1024:.1f} KiB" if t.size_bytes else "-"
-        lines.append(f"| {t.target} | {t.status} | {t.strategy or '-'} | {_fmt(err)} | {_fmt(cos, '.6f')} | "
-                     f"{_fmt((t.latency or {}).get('p50_ms'))} | {_fmt((t.source_latency or {}).get('p50_ms'))} | {size} |")
-    problems = [f"- **{t.target}**: {t.error}" for t in report.targets if t.error]
-    if problems:
-        lines += ["", "### Problems", *problems]
-    return "\n".join(lines) + "\n"

@@ -1,0 +1,437 @@
+"""Reports people read, from one report.json: Markdown for a pull request, single-file HTML, JUnit XML.
+
+The HTML page is self-contained: styles and plots (SVG) are inline, nothing is fetched, so it can be
+kept as a CI artifact and opened offline. Every renderer takes an optional gate result and shows its
+verdict and failed rules beside the report's own.
+"""
+from __future__ import annotations
+
+import math
+from html import escape
+from pathlib import Path
+
+from .report import Report, TargetResult
+
+# One colour per role, shared by the table badges and the plots.
+_OK, _BAD, _WARN, _INK, _MUTED, _GRID = "#1a7f37", "#cf222e", "#9a6700", "#1f2328", "#656d76", "#d0d7de"
+_STATUS_COLOUR = {"passed": _OK, "failed": _BAD, "inconclusive": _WARN, "conversion_error": _BAD, "error": _BAD}
+
+
+def _fmt(value, spec=".3g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _precision(t: TargetResult) -> str:
+    return t.quantize or "fp32"
+
+
+def _outputs(t: TargetResult) -> list:
+    return (t.parity or {}).get("outputs") or []
+
+
+def _worst(t: TargetResult, key: str, pick):
+    values = [o[key] for o in _outputs(t) if o.get(key) is not None]
+    return pick(values) if values else None
+
+
+def _size(n) -> str:
+    return "-" if not n else f"{n / 1024:.1f} KiB" if n < 1024 ** 2 else f"{n / 1024 ** 2:.2f} MiB"
+
+
+def _ci_text(latency: dict | None) -> str:
+    ci = (latency or {}).get("p50_ci95_ms")
+    return f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else ""
+
+
+def _summary_rows(report: Report) -> list[list[str]]:
+    """The summary table's cells, shared by Markdown and HTML."""
+    rows = []
+    for t in report.targets:
+        lat, src = t.latency or {}, t.source_latency or {}
+        rows.append([t.target, t.status, _precision(t), t.strategy or "-", t.runtime or "-",
+                     _fmt(_worst(t, "max_abs_err", max)), _fmt(_worst(t, "cosine", min), ".6f"),
+                     _fmt(_worst(t, "snr_db", min), ".1f"), _fmt(lat.get("p50_ms")) + _ci_text(lat),
+                     _fmt(lat.get("p90_ms")), _fmt(src.get("p50_ms")), _size(t.size_bytes)])
+    return rows
+
+
+SUMMARY_HEADER = ["target", "status", "precision", "strategy", "runtime", "max abs err", "min cosine",
+                  "min SNR dB", "p50 ms [95% CI]", "p90 ms", "source p50 ms", "size"]
+OUTPUT_HEADER = ["output", "max abs err", "mean abs err", "max rel err", "cosine", "SNR dB", "atol", "rtol",
+                 "passed", "problem"]
+
+
+def _output_cells(o: dict) -> list[str]:
+    return [o["name"], _fmt(o.get("max_abs_err")), _fmt(o.get("mean_abs_err")), _fmt(o.get("max_rel_err")),
+            _fmt(o.get("cosine"), ".8f"), _fmt(o.get("snr_db"), ".1f"), _fmt(o.get("atol"), "g"),
+            _fmt(o.get("rtol"), "g"), "yes" if o.get("passed") else "no", o.get("problem") or ""]
+
+
+def _gate_cells(f) -> list[str]:
+    def value(v):
+        return "-" if v is None else (format(v, ".4g") if isinstance(v, float) else str(v))
+
+    return [f.rule, f.where() or "-", value(f.actual), value(f.limit), value(f.baseline), f.message]
+
+
+GATE_HEADER = ["rule", "where", "value", "limit", "baseline", "detail"]
+
+
+# ---- Markdown --------------------------------------------------------------------------------------
+
+def overall(report: Report, gate=None) -> tuple[bool, int]:
+    """(passed, exit code) of the report and its gate together, as the command line returns them."""
+    if gate is None:
+        return report.passed, report.exit_code
+    return report.passed and gate.passed, max(report.exit_code, gate.exit_code)
+
+
+def _md_cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+
+
+def to_markdown(report: Report, gate=None) -> str:
+    """A summary fit for a pull-request comment: verdict, table, gate rules, per-output errors."""
+    passed, code = overall(report, gate)
+    lines = [f"## ondevice: {'PASSED' if passed else 'FAILED'} (exit {code})", "",
+             f"Source `{report.source.get('spec')}` ({report.source.get('framework')}), "
+             f"{report.inputs.get('samples')} {report.inputs.get('kind')} samples, seed {report.inputs.get('seed')}, "
+             f"{report.environment.get('threads')} threads.", ""]
+    lines += _md_table(SUMMARY_HEADER, _summary_rows(report))
+    if gate is not None:
+        lines += ["", f"### Gate: {'PASSED' if gate.passed else 'FAILED'} (exit {gate.exit_code})", "",
+                  gate.summary() + (f" (policy `{gate.policy}`)" if gate.policy else "")]
+        if gate.failures:
+            lines += [""] + _md_table(GATE_HEADER, [_gate_cells(f) for f in gate.failures])
+        lines += [f"- note: {n}" for n in gate.notes]
+    problems = [f"- **{t.target}** ({_precision(t)}): {_md_cell(t.error)}" for t in report.targets if t.error]
+    if problems:
+        lines += ["", "### Problems", *problems]
+    rows = [[t.target, *_output_cells(o)] for t in report.targets for o in _outputs(t)]
+    if rows:
+        lines += ["", "<details><summary>Errors per output</summary>", ""]
+        lines += _md_table(["target", *OUTPUT_HEADER], rows) + ["", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+# ---- JUnit XML -------------------------------------------------------------------------------------
+
+CHECKS = ("export", "parity", "latency", "size")
+# Which check a gate rule belongs to; anything else (status, regression.newly_failing) goes to parity.
+_RULE_CHECK = {"require.target": "export", "latency": "latency", "regression.latency_p50": "latency",
+               "size": "size", "regression.size": "size", "regression.missing_target": "export"}
+
+
+def _rule_check(rule: str) -> str:
+    return _RULE_CHECK.get(rule) or _RULE_CHECK.get(rule.split(".")[0]) or "parity"
+
+
+def _case_outcome(t: TargetResult, check: str, allow_inconclusive: bool):
+    """(kind, message) where kind is None (passed), 'failure', 'error' or 'skipped'."""
+    if t.status == "conversion_error":
+        return ("failure", t.error or "conversion failed") if check == "export" else ("skipped", "not exported")
+    if t.status == "error" and check != "export":
+        return ("error", t.error or "runtime error") if check == "parity" else ("skipped", "did not run")
+    if check == "parity" and (t.status == "failed" or (t.status == "inconclusive" and not allow_inconclusive)):
+        return "failure", t.error or t.status
+    if check == "latency" and not t.latency:
+        return "skipped", "not measured"
+    return None, ""
+
+
+def _case_text(t: TargetResult, check: str) -> str:
+    if check == "parity":
+        return "; ".join(f"{o['name']}: max abs err {_fmt(o.get('max_abs_err'))}, cosine "
+                         f"{_fmt(o.get('cosine'), '.6f')}" for o in _outputs(t))
+    if check == "latency" and t.latency:
+        return f"p50 {_fmt(t.latency['p50_ms'])} ms{_ci_text(t.latency)}, p90 {_fmt(t.latency.get('p90_ms'))} ms"
+    if check == "size":
+        return f"{t.size_bytes} bytes" if t.size_bytes else ""
+    return f"strategy {t.strategy}" if t.strategy else ""
+
+
+def to_junit(report: Report, gate=None) -> str:
+    """JUnit XML: one test case per target x check (export, parity, latency, size)."""
+    import xml.etree.ElementTree as ET
+
+    suite = ET.Element("testsuite", name="ondevice")
+    keys = [(t.target, _precision(t)) for t in report.targets]
+    gate_failures = list(gate.failures) if gate is not None else []
+    # A required target that is not in the report still gets its cases, all failing at export.
+    keys += sorted({(f.target, f.precision) for f in gate_failures if f.target and (f.target, f.precision) not in keys})
+    by_key = {(t.target, _precision(t)): t for t in report.targets}
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for key in keys:
+        t = by_key.get(key) or TargetResult(key[0], "conversion_error", error="required but not in the report")
+        for check in CHECKS:
+            kind, message = _case_outcome(t, check, report.allow_inconclusive)
+            rules = [f for f in gate_failures if (f.target, f.precision) == key and _rule_check(f.rule) == check]
+            if rules and kind in (None, "skipped"):
+                kind, message = "failure", "; ".join(f.line() for f in rules)
+            case = ET.SubElement(suite, "testcase", classname=f"ondevice.{key[0]}.{key[1]}", name=check, time="0")
+            if kind:
+                ET.SubElement(case, kind, message=message[:500]).text = message
+                counts["failures" if kind == "failure" else "errors" if kind == "error" else "skipped"] += 1
+            ET.SubElement(case, "system-out").text = _case_text(t, check)
+            counts["tests"] += 1
+    for f in (f for f in gate_failures if not f.target):
+        case = ET.SubElement(suite, "testcase", classname="ondevice.gate", name=f.rule, time="0")
+        ET.SubElement(case, "failure", message=f.message).text = f.message
+        counts["tests"] += 1
+        counts["failures"] += 1
+    for name, value in counts.items():
+        suite.set(name, str(value))
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+
+
+# ---- inline SVG plots ------------------------------------------------------------------------------
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+             for m in (1, 2, 5) if lo <= m * 10.0 ** k <= hi]
+    return ticks if len(ticks) <= 12 else [v for v in ticks if math.isclose(10 ** round(math.log10(v)), v)]
+
+
+def _text(x, y, text, anchor="start", size=11, colour=_INK, extra="") -> str:
+    return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" fill="{colour}" text-anchor="{anchor}"{extra}>'
+            f"{escape(str(text))}</text>")
+
+
+def _latency_rows(report: Report) -> list[tuple[str, dict]]:
+    rows = []
+    source = next((t.source_latency for t in report.targets if t.source_latency), None)
+    if source:
+        rows.append(("source model", source))
+    return rows + [(f"{t.target} {_precision(t)}", t.latency) for t in report.targets if t.latency]
+
+
+def latency_svg(report: Report) -> str:
+    """Each runtime's latency distribution on one log axis: p50 with its 95% CI, p90, p99, mean, samples."""
+    rows = _latency_rows(report)
+    if not rows:
+        return '<p class="muted">No latency was measured.</p>'
+    values = [v for _, lat in rows for v in (lat["p50_ms"], lat.get("p90_ms"), lat.get("p99_ms"),
+                                              *(lat.get("p50_ci95_ms") or ()), *(lat.get("samples_ms") or ()))
+              if v is not None and v > 0]
+    lo, hi = min(values) / 1.3, max(values) * 1.3
+    left, width, top, row_h = 130, 470, 34, 30
+    height = top + row_h * len(rows) + 34
+
+    def x(v):
+        return left + width * (math.log10(max(v, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+
+    parts = [f'<svg class="plot" role="img" aria-label="latency distributions" xmlns="http://www.w3.org/2000/svg" '
+             f'width="760" height="{height}" viewBox="0 0 760 {height}">', _latency_legend()]
+    for v in _log_ticks(lo, hi):
+        parts.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{top - 6}" y2="{height - 28}" stroke="{_GRID}"/>')
+        parts.append(_text(x(v), height - 14, f"{v:g}", "middle", 10, _MUTED))
+    parts.append(_text(left + width / 2, height - 2, "milliseconds per inference (log scale)", "middle", 10, _MUTED))
+    for index, (label, lat) in enumerate(rows):
+        parts += _latency_row(top + row_h * index + row_h / 2, label, lat, x, left + width)
+    return "\n".join(parts + ["</svg>"])
+
+
+def _latency_legend() -> str:
+    return "".join([
+        '<rect x="130" y="8" width="18" height="12" fill="#0969da" fill-opacity="0.3"/>',
+        _text(152, 18, "p50 and its 95% CI", size=10), '<rect x="270" y="10" width="18" height="8" fill="#8ab4f8"/>',
+        _text(292, 18, "p50 to p90", size=10), f'<line x1="370" x2="388" y1="14" y2="14" stroke="{_MUTED}" stroke-width="2"/>',
+        _text(392, 18, "p90 to p99", size=10),
+        f'<circle cx="470" cy="14" r="3.5" fill="white" stroke="{_INK}"/>', _text(478, 18, "mean", size=10)])
+
+
+def _latency_row(cy: float, label: str, lat: dict, x, right: float) -> list[str]:
+    p50, p90, p99 = lat["p50_ms"], lat.get("p90_ms") or lat["p50_ms"], lat.get("p99_ms") or lat["p50_ms"]
+    ci = lat.get("p50_ci95_ms") or (p50, p50)
+    out = [_text(8, cy + 4, label),
+           f'<line x1="{x(p90):.1f}" x2="{x(p99):.1f}" y1="{cy}" y2="{cy}" stroke="{_MUTED}" stroke-width="2"/>',
+           f'<rect x="{x(p50):.1f}" y="{cy - 5}" width="{max(x(p90) - x(p50), 1):.1f}" height="10" fill="#8ab4f8"/>',
+           f'<rect x="{x(ci[0]):.1f}" y="{cy - 9}" width="{max(x(ci[1]) - x(ci[0]), 2):.1f}" height="18" '
+           f'fill="#0969da" fill-opacity="0.3"/>',
+           f'<line x1="{x(p50):.1f}" x2="{x(p50):.1f}" y1="{cy - 9}" y2="{cy + 9}" stroke="{_INK}" stroke-width="2"/>']
+    out += [f'<circle cx="{x(v):.1f}" cy="{cy}" r="1.6" fill="{_INK}" fill-opacity="0.35"/>'
+            for v in lat.get("samples_ms") or ()]
+    if lat.get("mean_ms"):
+        out.append(f'<circle cx="{x(lat["mean_ms"]):.1f}" cy="{cy}" r="3.5" fill="white" stroke="{_INK}"/>')
+    out.append(_text(right + 12, cy + 4, f"p50 {p50:.3g} ms, p99 {p99:.3g}", size=10, colour=_MUTED))
+    return out
+
+
+def _edge_label(v: float) -> str:
+    return "0" if v == 0 else "inf" if v >= 1e29 else f"1e{round(math.log10(v))}"
+
+
+def _atol_position(edges: list, atol: float) -> float | None:
+    """Where atol falls on the bin-index axis (bin i spans i..i+1), interpolating in log space."""
+    if not atol or atol <= 0:
+        return None
+    for i in range(1, len(edges) - 1):
+        lo, hi = edges[i], edges[i + 1]
+        if lo <= atol < hi:
+            return i + (math.log10(atol) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+    return None
+
+
+def error_svg(out: dict) -> str:
+    """Histogram of |artifact - source| per decade for one output, with the atol it was judged by."""
+    hist = out.get("abs_err_hist")
+    if not hist or not hist.get("counts"):
+        return '<p class="muted">No error histogram in this report for this output.</p>'
+    counts, edges = hist["counts"], hist["edges"]
+    total = sum(counts) or 1
+    left, width, top, plot_h = 44, 420, 26, 110
+    bar_w = width / len(counts)
+    height = top + plot_h + 40
+    peak = max(counts) / total or 1
+    parts = [f'<svg class="plot hist" role="img" aria-label="error histogram for {escape(out["name"])}" '
+             f'xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" height="{height}" '
+             f'viewBox="0 0 {left + width + 20} {height}">',
+             _text(left, 14, f"{out['name']}: share of {total} elements per |error| decade", size=11),
+             f'<line x1="{left}" x2="{left + width}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="{_MUTED}"/>',
+             _text(left - 4, top + 8, f"{100 * peak:.0f}%", "end", 9, _MUTED),
+             _text(left - 4, top + plot_h, "0", "end", 9, _MUTED)]
+    colour = _OK if out.get("passed") else _BAD
+    for i, count in enumerate(counts):
+        h = plot_h * (count / total) / peak
+        if count:
+            parts.append(f'<rect x="{left + i * bar_w + 1:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 2:.1f}" '
+                         f'height="{max(h, 1):.1f}" fill="{colour}" fill-opacity="0.75"><title>{count} elements in '
+                         f'[{_edge_label(edges[i])}, {_edge_label(edges[i + 1])})</title></rect>')
+    for i in range(0, len(edges), 2):
+        parts.append(_text(left + i * bar_w, top + plot_h + 14, _edge_label(edges[i]), "middle", 9, _MUTED))
+    parts.append(_text(left + width / 2, height - 4, "absolute error (decade bins)", "middle", 10, _MUTED))
+    pos = _atol_position(edges, out.get("atol") or 0)
+    if pos is not None:
+        ax = left + pos * bar_w
+        parts += [f'<line x1="{ax:.1f}" x2="{ax:.1f}" y1="{top - 4}" y2="{top + plot_h}" stroke="{_BAD}" '
+                  f'stroke-dasharray="4 3"/>', _text(ax + 3, top + 4, f"atol {out['atol']:g}", size=9, colour=_BAD)]
+    return "\n".join(parts + ["</svg>"])
+
+
+# ---- HTML ------------------------------------------------------------------------------------------
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#1f2328;margin:24px auto;
+max-width:1180px;padding:0 16px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
+h3{font-size:15px;margin:18px 0 6px}.muted{color:#656d76}
+table{border-collapse:collapse;margin:6px 0 10px;font-size:13px}th,td{border:1px solid #d0d7de;padding:4px 8px;
+text-align:left;vertical-align:top}th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
+.verdict{font-size:15px;padding:8px 12px;border-radius:6px;margin:10px 0;border:1px solid}
+.pass{background:#dafbe1;border-color:#1a7f37}.fail{background:#ffebe9;border-color:#cf222e}
+.error{color:#cf222e}.plots{display:flex;flex-wrap:wrap;gap:12px}svg.plot{background:#fff}
+"""
+
+
+def _badge(status: str) -> str:
+    return f'<span class="badge" style="background:{_STATUS_COLOUR.get(status, _MUTED)}">{escape(status)}</span>'
+
+
+def _cell(value: str, index: int, numeric: set) -> str:
+    return f'<td class="num">{escape(value)}</td>' if index in numeric else f"<td>{escape(value)}</td>"
+
+
+def _html_table(header: list[str], rows: list[list[str]], numeric=(), css="", status_col=None) -> str:
+    numeric = set(numeric)
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = []
+    for row in rows:
+        cells = [_badge(c) if i == status_col else None for i, c in enumerate(row)]
+        body.append("<tr>" + "".join(f"<td>{cells[i]}</td>" if cells[i] else _cell(c, i, numeric)
+                                     for i, c in enumerate(row)) + "</tr>")
+    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _gate_html(gate) -> str:
+    if gate is None:
+        return ""
+    css = "pass" if gate.passed else "fail"
+    parts = [f'<section id="gate"><h2>Release gate</h2><div class="verdict {css}"><b>{"PASSED" if gate.passed else "FAILED"}'
+             f"</b> (exit {gate.exit_code}): {escape(gate.summary())}"
+             + (f" — policy <code>{escape(gate.policy)}</code>" if gate.policy else "") + "</div>"]
+    if gate.failures:
+        parts.append(_html_table(GATE_HEADER, [_gate_cells(f) for f in gate.failures], (2, 3, 4), "gate"))
+    parts += [f'<p class="muted">note: {escape(n)}</p>' for n in gate.notes]
+    return "".join(parts) + "</section>"
+
+
+def _target_html(t: TargetResult) -> str:
+    head = f'<h3>{escape(t.target)} ({_precision(t)}) {_badge(t.status)}</h3>'
+    facts = [f"artifact <code>{escape(t.artifact)}</code>" if t.artifact else "", f"strategy {escape(t.strategy)}"
+             if t.strategy else "", f"runtime {escape(t.runtime)}" if t.runtime else "", _size(t.size_bytes)
+             if t.size_bytes else ""]
+    parts = [head, f'<p class="muted">{" · ".join(f for f in facts if f)}</p>']
+    if t.error:
+        parts.append(f'<p class="error">{escape(t.error)}</p>')
+    outs = _outputs(t)
+    if outs:
+        parts.append(_html_table(OUTPUT_HEADER, [_output_cells(o) for o in outs], range(1, 8), "outputs"))
+        parts.append('<div class="plots">' + "".join(error_svg(o) for o in outs) + "</div>")
+    return f'<section class="target" id="target-{escape(t.target)}-{_precision(t)}">{"".join(parts)}</section>'
+
+
+def _environment_html(report: Report) -> str:
+    env = report.environment
+    rows = [["python", str(env.get("python"))], ["platform", str(env.get("platform"))],
+            ["threads", str(env.get("threads"))], ["inputs sha256", str(report.inputs.get("sha256"))]]
+    rows += [[name, str(version)] for name, version in (env.get("packages") or {}).items()]
+    return ('<section id="environment"><details><summary>Environment and package versions</summary>'
+            + _html_table(["", ""], rows) + "</details></section>")
+
+
+def to_html(report: Report, gate=None) -> str:
+    """A self-contained HTML page: verdict, gate, summary table, latency and per-output error plots."""
+    passed, code = overall(report, gate)
+    verdict = "PASSED" if passed else "FAILED"
+    src, inputs = report.source, report.inputs
+    shapes = ", ".join(f"{i['name']} {'x'.join(map(str, i['shape']))} {i['dtype']}" for i in src.get("inputs", []))
+    reasons = report.failures() + ([gate.summary()] if gate is not None and not gate.passed else [])
+    failures = "".join(f"<li>{escape(f)}</li>" for f in reasons)
+    body = [f"<h1>ondevice report: {verdict}</h1>",
+            f'<div class="verdict {"pass" if passed else "fail"}"><b>{verdict}</b> (exit {code})'
+            + (f"<ul>{failures}</ul>" if failures else "") + "</div>",
+            f'<p>Source <code>{escape(str(src.get("spec")))}</code> ({escape(str(src.get("framework")))}), inputs '
+            f'{escape(shapes)}; {inputs.get("samples")} {escape(str(inputs.get("kind")))} samples, seed '
+            f'{inputs.get("seed")}, {report.environment.get("threads")} threads.</p>',
+            _gate_html(gate),
+            '<section id="summary"><h2>Summary</h2>'
+            + _html_table(SUMMARY_HEADER, _summary_rows(report), range(5, 12), "summary", status_col=1) + "</section>",
+            f'<section id="latency"><h2>Latency</h2>{latency_svg(report)}</section>',
+            '<section id="targets"><h2>Parity per output</h2>'
+            + "".join(_target_html(t) for t in report.targets) + "</section>",
+            _environment_html(report)]
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>ondevice report: {verdict}</title><style>{_CSS}</style></head>\n<body>\n"
+            + "\n".join(b for b in body if b) + "\n</body></html>\n")
+
+
+# ---- writing beside report.json --------------------------------------------------------------------
+
+RENDERERS = {"md": to_markdown, "html": to_html, "junit": to_junit}
+
+
+def render(report: Report, fmt: str, gate=None) -> str:
+    """The report in one of RENDERERS' formats."""
+    return RENDERERS[fmt](report, gate)
+
+
+def write_readable(report: Report, json_path, gate=None) -> list[Path]:
+    """report.md, report.html and junit.xml beside ``json_path`` (report.json itself is not touched)."""
+    folder = Path(json_path).parent
+    stem = Path(json_path).stem
+    written = []
+    for fmt, name in (("md", f"{stem}.md"), ("html", f"{stem}.html"), ("junit", "junit.xml")):
+        path = folder / name
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_text(render(report, fmt, gate))
+        tmp.replace(path)
+        written.append(path)
+    return written
