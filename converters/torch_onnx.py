@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -66,7 +67,9 @@ def export_onnx(source, path: Path, dynamo: bool) -> Path:
 
 def one_line(exc: BaseException) -> str:
     """An exception as one short line: its type and the first line of its message."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    # torch colours some messages with ANSI escapes; a log line should not carry them.
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 

@@ -45,3 +45,15 @@ def convert_via_onnx(job: ConversionJob) -> Converted:
     converted.versions = {**package_versions("torch", "onnxscript"), **converted.versions}
     converted.notes.append("converted from the dynamo ONNX export (intermediate.onnx)")
     return converted
+
+
+@strategy("torch", "openvino", "torch-openvino-onnx-torchscript", order=30,
+          summary="ONNX via the TorchScript exporter, then openvino.convert_model of the file")
+def convert_via_torchscript_onnx(job: ConversionJob) -> Converted:
+    """IR from the TorchScript ONNX export: the way in for TorchScript (.pt) sources, which
+    torch.export and the dynamo exporter refuse."""
+    onnx_path = export_onnx(job.source, job.workdir / "intermediate.onnx", dynamo=False)
+    converted = onnx_to_openvino(onnx_path, job.workdir)
+    converted.versions = {**package_versions("torch"), **converted.versions}
+    converted.notes.append("converted from the TorchScript ONNX export (intermediate.onnx)")
+    return converted

@@ -16,7 +16,8 @@ from .report import Report, TargetResult, environment
 from .specs import load_samples, make_samples, samples_digest
 from .worker import load_samples_file, save_samples
 from validators import latency as latency_check
-from validators.parity import Tolerance, compare, uninformative_outputs
+from validators.informative import uninformative_outputs
+from validators.parity import Tolerance, compare
 
 _REPORTED_PACKAGES = ("ondevice", "numpy", "torch", "tensorflow", "keras", "onnx", "onnxruntime", "openvino",
                       "onnx2tf", "tf2onnx", "litert-torch", "ai-edge-litert", "tflite-runtime")
@@ -74,7 +75,6 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
     data, inputs_info = _samples(source, samples, seed, inputs_file)
     inputs_info["sha256"] = samples_digest(data)
     ref_runner, reference = _reference(source, data, threads)
-    dead = uninformative_outputs(reference)
     with quiet():
         source_latency = latency_check.measure(lambda: ref_runner.run(data[0]), threads, runs, warmup,
                                                budget_s).to_json()
@@ -86,7 +86,7 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
             tol = tolerance or Tolerance.default(artifact.quantize)
             job = _WorkerJob(artifacts.out_dir, index, samples_path, Path(tmp) / f"outputs{index}.npz",
                              threads, runs, warmup, budget_s, timeout_s)
-            result = _judge(artifact, job, reference, dead, tol)
+            result = _judge(artifact, job, reference, tol)
             if result.latency and source_latency["p50_ms"] > 0:
                 result.latency["speedup_vs_source"] = source_latency["p50_ms"] / result.latency["p50_ms"]
             result.source_latency = source_latency
@@ -117,7 +117,7 @@ class _WorkerJob:
         return call_isolated("ondevice.worker:measure_artifact", kwargs, timeout=self.timeout_s)
 
 
-def _judge(artifact, job: _WorkerJob, reference, dead, tol) -> TargetResult:
+def _judge(artifact, job: _WorkerJob, reference, tol) -> TargetResult:
     result = TargetResult(artifact.target, "error", artifact.quantize, artifact=str(artifact.path.resolve()),
                           strategy=artifact.strategy, size_bytes=artifact.size_bytes)
     try:
@@ -130,6 +130,7 @@ def _judge(artifact, job: _WorkerJob, reference, dead, tol) -> TargetResult:
     result.footprint = {"size_bytes": artifact.size_bytes, **facts["footprint"]}
     parity = compare(reference, actual, tol)
     result.parity = parity.to_json()
+    dead = uninformative_outputs(reference, tol.atol, tol.rtol)
     if not parity.passed:
         result.status, result.error = "failed", "parity: " + "; ".join(parity.problems())
     elif dead:
@@ -142,11 +143,11 @@ def _judge(artifact, job: _WorkerJob, reference, dead, tol) -> TargetResult:
 
 def check_source(source, targets, out_dir, samples: int = 8, seed: int = 0, inputs_file=None,
                  tolerance=None, threads=None, runs: int = 50, warmup: int = 5, allow_inconclusive=False,
-                 quantize=None, strategy=None, dynamic=None) -> Report:
+                 quantize=None, strategy=None, dynamic=None, calibration=None, int8_io=False) -> Report:
     """Export then validate; writes OUT/report.json and OUT/report.md."""
     threads = threads or default_threads()
     artifacts = export_source(source, targets, out_dir, quantize=quantize, strategy=strategy,
-                              dynamic=dynamic, threads=threads)
+                              dynamic=dynamic, calibration=calibration, threads=threads, int8_io=int8_io)
     report = validate_artifacts(source, artifacts, samples, seed, inputs_file, tolerance, threads, runs,
                                 warmup, allow_inconclusive)
     write_reports(report, Path(out_dir) / "report.json")

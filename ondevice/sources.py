@@ -67,7 +67,7 @@ def load_source(spec: str, declared: list[TensorSpec] = (), trust_pickle: bool =
     suffix = path.suffix.lower()
     if path.is_dir():
         if (path / "saved_model.pb").exists():
-            return _from_keras_file(path, declared, spec)
+            return _from_saved_model(path, declared, spec)
         raise BadInputError(f"{spec} is a folder but not a SavedModel (no saved_model.pb)")
     loaders = {".onnx": _from_onnx_file, ".keras": _from_keras_file, ".h5": _from_keras_file,
                ".pt2": _from_pt2, ".pt": _from_torch_file, ".pth": _from_torch_file}
@@ -215,15 +215,36 @@ def _from_onnx_file(path: Path, declared, spec: str) -> Source:
 def _from_keras_file(path: Path, declared, spec: str) -> Source:
     keras = _lazy.require("keras")
     try:
-        if path.is_dir():
-            raise BadInputError(f"SavedModel folders are not supported yet ({spec}); save the model as .keras")
         model = keras.models.load_model(str(path), compile=False, safe_mode=True)
-    except BadInputError:
-        raise
     except Exception as exc:
         raise BadInputError(f"malformed or truncated Keras file {spec}: {_first_line(exc)}") from None
     inputs = merge_specs(declared, _keras_specs(model))
     return Source(spec, "keras", model, inputs, None, path)
+
+
+def _from_saved_model(path: Path, declared, spec: str) -> Source:
+    """A SavedModel's serving signature wrapped as a Keras model, so the Keras routes apply.
+
+    Loading a SavedModel runs its TensorFlow graph, not Python code from the file.
+    """
+    keras = _lazy.require("keras")
+    tf = _lazy.require("tensorflow")
+    try:
+        signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+        layer = keras.layers.TFSMLayer(str(path.resolve()), call_endpoint="serving_default")
+    except Exception as exc:
+        raise BadInputError(f"malformed SavedModel {spec} (a serving_default signature is needed): "
+                            f"{_first_line(exc)}") from None
+    declared_by_name = {d.name: d for d in declared}
+    inputs = []
+    for name, tspec in signature.structured_input_signature[1].items():
+        shape = tuple(1 if d is None else d for d in tspec.shape)
+        shape = declared_by_name[name].shape if name in declared_by_name else shape
+        inputs.append(keras.Input(shape=shape[1:], batch_size=shape[0], name=name, dtype=tspec.dtype.name))
+    model = keras.Model(inputs, layer(inputs if len(inputs) > 1 else inputs[0]))
+    source = from_object(model, None, declared, spec)
+    source.path = path
+    return source
 
 
 def _from_pt2(path: Path, declared, spec: str) -> Source:
