@@ -39,8 +39,11 @@ def _export_args(p):
     p.add_argument("--to", type=_targets, default=list(TARGETS), help="comma-separated: onnx,tflite,openvino")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--dynamic", type=_dynamic, action="append", default=[], metavar="NAME:AXES")
-    p.add_argument("--quantize", choices=("fp16", "dynamic-int8", "int8"), default=None)
-    p.add_argument("--calibration", default=None, help="calibration inputs (.npz)")
+    p.add_argument("--quantize", choices=("fp16", "dynamic-int8", "int8"), default=None,
+                   help="also make a quantized artifact per target from the float one (model.<precision>.<ext>)")
+    p.add_argument("--calibration", default=None,
+                   help="int8 calibration inputs (.npz, one array per input, first axis = sample); default: generated")
+    p.add_argument("--int8-io", action="store_true", help="full-integer TFLite with int8 inputs and outputs")
     p.add_argument("--strategy", default=None, help="force one strategy by name")
 
 
@@ -87,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None)
     _gate_args(p, "show the verdict of this gate policy in the rendering")
     p = sub.add_parser("gate", help="judge a report.json by a policy and against a baseline report")
-    p.add_argument("report")
+    p.add_argument("report", help="the report.json to judge")
     _gate_args(p, "gate.toml (default: every target in the report passed)")
     p.add_argument("--json", default=None, metavar="OUT", help="write every failed rule as JSON (gate.json)")
     sub.add_parser("doctor", help="which frameworks, converters and runtimes are usable")
@@ -134,6 +137,7 @@ def cmd_export(args) -> int:
     from .pipeline import default_threads
 
     artifacts = export_source(_load(args), args.to, args.out, quantize=args.quantize, strategy=args.strategy,
+                              calibration=args.calibration, int8_io=args.int8_io,
                               dynamic=dict(args.dynamic), threads=args.threads or default_threads())
     for a in artifacts:
         probe = a.probe.get("max_abs_err")
@@ -144,7 +148,8 @@ def cmd_export(args) -> int:
     manifest = Path(args.out) / "manifest.json"
     if problems:
         print(f"FAILED ({'; '.join(problems)}) - manifest: {manifest}")
-        return 3 if artifacts.failures else 1
+        # A converter that crashed (status "error") is a fault, exit 4; one that refused, exit 3.
+        return max((4 if f.get("status") == "error" else 3 for f in artifacts.failures), default=1)
     print(f"PASSED ({', '.join(a.target for a in artifacts)}) - manifest: {manifest}")
     return 0
 
@@ -223,7 +228,8 @@ def cmd_check(args) -> int:
     policy = _policy(args)
     report = check_source(_load(args), args.to, args.out, args.samples, args.seed, args.inputs, _tol(args),
                           args.threads, args.runs, allow_inconclusive=args.allow_inconclusive,
-                          quantize=args.quantize, strategy=args.strategy, dynamic=dict(args.dynamic))
+                          quantize=args.quantize, strategy=args.strategy, dynamic=dict(args.dynamic),
+                          calibration=args.calibration, int8_io=args.int8_io)
     path = Path(args.out) / "report.json"
     _print_summary(report)
     gate = _gate(report, policy, path)

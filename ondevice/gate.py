@@ -141,7 +141,7 @@ def _rules(data: dict, section: str, keys, where: str) -> tuple:
     selectors = SELECTORS if section == "parity" else SELECTORS[:2]
     out = []
     for index, rule in enumerate(rules):
-        at = f"{where}: [[{section}]] #{index + 1}"
+        at = f"{where}: [{section}]" if isinstance(value, dict) else f"{where}: [[{section}]] #{index + 1}"
         _known(rule, (*selectors, *keys), at)
         if not any(k in rule for k in keys):
             raise PolicyError(f"{at} sets no limit; give one of {', '.join(keys)}")
