@@ -104,3 +104,93 @@ def check_target(target: str) -> str:
     if target not in TARGETS:
         raise BadInputError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     return target
+
+
+# ---- quantizers: a step after the float export, one registry per (target, precision) -----------
+
+PRECISIONS = ("fp16", "dynamic-int8", "int8")
+
+
+class ConverterCrashed(Exception):
+    """A converter's process died (a signal): the target is an ``error``, not a conversion failure."""
+
+    def __init__(self, reason: str, signal_name: str | None = None):
+        super().__init__(reason)
+        self.signal_name = signal_name
+
+
+@dataclass
+class QuantizeJob:
+    """What a quantizer may read: the accepted float artifact and calibration in its layout.
+
+    ``calibration`` holds one dict per sample, keyed by the float artifact's input names, each
+    array already transposed and cast the way that artifact takes it.
+    """
+
+    source: Any                      # ondevice.sources.Source
+    target: str
+    precision: str
+    float_artifact: Any              # ondevice.artifacts.Artifact, installed
+    workdir: Path
+    calibration: list = field(default_factory=list)
+    int8_io: bool = False
+
+    @property
+    def input_names(self) -> list[str]:
+        """The float artifact's input names, in the source's input order."""
+        return [m.artifact for m in self.float_artifact.inputs]
+
+    def output_path(self, suffix: str) -> Path:
+        """Where a quantizer writes its file: ``model.<precision><suffix>`` in the workdir."""
+        return self.workdir / f"model.{self.precision}{suffix}"
+
+
+@dataclass(frozen=True)
+class Quantizer:
+    """One way to quantize a target's float artifact to some precisions."""
+
+    name: str
+    target: str
+    precisions: tuple
+    quantize: Callable[[QuantizeJob], Converted]
+    order: int
+    frameworks: tuple | None = None   # source frameworks it serves; None: any
+    summary: str = ""
+
+
+_QUANTIZERS: dict[str, Quantizer] = {}
+QUANTIZER_MODULES = ("quantize_onnx", "quantize_openvino", "quantize_tflite")
+
+
+def quantizer(target: str, precisions, name: str, order: int, frameworks=None, summary: str = ""):
+    """Decorator registering ``fn(job) -> Converted`` as a quantizer; a duplicate name is refused."""
+    precisions = (precisions,) if isinstance(precisions, str) else tuple(precisions)
+    if target not in TARGETS:
+        raise InternalError(f"unknown target {target!r}")
+    if not set(precisions) <= set(PRECISIONS):
+        raise InternalError(f"unknown precision in {precisions!r}")
+
+    def register(fn):
+        if name in _QUANTIZERS:
+            raise InternalError(f"quantizer {name!r} is registered twice")
+        frameworks_ = tuple(frameworks) if frameworks else None
+        _QUANTIZERS[name] = Quantizer(name, target, precisions, fn, order, frameworks_, summary)
+        return fn
+
+    return register
+
+
+def quantizers_for(target: str, precision: str, framework: str | None = None) -> list[Quantizer]:
+    """The quantizers that can make ``precision`` for ``target`` from a ``framework`` source, best first."""
+    for module in QUANTIZER_MODULES:
+        importlib.import_module(f"{__package__}.{module}")
+    found = [q for q in _QUANTIZERS.values() if q.target == target and precision in q.precisions
+             and (q.frameworks is None or framework in q.frameworks)]
+    return sorted(found, key=lambda q: q.order)
+
+
+def check_precision(precision: str | None) -> str | None:
+    """None (float) or a known precision; anything else is the user's error."""
+    if precision is not None and precision not in PRECISIONS:
+        raise BadInputError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    return precision

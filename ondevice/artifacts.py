@@ -48,6 +48,9 @@ class Artifact:
     options: dict = field(default_factory=dict)
     probe: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    float_artifact: str | None = None   # a quantized artifact's float sibling, relative to the manifest
+    calibration: dict = field(default_factory=dict)   # what an int8 artifact was calibrated on
+    precision: dict = field(default_factory=dict)     # validators.precision check: requested vs found
 
     def seal(self) -> None:
         """Record the hash and size of the files as they are now."""
@@ -63,6 +66,7 @@ class Artifact:
             "converter_versions": self.versions, "options": self.options,
             "inputs": [{**m.to_json(), "dtype": self.input_dtypes.get(m.artifact)} for m in self.inputs],
             "outputs": [m.to_json() for m in self.outputs], "probe": self.probe, "notes": self.notes,
+            "float_artifact": self.float_artifact, "calibration": self.calibration, "precision": self.precision,
         }
 
     @classmethod
@@ -74,7 +78,8 @@ class Artifact:
             sha256=data["sha256"], size_bytes=data["size_bytes"], files=[root / f["path"] for f in data["files"]],
             quantize=data.get("quantize"), attempts=data.get("attempts", []),
             versions=data.get("converter_versions", {}), options=data.get("options", {}),
-            probe=data.get("probe", {}), notes=data.get("notes", []))
+            probe=data.get("probe", {}), notes=data.get("notes", []), float_artifact=data.get("float_artifact"),
+            calibration=data.get("calibration", {}), precision=data.get("precision", {}))
 
     def verify(self, root: Path, recorded_files: list[dict]) -> None:
         """Refuse an artifact whose bytes differ from what the manifest recorded."""
@@ -103,8 +108,16 @@ class Artifacts:
     def __len__(self) -> int:
         return len(self.items)
 
-    def get(self, target: str) -> Artifact | None:
-        return next((a for a in self.items if a.target == target), None)
+    def get(self, target: str, quantize: str | None = None) -> Artifact | None:
+        """The artifact of ``target`` at ``quantize`` precision (None: the float one)."""
+        return next((a for a in self.items if a.target == target and a.quantize == quantize), None)
+
+    def float_sibling(self, artifact: Artifact) -> Artifact | None:
+        """The float artifact a quantized one was made from (None for a float artifact)."""
+        if not artifact.float_artifact:
+            return None
+        wanted = (self.out_dir / artifact.float_artifact).resolve()
+        return next((a for a in self.items if a.path.resolve() == wanted), None)
 
     def write_manifest(self) -> Path:
         """Write OUT/manifest.json atomically (a rename), after every artifact is in place."""

@@ -1,8 +1,15 @@
 """Export: try each strategy of a route in order, keep the first whose artifact loads and passes
-a quick parity probe, record why earlier ones were rejected, and write the manifest last."""
+a quick parity probe, record why earlier ones were rejected, and write the manifest last.
+
+Quantization is a step after that: each requested precision is made from the accepted float
+artifact by that target's quantizers, tried in order like strategies, and installed beside it as
+``model.<precision>.<ext>`` with its own manifest entry pointing back at the float one.
+"""
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 from ._quiet import quiet
@@ -10,7 +17,7 @@ from .artifacts import Artifact, ArtifactRunner, Artifacts, runtime_for
 from .errors import BadInputError, OndeviceError
 from .layout import match_io
 from .runtimes import SOURCE_RUNTIMES, get_runner_class
-from .specs import TensorSpec
+from .specs import TensorSpec, load_samples, make_samples, samples_digest
 from validators.parity import Tolerance, compare
 
 
@@ -46,17 +53,21 @@ def _one_line(exc: BaseException) -> str:
 
 
 def export_source(source, targets, out_dir, quantize=None, strategy=None, dynamic=None,
-                  calibration=None, threads: int = 1) -> Artifacts:
-    """Produce every requested target in ``out_dir``; targets no strategy can make go to ``failures``."""
+                  calibration=None, threads: int = 1, int8_io: bool = False) -> Artifacts:
+    """Produce every requested target in ``out_dir``; targets no strategy can make go to ``failures``.
+
+    ``quantize`` is None (float only), a precision, or a list of them; each quantized artifact is
+    made from the float one. ``calibration`` is an ``.npz`` of inputs for int8 (else generated).
+    """
     from converters.registry import check_target, get_strategy
 
     targets = [check_target(t) for t in targets]
     forced = get_strategy(strategy) if strategy else None
-    if quantize is not None:
-        raise BadInputError(f"--quantize {quantize} is not supported yet; export at float32")
+    precisions = _precisions(quantize, int8_io)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     reference = fill_source_outputs(source, threads)
+    calib = _calibration(source, calibration, precisions)
     result = Artifacts(out_dir, source=source.to_json())
     for target in targets:
         if forced and forced.target != target and len(targets) > 1:
@@ -66,6 +77,9 @@ def export_source(source, targets, out_dir, quantize=None, strategy=None, dynami
             result.items.append(outcome)
         else:
             result.failures.append(outcome)
+        for precision in precisions:
+            made = _quantize_target(source, outcome, precision, out_dir, reference, calib, threads, int8_io)
+            (result.items if isinstance(made, Artifact) else result.failures).append(made)
     shutil.rmtree(out_dir / ".work", ignore_errors=True)
     result.write_manifest()
     return result
@@ -89,6 +103,7 @@ def _export_target(source, target, out_dir, forced, reference, dynamic, threads)
             candidate.strategy = strat.name
         if candidate is not None and candidate.probe.get("passed"):
             attempts.append({"strategy": strat.name, "status": "accepted", "reason": None})
+            _precision_problem(candidate)
             return _install(candidate, out_dir, attempts)
         attempts.append({"strategy": strat.name, "status": "rejected", "reason": reason})
         if candidate is not None and fallback is None:
@@ -96,6 +111,7 @@ def _export_target(source, target, out_dir, forced, reference, dynamic, threads)
     if fallback is not None:
         # Every strategy converted but none matched the source: keep the first, and let
         # validation fail it (exit 1) rather than hide a working-but-wrong export.
+        _precision_problem(fallback)
         return _install(fallback, out_dir, attempts)
     if not strategies:
         return {"target": target, "error": f"no strategy converts {source.framework} to {target}", "attempts": []}
@@ -110,14 +126,20 @@ def _attempt(strat, job, reference, threads):
             converted = strat.convert(job)
     except Exception as exc:
         return None, f"conversion failed: {_one_line(exc)}"
+    options = {"quantize": job.quantize, "dynamic": job.dynamic}
+    return _load_and_probe(converted, job.source, job.target, options, reference, threads, job.quantize)
+
+
+def _load_and_probe(converted, source, target, options, reference, threads, precision):
+    """Describe, load and run a fresh artifact on the example; (artifact or None, rejection reason or None)."""
     try:
         with quiet():
-            artifact = _describe(converted, job, threads)
+            artifact = _describe(converted, source, target, options, threads)
             runner = ArtifactRunner(artifact, threads)
-            actual = runner.run(job.source.example_feeds())
+            actual = runner.run(source.example_feeds())
     except Exception as exc:
         return None, f"artifact did not load or run: {_one_line(exc)}"
-    parity = compare([reference], [actual], Tolerance.default(job.quantize))
+    parity = compare([reference], [actual], Tolerance.default(precision))
     worst = max((o.max_abs_err for o in parity.outputs), default=0.0)
     artifact.probe = {"passed": parity.passed, "max_abs_err": worst, "samples": 1}
     if not parity.passed:
@@ -125,14 +147,13 @@ def _attempt(strat, job, reference, threads):
     return artifact, None
 
 
-def _describe(converted, job, threads) -> Artifact:
+def _describe(converted, source, target, options, threads) -> Artifact:
     """An Artifact for a fresh conversion, its I/O matched to the source's."""
-    artifact = Artifact(job.target, Path(converted.path), "", [], [], {}, files=list(converted.files),
-                        versions=dict(converted.versions), notes=list(converted.notes),
-                        options={"quantize": job.quantize, "dynamic": job.dynamic})
-    runner = get_runner_class(runtime_for(job.target))(artifact.path, threads=threads)
-    artifact.inputs = match_io(job.source.inputs, runner.inputs, converted.channels_last, "input")
-    artifact.outputs = match_io(job.source.outputs, runner.outputs, converted.channels_last, "output")
+    artifact = Artifact(target, Path(converted.path), "", [], [], {}, files=list(converted.files),
+                        versions=dict(converted.versions), notes=list(converted.notes), options=dict(options))
+    runner = get_runner_class(runtime_for(target))(artifact.path, threads=threads)
+    artifact.inputs = match_io(source.inputs, runner.inputs, converted.channels_last, "input")
+    artifact.outputs = match_io(source.outputs, runner.outputs, converted.channels_last, "output")
     artifact.input_dtypes = {spec.name: spec.dtype for spec in runner.inputs}
     return artifact
 
@@ -140,9 +161,9 @@ def _describe(converted, job, threads) -> Artifact:
 _SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml"}
 
 
-def _install(artifact: Artifact, out_dir: Path, attempts: list) -> Artifact:
-    """Move the winning files to OUT/model.<ext> and seal their hashes."""
-    final = out_dir / f"model{_SUFFIX[artifact.target]}"
+def _install(artifact: Artifact, out_dir: Path, attempts: list, stem: str = "model") -> Artifact:
+    """Move the winning files to OUT/<stem>.<ext> and seal their hashes."""
+    final = out_dir / f"{stem}{_SUFFIX[artifact.target]}"
     shutil.move(str(artifact.path), final)
     moved = []
     for side in artifact.files:
@@ -154,3 +175,144 @@ def _install(artifact: Artifact, out_dir: Path, attempts: list) -> Artifact:
     artifact.attempts = attempts
     artifact.seal()
     return artifact
+
+
+# ---- quantization --------------------------------------------------------------------------------
+
+# Generated calibration: this many samples, drawn with a seed apart from validation's default (0)
+# so an int8 artifact is not judged on the very inputs it was calibrated on.
+CALIBRATION_SAMPLES = 32
+CALIBRATION_SEED = 1234
+RANDOM_CALIBRATION_WARNING = ("warning: int8 calibration uses generated random inputs, a poor proxy for real data; "
+                              "pass --calibration data.npz with real inputs")
+
+
+def _precisions(quantize, int8_io: bool) -> list[str]:
+    """The requested precisions as a list (``quantize`` may be None, one name or several)."""
+    from converters.registry import check_precision
+
+    names = [] if quantize is None else [quantize] if isinstance(quantize, str) else list(quantize)
+    precisions = list(dict.fromkeys(check_precision(name) for name in names))
+    if int8_io and "int8" not in precisions:
+        raise BadInputError("--int8-io applies to full-integer models: add --quantize int8")
+    return precisions
+
+
+class _Calibration:
+    """The calibration samples in the source's names and layout, and how they were obtained."""
+
+    def __init__(self, samples: list[dict], info: dict):
+        self.samples, self.info = samples, info
+
+
+def _calibration(source, path, precisions: list[str]) -> _Calibration | None:
+    """Samples for int8 calibration: from ``path`` (.npz), else generated with a warning on stderr."""
+    if "int8" not in precisions:
+        if path:
+            print("note: --calibration is only used by --quantize int8; ignored", file=sys.stderr, flush=True)
+        return None
+    if path:
+        samples = load_samples(str(path), source.inputs)
+        info = {"kind": "file", "path": os.path.abspath(path), "samples": len(samples)}
+        if not samples:
+            raise BadInputError(f"calibration file {path} holds no samples (first axis is 0)")
+    else:
+        samples = make_samples(source.inputs, CALIBRATION_SAMPLES, CALIBRATION_SEED, source.example)
+        info = {"kind": "random", "seed": CALIBRATION_SEED, "samples": len(samples)}
+        print(RANDOM_CALIBRATION_WARNING, file=sys.stderr, flush=True)
+    info["sha256"] = samples_digest(samples)
+    info["warnings"] = calibration_warnings(samples)
+    for line in info["warnings"]:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+    return _Calibration(samples, info)
+
+
+def calibration_warnings(samples: list[dict]) -> list[str]:
+    """Inputs whose calibration values never vary: ranges fitted to them cannot fit real inputs."""
+    import numpy as np
+
+    found = []
+    for name in samples[0]:
+        values = np.stack([np.asarray(s[name], dtype=np.float64) for s in samples])
+        if values.size and float(values.max()) == float(values.min()):
+            found.append(f"calibration input {name!r} is constant ({float(values.flat[0]):g} everywhere): "
+                         "int8 activation ranges fitted to it will not fit real inputs")
+    return found
+
+
+def _quantize_target(source, float_artifact, precision, out_dir, reference, calib, threads, int8_io):
+    """The quantized artifact made from ``float_artifact``, or a failure entry saying why not."""
+    from converters.registry import ConverterCrashed, QuantizeJob, quantizers_for
+
+    target = float_artifact.target if isinstance(float_artifact, Artifact) else float_artifact["target"]
+    failure = {"target": target, "quantize": precision, "status": "conversion_error", "attempts": []}
+    if not isinstance(float_artifact, Artifact):
+        return {**failure, "error": f"no float {target} artifact to quantize"}
+    quantizers = quantizers_for(target, precision, source.framework)
+    if not quantizers:
+        return {**failure, "error": f"no quantizer makes {precision} {target} from a {source.framework} source"}
+    samples = _artifact_calibration(float_artifact, calib, threads) if precision == "int8" else []
+    attempts, fallback, crashes = [], None, []
+    for qz in quantizers:
+        workdir = out_dir / ".work" / f"{target}-{precision}-{qz.name}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        job = QuantizeJob(source, target, precision, float_artifact, workdir, samples, int8_io)
+        try:
+            with quiet():
+                converted = qz.quantize(job)
+        except ConverterCrashed as exc:
+            crashes.append(exc)
+            attempts.append({"strategy": qz.name, "status": "crashed", "reason": _one_line(exc),
+                             "signal": exc.signal_name})
+            continue
+        except Exception as exc:
+            attempts.append({"strategy": qz.name, "status": "rejected", "reason": _one_line(exc)})
+            continue
+        options = {"quantize": precision, "int8_io": int8_io if precision == "int8" else False}
+        candidate, reason = _load_and_probe(converted, source, target, options, reference, threads, precision)
+        if candidate is not None:
+            candidate.strategy = qz.name
+            _mark_quantized(candidate, float_artifact, precision, calib, out_dir)
+            reason = reason or _precision_problem(candidate)
+        if candidate is not None and reason is None:
+            attempts.append({"strategy": qz.name, "status": "accepted", "reason": None})
+            return _install(candidate, out_dir, attempts, stem=f"model.{precision}")
+        attempts.append({"strategy": qz.name, "status": "rejected", "reason": reason})
+        fallback = fallback or candidate
+    if fallback is not None:
+        # Quantized but off: keep it so validation fails it (exit 1) with the numbers.
+        return _install(fallback, out_dir, attempts, stem=f"model.{precision}")
+    summary = "; ".join(f"{a['strategy']}: {a['reason']}" for a in attempts)
+    if crashes:
+        # A process killed by a signal is a fault (exit 4), not a model the converters refuse.
+        return {**failure, "status": "error", "signal": crashes[0].signal_name, "attempts": attempts,
+                "error": f"{precision} quantization crashed ({crashes[0].signal_name}): {summary}"}
+    return {**failure, "attempts": attempts, "error": f"no quantizer produced {precision} {target}: {summary}"}
+
+
+def _artifact_calibration(float_artifact: Artifact, calib: _Calibration, threads: int) -> list[dict]:
+    """Calibration samples renamed, transposed and cast the way the float artifact takes them."""
+    with quiet():
+        runner = ArtifactRunner(float_artifact, threads)
+    return [runner.feeds(sample) for sample in calib.samples]
+
+
+def _precision_problem(artifact: Artifact) -> str | None:
+    """Record the precision the artifact really has; a reason to reject it when that is not the one asked."""
+    from validators.precision import check_precision
+
+    try:
+        found = check_precision(artifact.path, artifact.target, artifact.quantize)
+    except Exception as exc:  # an unreadable file is the runtime's to refuse, not ours
+        artifact.precision = {"requested": artifact.quantize or "fp32", "found": None, "error": _one_line(exc)}
+        return None
+    artifact.precision = found.to_json()
+    return None if found else found.problem
+
+
+def _mark_quantized(artifact: Artifact, float_artifact: Artifact, precision: str, calib, out_dir: Path) -> None:
+    artifact.quantize = precision
+    artifact.float_artifact = os.path.relpath(float_artifact.path, out_dir)
+    if precision == "int8" and calib is not None:
+        artifact.calibration = dict(calib.info)

@@ -106,3 +106,33 @@ def keras_cnn():
     outputs = keras.layers.Dense(5, name="logits")(x)
     model = keras.Model(inputs, outputs)
     return model, np.random.default_rng(4).random((1, 24, 24, 3), dtype=np.float32)
+
+
+def transformer():
+    """A one-layer TransformerEncoder over 6 tokens of width 16, mean-pooled into 5 classes."""
+    torch, nn = _torch()
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.0, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
+            self.head = nn.Linear(16, 5)
+
+        def forward(self, x):
+            return self.head(self.encoder(x).mean(dim=1))
+
+    torch.manual_seed(5)
+    return Classifier().eval(), torch.randn(1, 6, 16)
+
+
+def keras_lstm():
+    """A Keras 3 LSTM over 10 steps of 8 features with a dense head (int8 TFLite calibration of it segfaults)."""
+    import keras
+
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((10, 8), batch_size=1, name="sequence")
+    x = keras.layers.LSTM(16)(inputs)
+    outputs = keras.layers.Dense(4, name="scores")(x)
+    model = keras.Model(inputs, outputs)
+    return model, np.random.default_rng(6).normal(size=(1, 10, 8)).astype(np.float32)

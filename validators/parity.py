@@ -1,9 +1,24 @@
 """Numerical parity: per output, error metrics over all samples judged against tolerances.
 
-Default tolerances (float32 artifacts, float outputs): an element passes when
-``|artifact - source| <= atol + rtol * |source|`` with atol 1e-4, rtol 1e-3. Every element of
-every sample must pass. Integer and boolean outputs must match exactly. Tolerances can be
-overridden per run (``--atol``/``--rtol``); they are written into the report beside each metric.
+An element passes when ``|artifact - source| <= atol + rtol * |source|``; every element of every
+sample must pass, and neither side may hold NaN or Inf. Integer and boolean outputs must match
+exactly. Quantized artifacts are judged by their precision's row of ``DEFAULT_TOLERANCES``:
+
+| precision    | atol               | rtol | min cosine | min SNR dB | min top-1 (classifier outputs) |
+|--------------|--------------------|------|------------|------------|--------------------------------|
+| fp32         | 1e-4 (absolute)    | 1e-3 | -          | -          | -                              |
+| fp16         | 1e-2 x peak        | 1e-2 | 0.9999     | 50         | 1.00                           |
+| dynamic-int8 | 5e-2 x peak        | 5e-2 | 0.999      | 30         | 0.95                           |
+| int8         | 0.2 x peak         | 0.1  | 0.995      | 20         | 0.90                           |
+
+"peak" is the output's largest source magnitude over all samples: quantization error scales with
+the range a tensor is quantized over, so a fixed atol would pass int8 logits in [-1, 1] and fail
+the same model's logits in [-50, 50]. Cosine and SNR catch an output that drifts everywhere by a
+little; the element bound catches one that breaks in a few places. Classifier-like outputs (2-D
+``[batch, classes]`` floats) also report top-1 and top-k agreement with the source; a row whose
+top class differs counts as agreeing when the source scored the artifact's pick within atol of its
+own (a near tie). Tolerances can be overridden per run (``--atol``/``--rtol``); the thresholds used
+are written into the report beside each metric.
 """
 from __future__ import annotations
 
@@ -11,25 +26,35 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-# precision -> (atol, rtol); the later precisions belong to quantized artifacts.
+# precision -> (atol, rtol, atol is relative to the output's peak, min cosine, min SNR dB, min top-1)
 DEFAULT_TOLERANCES = {
-    "fp32": (1e-4, 1e-3),
-    "fp16": (1e-2, 1e-2),
-    "dynamic-int8": (5e-2, 5e-2),
-    "int8": (1e-1, 1e-1),
+    "fp32": (1e-4, 1e-3, False, None, None, None),
+    "fp16": (1e-2, 1e-2, True, 0.9999, 50.0, 1.0),
+    "dynamic-int8": (5e-2, 5e-2, True, 0.999, 30.0, 0.95),
+    "int8": (0.2, 0.1, True, 0.995, 20.0, 0.90),
 }
-# Outputs whose spread across samples is below this fraction of their magnitude prove nothing.
-INFORMATIVE_SPREAD = 1e-3
+TOP_K = 5
+CALIBRATION_HINT = ("int8 error this large usually means the calibration data do not resemble the inputs "
+                    "(pass real ones with --calibration)")
 
 
 @dataclass(frozen=True)
 class Tolerance:
+    """Thresholds for one artifact's outputs; ``atol_of_peak`` scales atol by each output's peak |source|."""
+
     atol: float
     rtol: float
+    atol_of_peak: bool = False
+    min_cosine: float | None = None
+    min_snr_db: float | None = None
+    min_top1: float | None = None
+    precision: str = "fp32"
 
     @classmethod
     def default(cls, precision: str | None = None) -> "Tolerance":
-        return cls(*DEFAULT_TOLERANCES[precision or "fp32"])
+        """The documented default set for ``precision`` (None: float32)."""
+        name = precision or "fp32"
+        return cls(*DEFAULT_TOLERANCES[name], precision=name)
 
 
 @dataclass(frozen=True)
@@ -48,6 +73,14 @@ class OutputParity:
     problem: str | None = None
     # Counts of |artifact - source| per decade bin over every element; the HTML report plots it.
     abs_err_hist: dict | None = None
+    kind: str = "float"              # "float", "classifier" ([batch, classes]) or "exact" (integers)
+    peak: float | None = None        # max |source|, the scale a peak-relative atol is taken of
+    top1_agreement: float | None = None
+    topk_agreement: float | None = None
+    top_k: int | None = None
+    min_cosine: float | None = None
+    min_snr_db: float | None = None
+    min_top1: float | None = None
 
     def __bool__(self) -> bool:
         return self.passed
@@ -61,6 +94,7 @@ class ParityResult:
     passed: bool
     samples: int
     outputs: tuple[OutputParity, ...]
+    precision: str = "fp32"
 
     def __bool__(self) -> bool:
         return self.passed
@@ -76,34 +110,95 @@ def _finite(x: float) -> float:
     return float(x) if np.isfinite(x) else (1e30 if x > 0 else -1e30)
 
 
+def _failed(name: str, tol: Tolerance, problem: str) -> OutputParity:
+    return OutputParity(name, float("inf"), float("inf"), float("inf"), 0.0, float("-inf"),
+                        tol.atol, tol.rtol, False, problem)
+
+
 def compare_output(name: str, reference: list[np.ndarray], actual: list[np.ndarray], tol: Tolerance) -> OutputParity:
     """Judge one output across all samples."""
     shapes = {(np.shape(r), np.shape(a)) for r, a in zip(reference, actual)}
     mismatched = [(r, a) for r, a in shapes if r != a]
     if mismatched:
         r, a = mismatched[0]
-        return OutputParity(name, float("inf"), float("inf"), float("inf"), 0.0, float("-inf"),
-                            tol.atol, tol.rtol, False, f"shape {list(a)} differs from the source's {list(r)}")
+        return _failed(name, tol, f"shape {list(a)} differs from the source's {list(r)}")
     ref = np.concatenate([np.asarray(r, dtype=np.float64).ravel() for r in reference])
     act = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in actual])
-    problem = None
-    if not np.all(np.isfinite(ref)):
-        problem = "the source model's output contains NaN or Inf"
-    elif not np.all(np.isfinite(act)):
-        problem = f"contains NaN or Inf ({int(np.sum(~np.isfinite(act)))} elements) where the source is finite"
+    kind = output_kind(reference[0])
     err = np.abs(act - ref)
     err = np.where(np.isfinite(err), err, np.inf)
-    exact = np.issubdtype(np.asarray(reference[0]).dtype, np.integer) or np.asarray(reference[0]).dtype == bool
-    atol, rtol = (0.0, 0.0) if exact else (tol.atol, tol.rtol)
+    peak = _finite(np.abs(ref).max()) if ref.size and np.all(np.isfinite(ref)) else 0.0
+    atol, rtol = _element_tolerance(kind, tol, peak)
     within = err <= atol + rtol * np.abs(ref)
-    passed = problem is None and bool(np.all(within))
-    if problem is None and not passed:
-        worst = int(np.argmax(err - (atol + rtol * np.abs(ref))))
-        problem = (f"max abs error {err.max():.3g} exceeds atol {atol:g} + rtol {rtol:g}*|ref| "
-                   f"({int(np.sum(~within))} of {err.size} elements; worst {act[worst]:.6g} vs {ref[worst]:.6g})")
-    return OutputParity(name, _finite(err.max()) if err.size else 0.0, _finite(err.mean()) if err.size else 0.0,
-                        _finite((err / np.maximum(np.abs(ref), 1e-12)).max()) if err.size else 0.0,
-                        _cosine(ref, act), _snr_db(ref, act), atol, rtol, passed, problem, _histogram(err))
+    cosine, snr = _cosine(ref, act), _snr_db(ref, act)
+    top1, topk, k = _agreement(reference, actual, atol) if kind == "classifier" else (None, None, None)
+    problem = _nan_problem(ref, act) or _element_problem(err, within, atol, rtol, act, ref)
+    if problem is None and kind != "exact":
+        problem = _statistical_problem(tol, cosine, snr, top1)
+    if problem and tol.precision == "int8" and kind != "exact" and "NaN" not in problem:
+        problem = f"{problem}; {CALIBRATION_HINT}"
+    statistical = kind != "exact"
+    return OutputParity(
+        name, _finite(err.max()) if err.size else 0.0, _finite(err.mean()) if err.size else 0.0,
+        _finite((err / np.maximum(np.abs(ref), 1e-12)).max()) if err.size else 0.0, cosine, snr, atol, rtol,
+        problem is None, problem, _histogram(err), kind, peak, top1, topk, k,
+        tol.min_cosine if statistical else None, tol.min_snr_db if statistical else None,
+        tol.min_top1 if kind == "classifier" else None)
+
+
+def output_kind(sample: np.ndarray) -> str:
+    """"exact" for integer/boolean outputs, "classifier" for 2-D [batch, classes] floats, else "float"."""
+    array = np.asarray(sample)
+    if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
+        return "exact"
+    if array.ndim == 2 and array.shape[1] >= 2:
+        return "classifier"
+    return "float"
+
+
+def _element_tolerance(kind: str, tol: Tolerance, peak: float) -> tuple[float, float]:
+    if kind == "exact":
+        return 0.0, 0.0
+    return (tol.atol * peak if tol.atol_of_peak else tol.atol), tol.rtol
+
+
+def _nan_problem(ref: np.ndarray, act: np.ndarray) -> str | None:
+    if not np.all(np.isfinite(ref)):
+        return "the source model's output contains NaN or Inf"
+    if not np.all(np.isfinite(act)):
+        return f"contains NaN or Inf ({int(np.sum(~np.isfinite(act)))} elements) where the source is finite"
+    return None
+
+
+def _element_problem(err, within, atol, rtol, act, ref) -> str | None:
+    if bool(np.all(within)):
+        return None
+    worst = int(np.argmax(err - (atol + rtol * np.abs(ref))))
+    return (f"max abs error {err.max():.3g} exceeds atol {atol:.3g} + rtol {rtol:g}*|ref| "
+            f"({int(np.sum(~within))} of {err.size} elements; worst {act[worst]:.6g} vs {ref[worst]:.6g})")
+
+
+def _statistical_problem(tol: Tolerance, cosine: float, snr: float, top1: float | None) -> str | None:
+    if tol.min_cosine is not None and cosine < tol.min_cosine:
+        return f"cosine {cosine:.6f} is below {tol.min_cosine:g}"
+    if tol.min_snr_db is not None and snr < tol.min_snr_db:
+        return f"SNR {snr:.1f} dB is below {tol.min_snr_db:g} dB"
+    if tol.min_top1 is not None and top1 is not None and top1 < tol.min_top1:
+        return f"top-1 agreement {top1:.3f} is below {tol.min_top1:g}"
+    return None
+
+
+def _agreement(reference: list, actual: list, atol: float) -> tuple[float, float, int]:
+    """Top-1 agreement (near ties within atol forgiven) and top-k agreement, over every row."""
+    ref = np.concatenate([np.asarray(r, dtype=np.float64) for r in reference])
+    act = np.concatenate([np.asarray(a, dtype=np.float64) for a in actual])
+    rows = np.arange(ref.shape[0])
+    ref_top, act_top = ref.argmax(axis=1), act.argmax(axis=1)
+    agree = (ref_top == act_top) | (ref[rows, act_top] >= ref[rows, ref_top] - atol)
+    k = min(TOP_K, ref.shape[1] - 1) or 1
+    act_topk = np.argsort(-act, axis=1)[:, :k]
+    in_topk = np.any(act_topk == ref_top[:, None], axis=1)
+    return float(agree.mean()), float(in_topk.mean()), int(k)
 
 
 HIST_EDGES = (0.0, *(10.0 ** k for k in range(-10, 2)), 1e30)
@@ -140,26 +235,41 @@ def compare(reference: list[dict], actual: list[dict], tol: Tolerance) -> Parity
     outputs = []
     for name in names:
         if any(name not in a for a in actual):
-            outputs.append(OutputParity(name, float("inf"), float("inf"), float("inf"), 0.0, float("-inf"),
-                                        tol.atol, tol.rtol, False, "missing from the artifact's outputs"))
+            outputs.append(_failed(name, tol, "missing from the artifact's outputs"))
             continue
         outputs.append(compare_output(name, [r[name] for r in reference], [a[name] for a in actual], tol))
-    return ParityResult(all(o.passed for o in outputs), len(reference), tuple(outputs))
+    return ParityResult(all(o.passed for o in outputs), len(reference), tuple(outputs), tol.precision)
 
 
-def uninformative_outputs(reference: list[dict]) -> dict[str, str]:
-    """Outputs whose values barely change across samples, with the reason: parity on them proves nothing."""
+def compare_vs_float(float_outputs: list[dict], quantized_outputs: list[dict], precision: str) -> ParityResult:
+    """The quantization error alone: a quantized artifact judged against its float sibling's outputs.
+
+    Judged by the same precision's tolerances as against the source, so a report can show which
+    step lost the accuracy (conversion: float artifact vs source; quantization: this).
+    """
+    return compare(float_outputs, quantized_outputs, Tolerance.default(precision))
+
+
+def constant_artifact_passes(reference: list[dict], tol: Tolerance) -> dict[str, str]:
+    """Outputs on which an artifact returning the source's per-element average would pass ``tol``.
+
+    Parity on such an output cannot fail, so it proves nothing: the verdict is inconclusive. Judged
+    by ``compare`` itself, so peak-relative atol, cosine, SNR and top-1 all count, as they do for a
+    real artifact.
+    """
     found = {}
     if len(reference) < 2:
         return found
     for name in reference[0]:
         stack = np.stack([np.asarray(r[name], dtype=np.float64) for r in reference])
         if not np.all(np.isfinite(stack)):
-            continue
-        spread = float(np.mean(np.std(stack, axis=0)))
-        scale = float(np.mean(np.abs(stack)))
-        if spread <= INFORMATIVE_SPREAD * max(scale, 1e-12) or spread < 1e-12:
-            found[name] = (f"output {name!r} barely changes across {len(reference)} samples "
-                           f"(mean spread {spread:.3g} vs magnitude {scale:.3g}): dead activations, "
-                           "a saturated output or inputs outside the useful range")
+            continue   # NaN/Inf is judged (and failed) by parity itself
+        mean = stack.mean(axis=0).astype(np.asarray(reference[0][name]).dtype)
+        verdict = compare_output(name, [r[name] for r in reference], [mean] * len(reference), tol)
+        if verdict.passed:
+            deviation = float(np.abs(stack - stack.mean(axis=0)).max())
+            found[name] = (f"output {name!r} barely changes across {len(reference)} samples (largest deviation "
+                           f"from its average {deviation:.3g}, within the {tol.precision} tolerance: atol "
+                           f"{verdict.atol:.3g} + rtol {verdict.rtol:g}*|ref|): a constant artifact would pass; "
+                           "dead activations, a saturated output or inputs outside the useful range")
     return found

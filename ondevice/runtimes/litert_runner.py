@@ -29,11 +29,14 @@ class _InterpreterRunner(Runner):
     def _spec(detail) -> TensorSpec:
         signature = detail.get("shape_signature")
         shape = dims(signature) if signature is not None and len(signature) else dims(detail["shape"])
-        return TensorSpec(clean_name(detail["name"]), shape, np.dtype(detail["dtype"]).name)
+        # A quantized (int8-I/O) tensor is presented as float32: run() applies its scale and zero point.
+        dtype = "float32" if _quantized(detail) else np.dtype(detail["dtype"]).name
+        return TensorSpec(clean_name(detail["name"]), shape, dtype)
 
     def run(self, feeds):
         for spec, detail in zip(self.inputs, self._in):
-            value = np.ascontiguousarray(feeds[spec.name], dtype=detail["dtype"])
+            value = _quantize(feeds[spec.name], detail) if _quantized(detail) else feeds[spec.name]
+            value = np.ascontiguousarray(value, dtype=detail["dtype"])
             if tuple(detail["shape"]) != value.shape:
                 self._interp.resize_tensor_input(detail["index"], value.shape)
                 self._interp.allocate_tensors()
@@ -42,7 +45,8 @@ class _InterpreterRunner(Runner):
                 detail = next(d for d in self._in if d["index"] == detail["index"])
             self._interp.set_tensor(detail["index"], value)
         self._interp.invoke()
-        return {spec.name: np.array(self._interp.get_tensor(d["index"])) for spec, d in zip(self.outputs, self._out)}
+        return {spec.name: _dequantize(np.array(self._interp.get_tensor(d["index"])), d)
+                for spec, d in zip(self.outputs, self._out)}
 
     def versions(self):
         import importlib.metadata as md
@@ -50,6 +54,28 @@ class _InterpreterRunner(Runner):
         package = {"ai_edge_litert.interpreter": "ai-edge-litert", "tflite_runtime.interpreter": "tflite-runtime",
                    "tensorflow.lite": "tensorflow"}[self.module]
         return {package: md.version(package)}
+
+
+def _quantized(detail) -> bool:
+    scale, _ = detail.get("quantization") or (0.0, 0)
+    return np.dtype(detail["dtype"]).kind in "iu" and scale != 0.0
+
+
+def _quantize(value, detail) -> np.ndarray:
+    """A float array as the tensor's integers: round(x / scale) + zero point, saturated."""
+    value = np.asarray(value)
+    if value.dtype.kind in "iu":  # already integers: the caller quantized
+        return value
+    scale, zero = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(value / scale) + zero, info.min, info.max)
+
+
+def _dequantize(value: np.ndarray, detail) -> np.ndarray:
+    if not _quantized(detail):
+        return value
+    scale, zero = detail["quantization"]
+    return ((value.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
 @register_runner("litert")

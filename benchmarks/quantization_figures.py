@@ -1,0 +1,100 @@
+"""Size and error of fp16, dynamic-int8 and int8 artifacts of the test models, per target.
+
+Run: .venv/bin/python benchmarks/quantization_figures.py [--samples 4]
+The models and data are the ones tests/converters/test_quantize.py uses: the bundled CNN and the
+Transformer on generated inputs (int8 calibrated on 32 generated samples), the LSTM on sequences
+with a per-sequence offset (calibration and validation files drawn from that distribution).
+Prints one Markdown table: file size and weight bytes relative to the float artifact, error
+against the source (max abs error / the output's peak, SNR) and against the float artifact.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._common import machine, table  # noqa: E402
+
+PRECISIONS = ("fp16", "dynamic-int8", "int8")
+TARGETS = ("onnx", "tflite", "openvino")
+
+
+def lstm_inputs(count: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (2.0 * rng.normal(size=(count, 1, 1, 8)) + rng.normal(size=(count, 1, 10, 8))).astype(np.float32)
+
+
+def run_model(name: str, out: Path, samples: int):
+    import ondevice
+    from tests import models
+
+    model, example = getattr(models, name)()
+    options = {}
+    if name == "lstm":
+        np.savez(out / "calibration.npz", x=lstm_inputs(32, 1))
+        np.savez(out / "golden.npz", x=lstm_inputs(samples, 2))
+        options = {"calibration": out / "calibration.npz", "inputs_file": out / "golden.npz"}
+    report = ondevice.check(model, example, targets=TARGETS, out_dir=out / "out", quantize=list(PRECISIONS),
+                            samples=samples, runs=5, **options)
+    return report, out / "out"
+
+
+def rows_for(name: str, report, out: Path, samples: list) -> list[list]:
+    from ondevice.artifacts import ArtifactRunner, Artifacts
+    from validators.parity import compare_vs_float
+    from validators.precision import inspect
+
+    artifacts = Artifacts.load(out)
+    rows = []
+    for target in TARGETS:
+        base = artifacts.get(target)
+        base_info = inspect(base.path, target)
+        base_outputs = [ArtifactRunner(base).run(s) for s in samples]
+        for precision in PRECISIONS:
+            quant = artifacts.get(target, precision)
+            result = next(t for t in report.targets if t.target == target and t.quantize == precision)
+            if quant is None:
+                rows.append([name, target, precision, result.status, "-", "-", "-", "-", "-", "-"])
+                continue
+            out0 = result.parity["outputs"][0]
+            vs_float = compare_vs_float(base_outputs, [ArtifactRunner(quant).run(s) for s in samples], precision)
+            info = inspect(quant.path, target)
+            rows.append([name, target, precision, result.status,
+                         f"{quant.size_bytes / base.size_bytes:.2f}",
+                         f"{info.total_weight_bytes / base_info.total_weight_bytes:.2f}",
+                         f"{out0['max_abs_err']:.2g}", f"{out0['max_abs_err'] / out0['peak']:.3f}",
+                         f"{out0['snr_db']:.1f}", f"{vs_float.outputs[0].max_abs_err:.2g}"])
+    return rows
+
+
+def validation_samples(name: str, report, out: Path, count: int) -> list:
+    from ondevice.specs import TensorSpec, load_samples, make_samples, spec_from_array
+    from tests import models
+
+    if name == "lstm":
+        return load_samples(str(out.parent / "golden.npz"), [TensorSpec("x", (1, 10, 8))])
+    _, example = getattr(models, name)()
+    spec = spec_from_array(report.source["inputs"][0]["name"], example.numpy())
+    return make_samples([spec], count, 0, {spec.name: example.numpy()})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=4)
+    args = parser.parse_args()
+    rows = []
+    for name in ("cnn", "lstm", "transformer"):
+        with tempfile.TemporaryDirectory() as tmp:
+            report, out = run_model(name, Path(tmp), args.samples)
+            rows += rows_for(name, report, out, validation_samples(name, report, out, args.samples))
+    print(f"machine: {machine()}; {args.samples} validation samples per model\n")
+    print(table(rows, ["model", "target", "precision", "status", "file size vs float", "weight bytes vs float",
+                       "max abs err", "err / peak", "SNR dB", "max abs err vs float artifact"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""The precision an artifact really has, read from the file, so a silent change can be flagged.
+
+A converter can change numerics without saying so: OpenVINO's ``save_model`` stores fp16 weights
+unless told not to, a quantizer can leave a model float when no op qualified. ``inspect`` reads
+the artifact itself (no runtime is started) and ``check_precision`` compares what it found with
+what was requested.
+
+Classification, the same for every format:
+
+- ``int8``: activations are quantized with ranges fixed at conversion (TFLite int8/uint8/int16
+  activation tensors with a scale, ONNX QuantizeLinear nodes, IR FakeQuantize layers);
+- ``dynamic-int8``: int8 (or uint8/int4) weights but float activations, quantized per call if at
+  all (ONNX DynamicQuantizeLinear/MatMulInteger, IR u8/i8 weight constants);
+- ``fp16``: float16 weight constants and no integer weights;
+- ``fp32``: none of the above.
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+PRECISIONS = ("fp32", "fp16", "dynamic-int8", "int8")
+_INT_WEIGHTS = ("int8", "uint8", "int4", "uint4")
+
+
+@dataclass(frozen=True)
+class PrecisionInfo:
+    """What an artifact holds: its overall precision, bytes of weights per dtype, and the evidence."""
+
+    target: str
+    precision: str
+    weight_bytes: dict = field(default_factory=dict)   # dtype name -> bytes of constant tensors
+    evidence: dict = field(default_factory=dict)       # marker (op or tensor kind) -> count
+    io_dtypes: dict = field(default_factory=dict)      # graph input/output name -> dtype name
+
+    @property
+    def total_weight_bytes(self) -> int:
+        return int(sum(self.weight_bytes.values()))
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "total_weight_bytes": self.total_weight_bytes}
+
+
+@dataclass(frozen=True)
+class PrecisionCheck:
+    """Requested versus found; truthy when they agree."""
+
+    requested: str
+    found: str
+    passed: bool
+    problem: str | None
+    info: PrecisionInfo
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_json(self) -> dict:
+        return {"requested": self.requested, "found": self.found, "passed": self.passed,
+                "problem": self.problem, **{k: v for k, v in self.info.to_json().items() if k != "precision"}}
+
+
+def _classify(weight_bytes: dict, static: bool, dynamic: bool) -> str:
+    if static:
+        return "int8"
+    if dynamic or any(weight_bytes.get(t) for t in _INT_WEIGHTS):
+        return "dynamic-int8"
+    if weight_bytes.get("float16"):
+        return "fp16"
+    return "fp32"
+
+
+# ---- ONNX ------------------------------------------------------------------------------------
+
+_ONNX_STATIC = ("QuantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd")
+_ONNX_DYNAMIC = ("DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeLSTM",
+                 "DynamicQuantizeMatMul", "MatMulIntegerToFloat")
+
+
+def _inspect_onnx(path: Path) -> PrecisionInfo:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    weights: Counter = Counter()
+    for graph in _onnx_graphs(model.graph):
+        for tensor in graph.initializer:
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).name
+            count = 1
+            for dim in tensor.dims:
+                count *= dim
+            weights[dtype] += count * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    ops = Counter(node.op_type for graph in _onnx_graphs(model.graph) for node in graph.node)
+    evidence = {op: n for op, n in ops.items() if op in _ONNX_STATIC + _ONNX_DYNAMIC or op == "DequantizeLinear"}
+    static = any(ops.get(op) for op in _ONNX_STATIC)
+    dynamic = any(ops.get(op) for op in _ONNX_DYNAMIC)
+    io = {v.name: onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
+          for v in [*model.graph.input, *model.graph.output] if v.type.HasField("tensor_type")}
+    return PrecisionInfo("onnx", _classify(_float_weights(weights), static, dynamic), dict(weights), evidence, io)
+
+
+def _onnx_graphs(graph):
+    """The graph and every subgraph (Loop/If/Scan bodies) inside it."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.g.node or attribute.g.initializer:
+                yield from _onnx_graphs(attribute.g)
+            for sub in attribute.graphs:
+                yield from _onnx_graphs(sub)
+
+
+def _float_weights(weights: Counter) -> dict:
+    # Integer shapes and indices (int32/int64) are constants too but say nothing about precision.
+    return {k: v for k, v in weights.items() if k in ("float32", "float16", "bfloat16", *_INT_WEIGHTS)}
+
+
+# ---- OpenVINO IR -----------------------------------------------------------------------------
+
+_IR_TYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "i8": "int8", "u8": "uint8", "i4": "int4",
+             "u4": "uint4", "i32": "int32", "i64": "int64", "boolean": "bool", "f64": "float64"}
+
+
+def _inspect_ir(path: Path) -> PrecisionInfo:
+    root = ElementTree.parse(str(path)).getroot()
+    weights: Counter = Counter()
+    types: Counter = Counter()
+    io = {}
+    for layer in root.iter("layer"):
+        kind = layer.get("type")
+        types[kind] += 1
+        data = layer.find("data")
+        if kind == "Const" and data is not None:
+            dtype = _IR_TYPES.get(data.get("element_type", ""), data.get("element_type", "?"))
+            weights[dtype] += int(data.get("size", 0))
+        elif kind == "Parameter" and data is not None:
+            io[layer.get("name")] = _IR_TYPES.get(data.get("element_type", ""), "?")
+    evidence = {"FakeQuantize": types["FakeQuantize"]} if types["FakeQuantize"] else {}
+    for dtype in ("float16", *_INT_WEIGHTS):
+        if weights.get(dtype):
+            evidence[f"{dtype} constants"] = weights[dtype]
+    precision = _classify(_float_weights(weights), static=bool(types["FakeQuantize"]), dynamic=False)
+    return PrecisionInfo("openvino", precision, dict(weights), evidence, io)
+
+
+# ---- TFLite ----------------------------------------------------------------------------------
+
+def _inspect_tflite(path: Path) -> PrecisionInfo:
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    names = {value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
+    weights: Counter = Counter()
+    evidence: Counter = Counter()
+    static = False
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            dtype = _TFLITE_DTYPES.get(names.get(tensor.type, ""), names.get(tensor.type, "?").lower())
+            buffer = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
+            size = _buffer_size(buffer)
+            if size:
+                weights[dtype] += size
+            elif dtype in ("int8", "uint8", "int16") and _has_scale(tensor):
+                static = True
+                evidence[f"{dtype} activations"] += 1
+    for dtype in ("float16", *_INT_WEIGHTS):
+        if weights.get(dtype):
+            evidence[f"{dtype} constants"] = weights[dtype]
+    main = model.subgraphs[0]
+    io = {(main.tensors[i].name or b"").decode(errors="replace"): _TFLITE_DTYPES.get(
+        names.get(main.tensors[i].type, ""), "?") for i in [*main.inputs, *main.outputs]}
+    precision = _classify(_float_weights(weights), static, dynamic=False)
+    return PrecisionInfo("tflite", precision, dict(weights), dict(evidence), io)
+
+
+_TFLITE_DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "INT8": "int8", "UINT8": "uint8", "INT16": "int16",
+                  "INT32": "int32", "INT64": "int64", "BOOL": "bool", "INT4": "int4", "FLOAT64": "float64"}
+
+
+def _buffer_size(buffer) -> int:
+    if buffer is None:
+        return 0
+    if buffer.data is not None and len(buffer.data):
+        return len(buffer.data)
+    return int(buffer.size or 0) if (buffer.offset or 0) > 1 else 0   # data stored past the flatbuffer
+
+
+def _has_scale(tensor) -> bool:
+    q = tensor.quantization
+    return q is not None and q.scale is not None and len(q.scale) > 0
+
+
+# ---- public ----------------------------------------------------------------------------------
+
+_INSPECTORS = {"onnx": _inspect_onnx, "openvino": _inspect_ir, "tflite": _inspect_tflite}
+
+
+def inspect(path, target: str) -> PrecisionInfo:
+    """Read ``path`` (an .onnx, .tflite or IR .xml) and return the precision it really has."""
+    if target not in _INSPECTORS:
+        raise ValueError(f"unknown target {target!r}; known: {', '.join(_INSPECTORS)}")
+    return _INSPECTORS[target](Path(path))
+
+
+def check_precision(path, target: str, requested: str | None) -> PrecisionCheck:
+    """Compare the precision found in the artifact with the one requested (None: float32)."""
+    wanted = requested or "fp32"
+    info = inspect(path, target)
+    if info.precision == wanted:
+        return PrecisionCheck(wanted, info.precision, True, None, info)
+    detail = ", ".join(f"{k}: {v}" for k, v in sorted(info.evidence.items())) or "no quantized tensors"
+    problem = (f"precision {info.precision} found where {wanted} was requested ({detail}): "
+               f"the artifact's numerics changed silently")
+    return PrecisionCheck(wanted, info.precision, False, problem, info)
