@@ -212,7 +212,10 @@ def _calibration(source, path, precisions: list[str]) -> _Calibration | None:
             print("note: --calibration is only used by --quantize int8; ignored", file=sys.stderr, flush=True)
         return None
     if path:
-        samples = load_samples(str(path), source.inputs)
+        try:
+            samples = load_samples(str(path), source.inputs)
+        except BadInputError as exc:
+            raise BadInputError(str(exc).replace("inputs file", "calibration file", 1)) from None
         info = {"kind": "file", "path": os.path.abspath(path), "samples": len(samples)}
         if not samples:
             raise BadInputError(f"calibration file {path} holds no samples (first axis is 0)")

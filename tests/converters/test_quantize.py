@@ -214,3 +214,23 @@ def test_bad_precision_options_are_the_users_error():
     with pytest.raises(BadInputError, match="--int8-io applies to full-integer"):
         _precisions("fp16", True)
     assert _precisions(["int8", "fp16", "int8"], True) == ["int8", "fp16"]
+
+
+def test_unreadable_calibration_is_the_users_error(tmp_path):
+    source = SimpleNamespace(inputs=[TensorSpec("x", (1, 4))], example=None)
+    with pytest.raises(BadInputError, match="calibration file not found"):
+        _calibration(source, tmp_path / "missing.npz", ["int8"])
+    np.savez(tmp_path / "other.npz", y=np.zeros((2, 1, 4), np.float32))
+    with pytest.raises(BadInputError, match="calibration file .* lacks arrays for x"):
+        _calibration(source, tmp_path / "other.npz", ["int8"])
+
+
+def test_quantizer_registry_orders_and_filters_by_source():
+    from converters.registry import InternalError, quantizer, quantizers_for
+
+    assert [q.name for q in quantizers_for("tflite", "int8", "keras")] == [
+        "tflite-keras-converter", "tflite-ai-edge-quantizer"]
+    assert [q.name for q in quantizers_for("tflite", "int8", "torch")] == ["tflite-ai-edge-quantizer"]
+    assert [q.name for q in quantizers_for("openvino", "dynamic-int8", "onnx")] == ["openvino-nncf-compress-weights"]
+    with pytest.raises(InternalError, match="registered twice"):
+        quantizer("onnx", "int8", "onnx-static-qdq", order=99)(lambda job: None)
