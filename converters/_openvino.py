@@ -7,6 +7,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ondevice._lazy import require
+from ondevice.specs import concrete_shape
 
 from .registry import Converted, StrategyFailed
 
@@ -51,6 +52,24 @@ def name_ports(ports, names: list[str], kind: str) -> None:
     for port, name in zip(ports, names):
         if port.get_names() != {name}:
             port.get_tensor().set_names({name})
+
+
+def pin_shapes(ov_model, job, keep: dict) -> None:
+    """Fix every input axis to the source's size except the axes in ``keep`` ({name: axes}, left -1).
+
+    convert_model leaves a torch.export program's axes dynamic in the IR, even those the program
+    traced as constants, and keeps an ONNX file's symbolic axes: an IR must say which sizes it
+    really accepts, and that is the example's unless the axis was asked to stay dynamic.
+    """
+    ov = require("openvino")
+    shapes = {}
+    for index, spec in enumerate(job.source.inputs):
+        dims = [-1 if axis in keep.get(spec.name, []) else size for axis, size in enumerate(concrete_shape(spec))]
+        shapes[index] = ov.PartialShape(dims)
+    try:
+        ov_model.reshape(shapes)
+    except Exception as exc:
+        raise StrategyFailed(f"cannot fix the IR's input shapes: {error_line(exc)}") from None
 
 
 def save_ir(ov_model, workdir: Path, inputs: list[str], outputs: list[str]) -> Converted:

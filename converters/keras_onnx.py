@@ -1,7 +1,8 @@
-"""Keras → ONNX: tf2onnx on a fixed-shape tf.function, then a repair pass for ops ONNX lacks.
+"""Keras → ONNX: tf2onnx on a tf.function with repairs; else through a TFLite flatbuffer.
 
 tf2onnx 1.17 writes exact GELU as an ``Erfc`` node, which is no ONNX op: onnxruntime and the
-ONNX checker refuse the file. ``repair_onnx`` rewrites such nodes into standard ops.
+ONNX checker refuse the file. ``repair_onnx`` rewrites such nodes into standard ops, and
+``captured_to_initializers`` turns constants the tf.function captured back into weights.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from ondevice._lazy import require
 
+from ._dynamic import kept_from_shapes, onnx_input_shapes
 from .keras_tflite import batch_note, input_signature, output_names, serving_function
 from .registry import ConversionJob, Converted, StrategyFailed, strategy
 
@@ -87,24 +89,59 @@ def order_outputs(model_proto, names: list[str]) -> None:
     model_proto.graph.output.extend(copies)
 
 
+def captured_to_initializers(model_proto, captured: dict) -> list[str]:
+    """Turn graph inputs that are really captured constants into initializers; returns their names.
+
+    A functional model that computed a tensor at build time (``Embedding(...)(ops.arange(8))``
+    for positions) holds it as an eager tensor the tf.function captures; tf2onnx makes such
+    captures graph inputs, so the ONNX model asks the caller for a constant.
+    """
+    onnx = require("onnx")
+    turned = []
+    for value in list(model_proto.graph.input):
+        if value.name in captured:
+            model_proto.graph.initializer.append(onnx.numpy_helper.from_array(captured[value.name], value.name))
+            model_proto.graph.input.remove(value)
+            turned.append(value.name)
+    return turned
+
+
 # ---- conversion ------------------------------------------------------------------------------
 
-def export_onnx(job: ConversionJob, out: Path) -> list[str]:
-    """Write the repaired, checked ONNX file for the job's Keras model; returns the repairs done."""
+def export_onnx(job: ConversionJob, out: Path, keep_dynamic: bool = True) -> tuple[list[str], dict, list[str]]:
+    """Write the repaired, checked ONNX file for the job's Keras model.
+
+    Returns ``(repairs done, dynamic_kept, notes)``; the requested dynamic axes are None in the
+    traced signature and read back from the ONNX graph.
+    """
     onnx = require("onnx")
     outputs = output_names(job)
-    proto = _run_tf2onnx(job.source.model, input_signature(job), outputs)
+    proto, captured = _run_tf2onnx(job.source.model, input_signature(job, keep_dynamic), outputs)
     proto, repairs = repair_onnx(proto)
+    turned = captured_to_initializers(proto, captured)
+    repairs += [f"captured constant {name!r} -> initializer" for name in turned]
     order_outputs(proto, outputs)
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:
-        raise StrategyFailed(f"tf2onnx produced an invalid ONNX graph: {_first_line(exc)}") from None
+        raise StrategyFailed(f"tf2onnx produced an invalid ONNX graph: {_checker_reason(exc, proto)}") from None
     onnx.save(proto, str(out))
-    return repairs
+    kept, notes = kept_from_shapes(job, onnx_input_shapes(out), "tf2onnx traced it as a constant")
+    return repairs, kept, notes
+
+
+def _checker_reason(exc: BaseException, proto) -> str:
+    """The checker's line, naming the TF function a call node left unconverted (e.g. an XLA conv)."""
+    calls = [n for n in proto.graph.node if n.op_type in ("StatefulPartitionedCall", "PartitionedCall")]
+    called = [a.s.decode() for n in calls for a in n.attribute if a.name == "f"]
+    reason = _first_line(exc)
+    if called:
+        reason += f" (a TF function call tf2onnx could not inline: {', '.join(sorted(set(called)))[:150]})"
+    return reason
 
 
 def _run_tf2onnx(model, inputs: list, outputs: list):
+    """tf2onnx on the serving function; returns ``(proto, {placeholder name: captured constant})``."""
     tf = require("tensorflow")
     tf2onnx = require("tf2onnx")
     serve = serving_function(model, inputs, outputs)
@@ -115,11 +152,19 @@ def _run_tf2onnx(model, inputs: list, outputs: list):
     logger.setLevel(logging.CRITICAL)
     try:
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=specs, opset=OPSET)
+        captured = _captured_constants(tf, serve.get_concrete_function(*specs), len(specs))
     except Exception as exc:
         raise StrategyFailed(f"tf2onnx failed: {_first_line(exc)}") from None
     finally:
         logger.setLevel(previous)
-    return proto
+    return proto, captured
+
+
+def _captured_constants(tf, concrete, n_args: int) -> dict:
+    # A concrete function's inputs are its arguments followed by one placeholder per capture.
+    pairs = zip(concrete.inputs[n_args:], concrete.captured_inputs)
+    return {placeholder.name: value.numpy() for placeholder, value in pairs
+            if value.dtype != tf.resource and hasattr(value, "numpy")}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -133,10 +178,71 @@ def tf2onnx_versions() -> dict:
 
 
 @strategy("keras", "onnx", "keras-onnx-tf2onnx", order=10,
-          summary=f"tf2onnx on a fixed-shape tf.function, opset {OPSET}, with graph repair (Erfc)")
+          summary=f"tf2onnx on a tf.function, opset {OPSET}, with graph repair (Erfc, captured constants)")
 def convert_tf2onnx(job: ConversionJob) -> Converted:
     """tf2onnx in this process (repeated conversions in one process were measured to work)."""
     out = job.workdir / "model.onnx"
-    repairs = export_onnx(job, out)
-    notes = batch_note(job) + [f"graph repair: {r}" for r in repairs]
+    repairs, kept, notes = export_onnx(job, out)
+    notes = batch_note(job, kept) + notes + [f"graph repair: {r}" for r in repairs]
+    return Converted(path=out, versions=tf2onnx_versions(), notes=notes, dynamic_kept=kept)
+
+
+@strategy("keras", "onnx", "keras-onnx-tflite", order=20,
+          summary="TFLiteConverter (in a subprocess), then tf2onnx.from_tflite; fixed shapes")
+def convert_via_tflite(job: ConversionJob) -> Converted:
+    """Through the TFLite flatbuffer: TF's converter lowers what tf2onnx cannot read in a TF
+    graph (Keras runs grouped convolutions as XLA-compiled function calls, left as
+    StatefulPartitionedCall nodes), and tf2onnx reads TFLite builtins."""
+    onnx = require("onnx")
+    tf2onnx = require("tf2onnx")
+    from .keras_tflite import convert_to_tflite
+
+    tflite, tflite_notes = convert_to_tflite(job, job.workdir / "intermediate.tflite")
+    try:
+        proto, _ = tf2onnx.convert.from_tflite(str(tflite), opset=OPSET)
+    except Exception as exc:
+        raise StrategyFailed(f"tf2onnx.from_tflite failed: {_first_line(exc)}") from None
+    finally:
+        tflite.unlink(missing_ok=True)
+    rename_io(proto, [s.name for s in job.source.inputs], output_names(job))
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as exc:
+        raise StrategyFailed(f"tf2onnx.from_tflite produced an invalid ONNX graph: {_first_line(exc)}") from None
+    out = job.workdir / "model.onnx"
+    onnx.save(proto, str(out))
+    notes = tflite_notes + ["converted from a TFLite flatbuffer (tf2onnx.from_tflite)"]
     return Converted(path=out, versions=tf2onnx_versions(), notes=notes)
+
+
+def rename_io(model_proto, inputs: list[str], outputs: list[str]) -> None:
+    """Name the graph's inputs and outputs after the source, by name where one contains it, else by order.
+
+    A TFLite signature's tensors are called ``serving_default_<name>:0`` and
+    ``StatefulPartitionedCall:<i>``; tf2onnx keeps those names.
+    """
+    graph = model_proto.graph
+    initializers = {i.name for i in graph.initializer}
+    graph_inputs = [v for v in graph.input if v.name not in initializers]
+    renames = {}
+    for values, names in ((graph_inputs, inputs), (list(graph.output), outputs)):
+        if len(values) != len(names):
+            raise StrategyFailed(f"the converted graph has {len(values)} tensors where the source has {len(names)}")
+        current = [v.name for v in values]
+        by_name = {n: next((c for c in current if _plain(c) == n), None) for n in names}
+        pairs = by_name.items() if all(by_name.values()) else zip(names, current)
+        renames.update({old: new for new, old in pairs if old != new})
+    _rename_tensors(graph, renames)
+
+
+def _plain(name: str) -> str:
+    name = name.split(":")[0]
+    return name[len("serving_default_"):] if name.startswith("serving_default_") else name
+
+
+def _rename_tensors(graph, renames: dict) -> None:
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        value.name = renames.get(value.name, value.name)
+    for node in graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]

@@ -11,6 +11,7 @@ from ondevice._lazy import require
 
 from .keras_onnx import export_onnx, tf2onnx_versions
 from .keras_tflite import batch_note, input_signature, output_names
+from ._dynamic import kept_from_shapes, ov_input_shapes
 from ._openvino import convert, save_ir
 from .onnx_openvino import onnx_to_openvino
 from .registry import ConversionJob, Converted, strategy
@@ -21,14 +22,17 @@ from .registry import ConversionJob, Converted, strategy
 def convert_direct(job: ConversionJob) -> Converted:
     """OpenVINO's TensorFlow frontend traces the Keras model itself."""
     tf = require("tensorflow")
-    shapes = [shape for _, shape, _ in input_signature(job)]
+    # -1 marks an axis of --dynamic; OpenVINO's TF frontend keeps it dynamic in the IR.
+    shapes = [[-1 if d is None else d for d in shape] for _, shape, _ in input_signature(job, keep_dynamic=True)]
     with warnings.catch_warnings():
         # Keras warns that OpenVINO's tracer passes a one-input model a tuple; harmless.
         warnings.simplefilter("ignore", UserWarning)
         ov_model = convert(job.source.model, "the Keras model", input=shapes)
-    converted = save_ir(ov_model, job.workdir, [s.name for s in job.source.inputs], output_names(job))
+    names = [s.name for s in job.source.inputs]
+    kept, notes = kept_from_shapes(job, ov_input_shapes(ov_model, names), "OpenVINO traced it as a constant")
+    converted = save_ir(ov_model, job.workdir, names, output_names(job))
     converted.versions["tensorflow"] = tf.__version__
-    converted.notes = batch_note(job)
+    converted.notes, converted.dynamic_kept = batch_note(job, kept) + notes, kept
     return converted
 
 
@@ -37,13 +41,13 @@ def convert_direct(job: ConversionJob) -> Converted:
 def convert_via_onnx(job: ConversionJob) -> Converted:
     """Through the keras-onnx-tf2onnx export; the ONNX names carry over into the IR."""
     onnx_file = job.workdir / "intermediate.onnx"
-    repairs = export_onnx(job, onnx_file)
+    repairs, kept, notes = export_onnx(job, onnx_file)
     try:
         converted = onnx_to_openvino(onnx_file, job.workdir, [s.name for s in job.source.inputs],
-                                     output_names(job))
+                                     output_names(job), job=job, keep=kept)
     finally:
         # The IR holds its own copy of the weights; the ONNX file was only a stepping stone.
         onnx_file.unlink(missing_ok=True)
     converted.versions.update(tf2onnx_versions())
-    converted.notes = batch_note(job) + [f"graph repair: {r}" for r in repairs]
+    converted.notes = batch_note(job, kept) + notes + [f"graph repair: {r}" for r in repairs]
     return converted

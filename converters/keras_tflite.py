@@ -17,17 +17,26 @@ from ondevice._isolate import IsolatedFailure, call_isolated
 from ondevice._lazy import require
 from ondevice.specs import concrete_shape
 
+from ._dynamic import all_fixed, requested
 from .registry import ConversionJob, Converted, StrategyFailed, strategy
 
 _TIMEOUT_S = 900
+# A free batch axis is what breaks recurrent models here (see above), so every axis is fixed.
+_TFLITE_STATIC = "TFLiteConverter converts a concrete function at the example's sizes"
 _KERAS_FILES = (".keras", ".h5")
 
 
 # ---- helpers shared by the Keras routes -------------------------------------------------------
 
-def input_signature(job: ConversionJob) -> list[list]:
-    """The source inputs as JSON-able ``[name, shape, dtype]``, every axis fixed (batch = example's)."""
-    return [[spec.name, list(concrete_shape(spec)), str(spec.dtype)] for spec in job.source.inputs]
+def input_signature(job: ConversionJob, keep_dynamic: bool = False) -> list[list]:
+    """The source inputs as JSON-able ``[name, shape, dtype]``, every axis fixed (batch = example's).
+
+    With ``keep_dynamic`` the axes of ``job.dynamic`` are None, for converters that keep them.
+    """
+    dynamic = requested(job) if keep_dynamic else {}
+    return [[spec.name, [None if axis in dynamic.get(spec.name, []) else size
+                         for axis, size in enumerate(concrete_shape(spec))], str(spec.dtype)]
+            for spec in job.source.inputs]
 
 
 def output_names(job: ConversionJob) -> list[str]:
@@ -80,10 +89,12 @@ def _tf_variable(variable):
     return variable if callable(inner) else inner   # tf.Variable.value is a method
 
 
-def batch_note(job: ConversionJob) -> list[str]:
-    """A note when the Keras model's batch axis was free and conversion fixed it."""
+def batch_note(job: ConversionJob, kept: dict | None = None) -> list[str]:
+    """A note when the Keras model's batch axis was free and conversion fixed it (not kept dynamic)."""
     tensors = getattr(job.source.model, "inputs", None) or []
-    if any(t.shape and t.shape[0] is None for t in tensors):
+    names = [spec.name for spec in job.source.inputs]
+    free = [name for name, t in zip(names, tensors) if t.shape and t.shape[0] is None]
+    if any(0 not in (kept or {}).get(name, []) for name in free):
         batch = concrete_shape(job.source.inputs[0])[0] if job.source.inputs else 1
         return [f"batch axis fixed to {batch} for conversion"]
     return []
@@ -122,7 +133,26 @@ def convert_model(model, inputs: list, outputs: list, out_path: str, mode: str =
     except Exception as exc:
         raise ConverterFailed(converter_reason(exc)) from None
     Path(out_path).write_bytes(blob)
+    name_tensors_after_signature(out_path)
     return {"tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+def name_tensors_after_signature(tflite_path: str) -> None:
+    """Give each signature input and output tensor its signature name, in place.
+
+    The converter orders a dict-returning function's outputs by key and names the tensors
+    ``StatefulPartitionedCall:<i>``: matched by order, a model returning (logits, mask, embedding)
+    paired logits with the embedding. The SignatureDef keeps the real names; copying them onto the
+    tensors lets any interpreter API match outputs by name.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(tflite_path))
+    for signature in model.signatureDefs or []:
+        tensors = model.subgraphs[signature.subgraphIndex].tensors
+        for item in [*(signature.inputs or []), *(signature.outputs or [])]:
+            tensors[item.tensorIndex].name = item.name
+    flatbuffer_utils.write_model(model, str(tflite_path))
 
 
 def converter_reason(exc: BaseException) -> str:
@@ -153,21 +183,49 @@ def _model_file(job: ConversionJob) -> tuple[Path, bool]:
     return saved, True
 
 
-def _convert_isolated(job: ConversionJob, mode: str) -> Converted:
+def _run_isolated(job: ConversionJob, mode: str, out: Path) -> dict:
+    """Convert in a fresh process to ``out``; returns the converter versions."""
     model_path, temporary = _model_file(job)
-    out = job.workdir / "model.tflite"
     kwargs = {"model_path": str(model_path), "inputs": input_signature(job), "outputs": output_names(job),
               "out_path": str(out), "mode": mode}
     try:
-        versions = call_isolated("converters.keras_tflite:convert_file", kwargs, timeout=_TIMEOUT_S)
+        return call_isolated("converters.keras_tflite:convert_file", kwargs, timeout=_TIMEOUT_S)
     except IsolatedFailure as exc:
         reason = exc.reason.removeprefix(f"{ConverterFailed.__name__}: ")
         raise StrategyFailed(f"TFLite conversion failed: {reason}") from None
     finally:
         if temporary:
             model_path.unlink(missing_ok=True)
+
+
+def _run_inprocess(job: ConversionJob, out: Path) -> dict:
+    try:
+        return convert_model(job.source.model, input_signature(job), output_names(job), str(out))
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, ConverterFailed) else converter_reason(exc)
+        raise StrategyFailed(f"TFLite conversion failed: {reason[:300]}") from None
+
+
+def convert_to_tflite(job: ConversionJob, out: Path) -> tuple[Path, list[str]]:
+    """A fixed-shape .tflite of the job's model at ``out`` for other routes; ``(path, notes)``.
+
+    In a subprocess like the first strategy; in this process only when a fresh process cannot
+    reload the model (custom layers its module does not register on import).
+    """
+    try:
+        _run_isolated(job, "concrete", out)
+    except StrategyFailed as exc:
+        if "reload the Keras model" not in str(exc) and "cannot save" not in str(exc):
+            raise
+        _run_inprocess(job, out)
+    return out, batch_note(job) + all_fixed(job, _TFLITE_STATIC)[1]
+
+
+def _convert_isolated(job: ConversionJob, mode: str) -> Converted:
+    out = job.workdir / "model.tflite"
+    versions = _run_isolated(job, mode, out)
     notes = batch_note(job) if mode == "concrete" else []
-    return Converted(path=out, versions=versions, notes=notes)
+    return Converted(path=out, versions=versions, notes=notes + all_fixed(job, _TFLITE_STATIC)[1])
 
 
 @strategy("keras", "tflite", "keras-tflite-converter", order=10,
@@ -189,9 +247,5 @@ def convert_keras_model(job: ConversionJob) -> Converted:
 def convert_inprocess(job: ConversionJob) -> Converted:
     """Last resort for models a fresh process cannot reload; a converter crash here is not contained."""
     out = job.workdir / "model.tflite"
-    try:
-        versions = convert_model(job.source.model, input_signature(job), output_names(job), str(out))
-    except Exception as exc:
-        reason = str(exc) if isinstance(exc, ConverterFailed) else converter_reason(exc)
-        raise StrategyFailed(f"TFLite conversion failed: {reason[:300]}") from None
-    return Converted(path=out, versions=versions, notes=batch_note(job))
+    versions = _run_inprocess(job, out)
+    return Converted(path=out, versions=versions, notes=batch_note(job) + all_fixed(job, _TFLITE_STATIC)[1])

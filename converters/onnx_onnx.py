@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ondevice import _lazy
 
+from ._dynamic import kept_from_shapes, onnx_input_shapes
 from .registry import ConversionJob, Converted, StrategyFailed, strategy
 
 _DATA_NAME = "model.onnx.data"
@@ -50,7 +51,10 @@ def onnx_copy(job: ConversionJob) -> Converted:
         onnx.checker.check_model(str(dest))
     except Exception as exc:
         raise StrategyFailed(f"onnx.checker rejected {source.name}: {_first_line(exc)}") from None
-    return Converted(path=dest, files=files, versions={"onnx": metadata.version("onnx")})
+    kept, notes = kept_from_shapes(job, onnx_input_shapes(dest), "the ONNX file holds it static (the copy "
+                                   "cannot change the graph)")
+    return Converted(path=dest, files=files, versions={"onnx": metadata.version("onnx")}, notes=notes,
+                     dynamic_kept=kept)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ondevice import _lazy
 
-from ._openvino import convert, save_ir
+from ._dynamic import kept_from_shapes, onnx_input_shapes
+from ._openvino import convert, pin_shapes, save_ir
 from .registry import ConversionJob, Converted, strategy
 
 
@@ -21,18 +22,30 @@ def onnx_io_names(onnx_path: Path) -> tuple[list[str], list[str]]:
     return [v.name for v in graph.input if v.name not in initializers], [v.name for v in graph.output]
 
 
-def onnx_to_openvino(onnx_path: Path, workdir: Path, inputs=None, outputs=None) -> Converted:
+def onnx_to_openvino(onnx_path: Path, workdir: Path, inputs=None, outputs=None, job=None,
+                     keep: dict | None = None) -> Converted:
     """Convert an ONNX file to ``workdir/model.xml`` + ``model.bin`` in fp32.
 
     Ports are named ``inputs``/``outputs`` when given (the source's names), else the ONNX names.
+    With ``job``, input axes are pinned to the source's sizes except the requested dynamic axes
+    that the ONNX file holds symbolic (or those in ``keep``, when the exporter knows better); those
+    stay -1 and are reported in ``dynamic_kept``.
     """
     model = convert(str(onnx_path), "the ONNX file")
     onnx_inputs, onnx_outputs = onnx_io_names(onnx_path)
-    return save_ir(model, workdir, inputs or onnx_inputs, outputs or onnx_outputs)
+    kept, notes = {}, []
+    if job is not None:
+        kept, notes = kept_from_shapes(job, onnx_input_shapes(onnx_path), "the ONNX file holds it static")
+        if keep is not None:
+            kept, notes = keep, []
+        pin_shapes(model, job, kept)
+    converted = save_ir(model, workdir, inputs or onnx_inputs, outputs or onnx_outputs)
+    converted.dynamic_kept, converted.notes = kept, notes
+    return converted
 
 
 @strategy("onnx", "openvino", "onnx-openvino", order=10,
           summary="openvino.convert_model of the ONNX file, saved as fp32 IR")
 def onnx_openvino(job: ConversionJob) -> Converted:
     """Convert the ONNX source to OpenVINO IR."""
-    return onnx_to_openvino(Path(job.source.path or job.source.model), job.workdir)
+    return onnx_to_openvino(Path(job.source.path or job.source.model), job.workdir, job=job)

@@ -68,7 +68,10 @@ import numpy as np
 
 from ondevice import _lazy
 from ondevice._isolate import IsolatedFailure, call_isolated
+from ondevice.specs import concrete_shape
 
+from ._dynamic import all_fixed, onnx_input_shapes
+from ._onnx2tf_repair import repair_for_onnx2tf
 from .onnx_onnx import copy_onnx
 from .registry import ConversionJob, Converted, StrategyFailed, strategy
 
@@ -76,11 +79,14 @@ CALIBRATION_NAME = "calibration_image_sample_data_20x128x128x3_float32.npy"
 _TIMEOUT_S = 900
 
 
-def onnx2tf_convert(onnx_path: Path, workdir: Path, *, simplify: bool = False, **options) -> Converted:
+def onnx2tf_convert(onnx_path: Path, workdir: Path, *, simplify: bool = False, input_shapes: dict | None = None,
+                    **options) -> Converted:
     """Convert an ONNX file with onnx2tf in a subprocess to ``workdir/model.tflite`` (float32, NHWC I/O).
 
-    ``simplify`` runs onnxsim first (off by default: see the module notes); ``options`` go to
-    ``onnx2tf.convert`` unchanged, except one that would reach the network.
+    ``simplify`` runs onnxsim first (off by default: see the module notes); ``input_shapes``
+    ({input name: shape}) fixes symbolic input axes; ``options`` go to ``onnx2tf.convert``
+    unchanged, except one that would reach the network. The copy it converts gets the graph
+    repairs of ``_onnx2tf_repair`` (each is listed in the notes).
     """
     if options.get("copy_onnx_input_output_names_to_tflite"):
         raise StrategyFailed("copy_onnx_input_output_names_to_tflite downloads a schema with curl; "
@@ -91,10 +97,14 @@ def onnx2tf_convert(onnx_path: Path, workdir: Path, *, simplify: bool = False, *
     _write_calibration(work)
     model_copy = work / "source.onnx"   # onnxsim rewrites its input in place: never the user's file
     copy_onnx(Path(onnx_path), model_copy)
+    repairs = repair_for_onnx2tf(model_copy)
     shapes = _onnx_shapes(model_copy)
     renamed = _rename_io(model_copy)
     options = {key: [renamed.get(n, n) for n in value] if key.endswith("_input_names") and value else value
                for key, value in options.items()}
+    if input_shapes:
+        options["overwrite_input_shape"] = [f"{renamed.get(n, n)}:{','.join(map(str, shape))}"
+                                            for n, shape in input_shapes.items()]
     kwargs = {"onnx_path": str(model_copy), "output_folder": str(work / "out"), "output_names": shapes[1],
               "restore": {new: old for old, new in renamed.items()},
               "options": {"not_use_onnxsim": not simplify, "non_verbose": True, **options}}
@@ -110,7 +120,7 @@ def onnx2tf_convert(onnx_path: Path, workdir: Path, *, simplify: bool = False, *
     artifact = workdir / "model.tflite"
     shutil.move(result["tflite"], artifact)
     shutil.rmtree(work, ignore_errors=True)   # SavedModel, fp16 .tflite, calibration data: not artifacts
-    notes = _layout_notes(shapes, result["inputs"], result["outputs"])
+    notes = _layout_notes(shapes, result["inputs"], result["outputs"]) + [f"graph repair: {r}" for r in repairs]
     return Converted(path=artifact, channels_last=True, versions=_versions(simplify), notes=notes)
 
 
@@ -265,15 +275,28 @@ def _decode(name) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
+def _from_onnx_source(job: ConversionJob, simplify: bool) -> Converted:
+    """onnx2tf on the source file with every symbolic input axis fixed to the source's size."""
+    path = Path(job.source.path or job.source.model)
+    symbolic = {n: s for n, s in onnx_input_shapes(path).items() if any(not isinstance(d, int) for d in s)}
+    # onnx2tf reads symbolic axes as 1 or fails; the sizes validated are the source's.
+    fixed = {spec.name: list(concrete_shape(spec)) for spec in job.source.inputs if spec.name in symbolic}
+    converted = onnx2tf_convert(path, job.workdir, simplify=simplify, input_shapes=fixed or None)
+    if fixed:
+        converted.notes.append("symbolic input axes fixed for onnx2tf: " + "; ".join(f"{n} {s}" for n, s in fixed.items()))
+    converted.notes += all_fixed(job, "onnx2tf writes a .tflite at fixed sizes")[1]
+    return converted
+
+
 @strategy("onnx", "tflite", "onnx-tflite-onnx2tf", order=10,
           summary="onnx2tf on the ONNX graph as it is (no onnxsim); NHWC inputs, float32")
 def onnx_tflite_onnx2tf(job: ConversionJob) -> Converted:
     """onnx2tf without simplification: converted every family we tried from a dynamo-exported file."""
-    return onnx2tf_convert(Path(job.source.path or job.source.model), job.workdir, simplify=False)
+    return _from_onnx_source(job, simplify=False)
 
 
 @strategy("onnx", "tflite", "onnx-tflite-onnx2tf-onnxsim", order=20,
           summary="onnxsim, then onnx2tf; NHWC inputs, float32")
 def onnx_tflite_onnx2tf_onnxsim(job: ConversionJob) -> Converted:
     """onnx2tf after onnxsim: rescues graphs such as a TorchScript-exported Transformer encoder."""
-    return onnx2tf_convert(Path(job.source.path or job.source.model), job.workdir, simplify=True)
+    return _from_onnx_source(job, simplify=True)

@@ -38,6 +38,9 @@ class Converted:
     channels_last: bool = False    # inputs/outputs of rank >= 3 moved their channel axis last
     versions: dict = field(default_factory=dict)      # converter package -> version
     notes: list[str] = field(default_factory=list)
+    # input name -> the axes of job.dynamic the artifact really keeps dynamic (read back from the
+    # artifact or the traced program); a requested axis missing here was fixed, and a note says why.
+    dynamic_kept: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

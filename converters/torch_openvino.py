@@ -1,12 +1,11 @@
-"""PyTorch -> OpenVINO IR: convert_model of a torch.export program, else of the ONNX export."""
+"""PyTorch -> OpenVINO IR: convert_model of a torch.export program, else of an ONNX export."""
 from __future__ import annotations
 
-from ondevice._lazy import require
-
-from ._openvino import convert, save_ir
+from ._dynamic import kept_from_shapes, ov_input_shapes, requested
+from ._openvino import convert, pin_shapes, save_ir
 from .onnx_openvino import onnx_to_openvino
 from .registry import ConversionJob, Converted, StrategyFailed, strategy
-from .torch_onnx import example_args, export_onnx, one_line, package_versions, quiet_torch_export
+from .torch_onnx import export_program, one_line, onnx_with_dynamic, package_versions, quiet_torch_export
 
 # convert_model(nn.Module) traces with TorchScript and fails on nn.TransformerEncoder
 # ("Graphs differed across invocations"), so neither strategy hands it the module itself.
@@ -15,24 +14,32 @@ from .torch_onnx import example_args, export_onnx, one_line, package_versions, q
 @strategy("torch", "openvino", "torch-openvino-export", order=10,
           summary="openvino.convert_model of a torch.export.export program")
 def convert_exported(job: ConversionJob) -> Converted:
-    """IR from the torch.export graph of the model."""
-    torch = require("torch")
-    ov = require("openvino")
+    """IR from the torch.export graph of the model; requested dynamic axes stay -1 in the IR."""
+    dynamic = requested(job)
     try:
-        with quiet_torch_export():
-            program = torch.export.export(job.source.model, example_args(job.source))
+        program, traced, notes = export_program(job.source, dynamic)
+    except StrategyFailed:
+        raise
     except Exception as exc:
         raise StrategyFailed(f"torch.export.export failed: {one_line(exc)}") from None
     with quiet_torch_export():
         ov_model = convert(program, "the exported program")
-    try:
-        # convert_model leaves the program's axes dynamic in the IR; pin the source's shapes.
-        ov_model.reshape({i: ov.PartialShape(list(spec.shape)) for i, spec in enumerate(job.source.inputs)})
-    except Exception as exc:
-        raise StrategyFailed(f"cannot fix the IR's input shapes: {one_line(exc)}") from None
-    converted = save_ir(ov_model, job.workdir, [s.name for s in job.source.inputs],
-                        [s.name for s in job.source.outputs])
+    names = [s.name for s in job.source.inputs]
+    pin_shapes(ov_model, job, traced)
+    kept, _ = kept_from_shapes(job, ov_input_shapes(ov_model, names), "")
+    converted = save_ir(ov_model, job.workdir, names, [s.name for s in job.source.outputs])
     converted.versions.update(package_versions("torch"))
+    converted.notes, converted.dynamic_kept = notes, kept
+    return converted
+
+
+def _via_onnx(job: ConversionJob, dynamo: bool) -> Converted:
+    onnx_path = job.workdir / "intermediate.onnx"
+    kept, notes = onnx_with_dynamic(job, onnx_path, dynamo)
+    converted = onnx_to_openvino(onnx_path, job.workdir, job=job, keep=kept)
+    exporter = "dynamo" if dynamo else "TorchScript"
+    converted.versions = {**package_versions("torch", *(["onnxscript"] if dynamo else [])), **converted.versions}
+    converted.notes = notes + [f"converted from the {exporter} ONNX export (intermediate.onnx)"]
     return converted
 
 
@@ -40,11 +47,7 @@ def convert_exported(job: ConversionJob) -> Converted:
           summary="ONNX via the dynamo exporter, then openvino.convert_model of the file")
 def convert_via_onnx(job: ConversionJob) -> Converted:
     """IR from the dynamo ONNX export of the model (the ONNX route's converter, reused)."""
-    onnx_path = export_onnx(job.source, job.workdir / "intermediate.onnx", dynamo=True)
-    converted = onnx_to_openvino(onnx_path, job.workdir)
-    converted.versions = {**package_versions("torch", "onnxscript"), **converted.versions}
-    converted.notes.append("converted from the dynamo ONNX export (intermediate.onnx)")
-    return converted
+    return _via_onnx(job, dynamo=True)
 
 
 @strategy("torch", "openvino", "torch-openvino-onnx-torchscript", order=30,
@@ -52,8 +55,4 @@ def convert_via_onnx(job: ConversionJob) -> Converted:
 def convert_via_torchscript_onnx(job: ConversionJob) -> Converted:
     """IR from the TorchScript ONNX export: the way in for TorchScript (.pt) sources, which
     torch.export and the dynamo exporter refuse."""
-    onnx_path = export_onnx(job.source, job.workdir / "intermediate.onnx", dynamo=False)
-    converted = onnx_to_openvino(onnx_path, job.workdir)
-    converted.versions = {**package_versions("torch"), **converted.versions}
-    converted.notes.append("converted from the TorchScript ONNX export (intermediate.onnx)")
-    return converted
+    return _via_onnx(job, dynamo=False)

@@ -7,8 +7,14 @@ import os
 
 from ondevice._lazy import is_instance_of, require
 
+from ._dynamic import all_fixed
 from .registry import ConversionJob, Converted, StrategyFailed, strategy
 from .torch_onnx import example_args, export_onnx, one_line, package_versions, quiet_torch_export
+
+# Measured: litert_torch.convert(dynamic_shapes=...) fails in its lowering ("Shapes must be 1D
+# sequences of concrete values") on a CNN and an LSTM, and the onnx2tf strategies convert a static
+# ONNX export; a .tflite from this route keeps the example's sizes.
+_TFLITE_STATIC = "the TFLite strategies of this route convert at the example's sizes"
 
 
 @strategy("torch", "tflite", "torch-tflite-litert", order=10,
@@ -31,7 +37,8 @@ def convert_litert(job: ConversionJob) -> Converted:
     if any(spec.dtype in ("int64", "float64") for spec in job.source.inputs):
         # litert-torch downcasts 64-bit tensors unless enable_x64; most runtimes lack them.
         notes.append("64-bit inputs and outputs become int32 / float32 in the .tflite")
-    return Converted(path=path, channels_last=False, notes=notes,
+    _, fixed = all_fixed(job, _TFLITE_STATIC)
+    return Converted(path=path, channels_last=False, notes=notes + fixed,
                      versions=package_versions("torch", "litert-torch"))
 
 
@@ -81,6 +88,7 @@ def _via_onnx2tf(job: ConversionJob, dynamo: bool) -> Converted:
     exporter = "dynamo" if dynamo else "TorchScript"
     converted.notes.append(f"converted by onnx2tf from the {exporter} ONNX export (intermediate.onnx)")
     converted.versions = {**package_versions("torch", "onnx"), **converted.versions}
+    converted.notes += all_fixed(job, _TFLITE_STATIC)[1]
     return converted
 
 

@@ -1,0 +1,221 @@
+"""Export every model family to every target through the real converters; write docs/coverage.md.
+
+Each family runs ``ondevice.check`` in its own process (a converter crash costs one row, not the
+run). PyTorch and Keras families come from tests/families.py; the ONNX route is measured on the
+ONNX file each PyTorch family exported. The table is generated, never edited by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = ("onnx", "tflite", "openvino")
+
+
+def measure_one(family: str, out: Path, samples: int, every: bool) -> dict:
+    """check() one family (and, for PyTorch, its ONNX export as a source); rows as JSON-able dicts.
+
+    With ``every``, each strategy of each route is also forced on its own (``strategy_rows``).
+    """
+    sys.path.insert(0, str(ROOT))
+    import ondevice
+    from tests.families import FAMILIES
+
+    model, example = FAMILIES[family]()
+    framework = family.split("_", 1)[0]
+    sources = [(framework, model, example)]
+    rows = _check_rows(framework, family, lambda: ondevice.check(model, example, targets=TARGETS,
+                                                                 out_dir=out / "source", samples=samples, runs=5),
+                       out / "source")
+    onnx_file = out / "source" / "model.onnx"
+    if framework == "torch" and onnx_file.exists():
+        sources.append(("onnx", str(onnx_file), None))
+        rows += _check_rows("onnx", family, lambda: ondevice.check(str(onnx_file), targets=TARGETS,
+                                                                   out_dir=out / "onnx", samples=samples, runs=5),
+                            out / "onnx")
+    strategy_rows = [row for kind, m, ex in sources for row in _every_strategy(kind, family, m, ex, out, samples)
+                     ] if every else []
+    return {"rows": rows, "strategy_rows": strategy_rows}
+
+
+def _every_strategy(framework: str, family: str, model, example, out: Path, samples: int) -> list[dict]:
+    """Each strategy of each route from ``framework``, forced alone: its error or why it failed."""
+    import ondevice
+    from converters.registry import strategies_for
+
+    rows = []
+    for target in TARGETS:
+        for strategy in strategies_for(framework, target):
+            started = time.perf_counter()
+            report = ondevice.check(model, example, targets=[target], out_dir=out / "forced" / strategy.name,
+                                    samples=samples, runs=1, strategy=strategy.name)
+            result = report.targets[0]
+            outputs = (result.parity or {}).get("outputs", [])
+            rows.append({"family": family.split("_", 1)[1], "source": framework, "target": target,
+                         "strategy": strategy.name, "status": result.status,
+                         "max_abs_err": max((o["max_abs_err"] for o in outputs), default=None),
+                         "error": result.error, "seconds": round(time.perf_counter() - started, 1)})
+    return rows
+
+
+def _check_rows(framework: str, family: str, run, out: Path) -> list[dict]:
+    started = time.perf_counter()
+    report = run()
+    seconds = time.perf_counter() - started
+    manifest = json.loads((out / "manifest.json").read_text())
+    attempts = {a["target"]: a["attempts"] for a in manifest["artifacts"] + manifest["failures"]}
+    rows = []
+    for result in report.targets:
+        outputs = (result.parity or {}).get("outputs", [])
+        rows.append({"family": family.split("_", 1)[1], "source": framework, "target": result.target,
+                     "status": result.status, "strategy": result.strategy,
+                     "max_abs_err": max((o["max_abs_err"] for o in outputs), default=None),
+                     "error": result.error, "attempts": attempts.get(result.target, []),
+                     "seconds": round(seconds, 1)})
+    return rows
+
+
+def run_all(families: list[str], samples: int, timeout: int, every: bool) -> tuple[list[dict], list[dict]]:
+    """One subprocess per family; a crash or timeout becomes an error row for each target."""
+    rows, strategy_rows = [], []
+    for family in families:
+        with tempfile.TemporaryDirectory(prefix=f"coverage-{family}-") as tmp:
+            cmd = [sys.executable, __file__, "--one", family, "--out", tmp, "--samples", str(samples)]
+            cmd += ["--every-strategy"] if every else []
+            print(f"{family} ...", file=sys.stderr, flush=True)
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+                payload = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+                result = json.loads(payload) if payload.startswith("{") else {}
+                found = result.get("rows")
+                strategy_rows += result.get("strategy_rows", [])
+                reason = None if found else (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            except subprocess.TimeoutExpired:
+                found, reason = None, f"timed out after {timeout} s"
+        rows += found or [{"family": family.split("_", 1)[1], "source": family.split("_", 1)[0], "target": t,
+                           "status": "error", "strategy": None, "max_abs_err": None, "error": reason,
+                           "attempts": [], "seconds": None} for t in TARGETS]
+        for row in found or []:
+            print(f"  {row['source']:5} {row['target']:8} {row['status']:16} {row['strategy']} "
+                  f"{row['max_abs_err']}", file=sys.stderr, flush=True)
+    return rows, strategy_rows
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    names = ("torch", "tensorflow", "keras", "onnx", "onnxruntime", "openvino", "onnx2tf", "tf2onnx",
+             "litert-torch", "ai-edge-litert", "onnxsim")
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _fmt_err(value) -> str:
+    return "—" if value is None else f"{value:.1e}"
+
+
+def render_strategies(rows: list[dict]) -> list[str]:
+    """Every strategy forced alone: one table per route, a column per family."""
+    lines = ["", "## Every strategy forced alone", "",
+             "Each cell is one `ondevice.check --strategy NAME` of that family: the max abs error when the "
+             "artifact passed parity, else why it did not (reasons in full below the tables).", ""]
+    notes = []
+    routes = list(dict.fromkeys((r["source"], r["target"]) for r in rows))
+    for source, target in routes:
+        mine = [r for r in rows if (r["source"], r["target"]) == (source, target)]
+        strategies = list(dict.fromkeys(r["strategy"] for r in mine))
+        families = list(dict.fromkeys(r["family"] for r in mine))
+        lines += [f"### {source} → {target}", "", "| strategy | " + " | ".join(families) + " |",
+                  "|---|" + "---|" * len(families)]
+        for strategy in strategies:
+            cells = []
+            for family in families:
+                r = next((x for x in mine if x["strategy"] == strategy and x["family"] == family), None)
+                if r is None:
+                    cells.append("")
+                elif r["status"] == "passed":
+                    cells.append(_fmt_err(r["max_abs_err"]))
+                else:
+                    notes.append(f"- {family}, `{strategy}`: {r['status']}: {(r['error'] or '')[:400]}")
+                    cells.append(f"{r['status']} [{len(notes)}]")
+            lines.append(f"| `{strategy}` | " + " | ".join(cells) + " |")
+        lines.append("")
+    if notes:
+        lines += ["Reasons:", ""] + [f"{i}. {n[2:]}" for i, n in enumerate(notes, 1)]
+    return lines
+
+
+def render(rows: list[dict], command: str, samples: int, strategy_rows: list[dict] = ()) -> str:
+    """The Markdown page: the table, then every rejected strategy with its reason."""
+    passed = sum(r["status"] == "passed" for r in rows)
+    lines = ["# Coverage: every model family through every route", "",
+             f"Generated by `{command}` on {time.strftime('%Y-%m-%d')} ({platform.python_version()}, "
+             f"{platform.machine()}, CPU); do not edit by hand. Each row is one `ondevice.check` at float32 "
+             f"with {samples} seeded samples; the error is the largest max-abs error over the outputs. "
+             "Models: `tests/families.py`; the ONNX rows convert the ONNX file the PyTorch family exported.",
+             "", f"**{passed} of {len(rows)} passed.**", "",
+             "| family | source | target | status | strategy | max abs err |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['family']} | {r['source']} | {r['target']} | {r['status']} | "
+                     f"{r['strategy'] or '—'} | {_fmt_err(r['max_abs_err'])} |")
+    lines += ["", "## Strategies tried before the winner, and why they were rejected", ""]
+    rejected = [(r, a) for r in rows for a in r["attempts"] if a["status"] == "rejected"]
+    if not rejected:
+        lines.append("None: the first strategy of every route won.")
+    for r, a in rejected:
+        lines.append(f"- {r['family']} ({r['source']} → {r['target']}): `{a['strategy']}` — {a['reason']}")
+    failed = [r for r in rows if r["status"] != "passed"]
+    if failed:
+        lines += ["", "## Not passed", ""]
+        lines += [f"- {r['family']} ({r['source']} → {r['target']}): {r['error']}" for r in failed]
+    if strategy_rows:
+        lines += render_strategies(list(strategy_rows))
+    lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in _versions().items()), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("families", nargs="*", help="family names from tests/families.py (default: all)")
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per family")
+    parser.add_argument("-o", "--output", default=str(ROOT / "docs" / "coverage.md"))
+    parser.add_argument("--json", help="also write the rows as JSON here")
+    parser.add_argument("--every-strategy", action="store_true",
+                        help="also force each strategy of each route alone (slow: every converter runs)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure_one(args.one, Path(args.out), args.samples, args.every_strategy)))
+        return 0
+    sys.path.insert(0, str(ROOT))
+    from tests.families import FAMILIES
+
+    unknown = [f for f in args.families if f not in FAMILIES]
+    if unknown:
+        parser.error(f"unknown families {unknown}; known: {', '.join(FAMILIES)}")
+    rows, strategy_rows = run_all(args.families or list(FAMILIES), args.samples, args.timeout, args.every_strategy)
+    command = " ".join(["scripts/coverage", *(["--every-strategy"] if args.every_strategy else []), *args.families])
+    Path(args.output).write_text(render(rows, command, args.samples, strategy_rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "strategy_rows": strategy_rows}, indent=1))
+    print(f"wrote {args.output}: {sum(r['status'] == 'passed' for r in rows)} of {len(rows)} passed", file=sys.stderr)
+    return 0 if all(r["status"] == "passed" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
