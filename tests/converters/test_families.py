@@ -238,6 +238,15 @@ def test_onnx_source_symbolic_axes_kept_only_when_asked(tmp_path):
         shapes[len(dynamic)] = str(ov.Core().read_model(str(converted.path)).inputs[0].get_partial_shape())
     assert shapes == {0: "[1,3,16,16]", 1: "[?,3,16,16]"}
 
+    # TFLite cannot keep it: onnx2tf is given the source's size and the artifact says so.
+    workdir = tmp_path / "tflite"
+    workdir.mkdir()
+    tflite_job = ConversionJob(load_source(str(dynamic_onnx)), "tflite", workdir, dynamic={"input": [0]})
+    converted = get_strategy("onnx-tflite-onnx2tf").convert(tflite_job)
+    assert converted.dynamic_kept == {}
+    assert any("'input' axis 0 fixed to 1" in note for note in converted.notes), converted.notes
+    assert any("input 'input': ONNX [None, 3, 16, 16] -> TFLite [1, 16, 16, 3]" in n for n in converted.notes)
+
 
 # ---- no strategy at all ------------------------------------------------------------------------
 
