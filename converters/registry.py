@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 from ondevice.errors import BadInputError, InternalError
 
+from ._dynamic import check_dynamic  # noqa: F401  (the exporter checks --dynamic before any strategy runs)
+
 TARGETS = ("onnx", "tflite", "openvino")
 QUANTIZE = (None, "fp16", "dynamic-int8", "int8")
 
