@@ -144,7 +144,7 @@ def _judge(artifact, job: _WorkerJob, reference, tol) -> TargetResult:
 def check_source(source, targets, out_dir, samples: int = 8, seed: int = 0, inputs_file=None,
                  tolerance=None, threads=None, runs: int = 50, warmup: int = 5, allow_inconclusive=False,
                  quantize=None, strategy=None, dynamic=None, calibration=None, int8_io=False) -> Report:
-    """Export then validate; writes OUT/report.json and OUT/report.md."""
+    """Export then validate; writes OUT/report.json, report.md, report.html and junit.xml."""
     threads = threads or default_threads()
     artifacts = export_source(source, targets, out_dir, quantize=quantize, strategy=strategy,
                               dynamic=dynamic, calibration=calibration, threads=threads, int8_io=int8_io)
@@ -155,8 +155,10 @@ def check_source(source, targets, out_dir, samples: int = 8, seed: int = 0, inpu
 
 
 def write_reports(report: Report, json_path: Path) -> Path:
-    """report.json plus its Markdown summary beside it."""
+    """report.json plus its readable forms beside it: report.md, report.html, junit.xml."""
+    from .render import write_readable
+
     json_path = Path(json_path)
     report.write(json_path)
-    report.write(json_path.with_suffix(".md"))
+    write_readable(report, json_path)
     return json_path
