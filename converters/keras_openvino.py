@@ -18,7 +18,7 @@ from .registry import ConversionJob, Converted, strategy
 
 
 @strategy("keras", "openvino", "keras-openvino-direct", order=10,
-          summary="openvino.convert_model of the Keras model with fixed input shapes, fp32 IR")
+          summary="openvino.convert_model of the Keras model at the example's shapes (-1 on --dynamic axes), fp32 IR")
 def convert_direct(job: ConversionJob) -> Converted:
     """OpenVINO's TensorFlow frontend traces the Keras model itself."""
     tf = require("tensorflow")

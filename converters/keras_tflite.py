@@ -229,7 +229,7 @@ def _convert_isolated(job: ConversionJob, mode: str) -> Converted:
 
 
 @strategy("keras", "tflite", "keras-tflite-converter", order=10,
-          summary="TFLiteConverter on a fixed-batch concrete function, in a subprocess")
+          summary="TFLiteConverter on a fixed-shape concrete function, in a subprocess (signature names kept)")
 def convert_concrete(job: ConversionJob) -> Converted:
     """Fixed-shape concrete function: converts recurrent models and keeps Keras I/O names."""
     return _convert_isolated(job, "concrete")

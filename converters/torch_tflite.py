@@ -33,13 +33,37 @@ def convert_litert(job: ConversionJob) -> Converted:
         raise StrategyFailed(f"litert_torch.convert failed: {one_line(exc)}") from None
     if not path.exists():
         raise StrategyFailed("litert_torch wrote no .tflite file")
-    notes = [] if kwargs else ["signature inputs are named args_0, args_1, ... (positional)"]
+    name_after_source(path, [s.name for s in job.source.inputs], [s.name for s in job.source.outputs])
+    notes = ["signature and tensor names set to the source's (litert-torch calls them args_N / output_N)"]
     if any(spec.dtype in ("int64", "float64") for spec in job.source.inputs):
         # litert-torch downcasts 64-bit tensors unless enable_x64; most runtimes lack them.
         notes.append("64-bit inputs and outputs become int32 / float32 in the .tflite")
     _, fixed = all_fixed(job, _TFLITE_STATIC)
     return Converted(path=path, channels_last=False, notes=notes + fixed,
                      versions=package_versions("torch", "litert-torch"))
+
+
+def name_after_source(path, inputs: list[str], outputs: list[str]) -> None:
+    """Rename ``args_<i>`` / ``output_<i>`` signature entries and their tensors to the i-th source name.
+
+    litert-torch numbers positional inputs and the flattened return values in order, so the
+    index is the source's position; named entries (keyword inputs) keep their names. With the
+    tensors named too, a runner matches outputs by name instead of by order. Uses LiteRT's own
+    flatbuffer tools: this route stays free of TensorFlow.
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    for signature in model.signatureDefs or []:
+        tensors = model.subgraphs[signature.subgraphIndex].tensors
+        for items, names, prefix in ((signature.inputs, inputs, "args_"), (signature.outputs, outputs, "output_")):
+            for item in items or []:
+                key = item.name.decode() if isinstance(item.name, bytes) else str(item.name)
+                index = key[len(prefix):]
+                if key.startswith(prefix) and index.isdigit() and int(index) < len(names):
+                    item.name = names[int(index)].encode()
+                tensors[item.tensorIndex].name = item.name
+    flatbuffer_utils.write_model(model, str(path))
 
 
 def _sample_inputs(source) -> tuple[tuple, dict | None]:

@@ -70,8 +70,7 @@ def test_several_inputs_and_outputs_matched_by_name(family_check, name):
         assert [i["name"] for i in entry["inputs"]] == source_inputs
         assert [o["name"] for o in entry["outputs"]] == source_outputs
         matched = {m["matched_by"] for m in entry["inputs"] + entry["outputs"]}
-        if entry["strategy"] != "torch-tflite-litert":   # litert-torch names outputs output_0, ...
-            assert matched == {"name"}, (entry["target"], entry["outputs"])
+        assert matched == {"name"}, (entry["target"], entry["inputs"], entry["outputs"])
 
 
 def test_keras_tflite_outputs_follow_the_model_not_the_alphabet(family_check):
