@@ -314,3 +314,18 @@ def test_square_patch_embedding_converts_through_onnx2tf(exported_onnx, tmp_path
     assert result.parity["outputs"][0]["max_abs_err"] < BOUND
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert any("flatten of channels-first patches" in note for note in manifest["artifacts"][0]["notes"])
+
+
+def test_coverage_script_writes_the_table_from_a_real_run(tmp_path):
+    """scripts/coverage on one family: a row per route with the winner and its measured error."""
+    page = tmp_path / "coverage.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "coverage.py"), "torch_recommender", "-o", str(page),
+                           "--samples", "2", "--json", str(tmp_path / "rows.json")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert {(r["source"], r["target"]) for r in rows} == {(s, t) for s in ("torch", "onnx") for t in TARGETS}
+    assert all(r["status"] == "passed" and r["max_abs_err"] < BOUND for r in rows)
+    text = page.read_text()
+    assert "| recommender | torch | tflite | passed | torch-tflite-litert |" in text
+    assert "**6 of 6 passed.**" in text
