@@ -18,12 +18,9 @@ def _source(model: Any, example_inputs: Any = None, inputs: Iterable[str] = (), 
 
 
 def _tolerance(atol, rtol):
-    if atol is None and rtol is None:
-        return None
-    from validators.parity import Tolerance
-
-    default = Tolerance.default()
-    return Tolerance(default.atol if atol is None else atol, default.rtol if rtol is None else rtol)
+    """--atol/--rtol as overrides of each artifact's own precision defaults (None: no override)."""
+    overrides = {k: v for k, v in (("atol", atol), ("rtol", rtol)) if v is not None}
+    return overrides or None
 
 
 def export(model, example_inputs=None, targets=TARGETS, out_dir="out", *, inputs=(), quantize=None,
@@ -45,7 +42,7 @@ def export(model, example_inputs=None, targets=TARGETS, out_dir="out", *, inputs
 
 def validate(model, artifacts, samples=8, seed=0, *, example_inputs=None, inputs=(), inputs_file=None,
              atol=None, rtol=None, threads=None, runs=50, allow_inconclusive=False, trust_pickle=False,
-             budget_s=None, timeout_s=600):
+             budget_s=None, timeout_s=600, allow_precision_change=False):
     """Judge exported ``artifacts`` (an Artifacts or its folder) against ``model``; returns a Report."""
     from .artifacts import Artifacts
     from .pipeline import validate_artifacts
@@ -54,16 +51,19 @@ def validate(model, artifacts, samples=8, seed=0, *, example_inputs=None, inputs
     if not isinstance(artifacts, Artifacts):
         artifacts = Artifacts.load(artifacts)
     return validate_artifacts(source, artifacts, samples, seed, inputs_file, _tolerance(atol, rtol), threads,
-                              runs, allow_inconclusive=allow_inconclusive, budget_s=budget_s, timeout_s=timeout_s)
+                              runs, allow_inconclusive=allow_inconclusive, budget_s=budget_s, timeout_s=timeout_s,
+                              allow_precision_change=allow_precision_change)
 
 
 def check(model, example_inputs=None, targets=TARGETS, out_dir="out", *, samples=8, seed=0, inputs=(),
           inputs_file=None, atol=None, rtol=None, threads=None, runs=50, allow_inconclusive=False,
-          quantize=None, strategy=None, dynamic=None, trust_pickle=False, calibration=None, int8_io=False):
-    """Export and validate in one step; writes OUT/report.json and OUT/report.md; returns the Report."""
+          quantize=None, strategy=None, dynamic=None, trust_pickle=False, calibration=None, int8_io=False,
+          allow_precision_change=False):
+    """Export and validate in one step; writes OUT/report.json (+ .md, .html, junit.xml); returns the Report."""
     from .pipeline import check_source
 
     source = _source(model, example_inputs, inputs, trust_pickle)
     return check_source(source, list(targets), out_dir, samples, seed, inputs_file, _tolerance(atol, rtol),
                         threads, runs, allow_inconclusive=allow_inconclusive, quantize=quantize,
-                        strategy=strategy, dynamic=dynamic, calibration=calibration, int8_io=int8_io)
+                        strategy=strategy, dynamic=dynamic, calibration=calibration, int8_io=int8_io,
+                        allow_precision_change=allow_precision_change)

@@ -162,10 +162,11 @@ def runtime_for(target: str, forced: str | None = None) -> str:
 class ArtifactRunner:
     """Runs an artifact on source-named, source-layout inputs and returns source-named outputs."""
 
-    def __init__(self, artifact: Artifact, threads: int = 1, runtime: str | None = None):
+    def __init__(self, artifact: Artifact, threads: int = 1, runtime: str | None = None, prepared=None):
         self.artifact = artifact
         self.runtime = runtime_for(artifact.target, runtime)
-        self.runner = get_runner_class(self.runtime)(artifact.path, threads=threads)
+        # ``prepared``: a runner already loaded on this artifact (export loads one to read its I/O).
+        self.runner = prepared or get_runner_class(self.runtime)(artifact.path, threads=threads)
         self._dtypes = {spec.name: spec.dtype for spec in self.runner.inputs}
 
     def feeds(self, source_feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -56,6 +56,8 @@ def _validate_args(p, report_default: bool):
     p.add_argument("--runs", type=int, default=50, help="timed latency runs (after 5 warmup runs)")
     p.add_argument("--allow-inconclusive", action="store_true",
                    help="do not fail when the source's outputs barely change across samples")
+    p.add_argument("--allow-precision-change", action="store_true",
+                   help="do not fail when an artifact's real precision differs from the one requested")
     p.add_argument("--policy", default=None, metavar="gate.toml",
                    help="also judge the report by this gate policy (writes gate.json beside the report)")
     if report_default:
@@ -161,7 +163,7 @@ def _print_summary(report) -> None:
         p50 = (t.latency or {}).get("p50_ms")
         err_text = f"max abs err {err:.3g}" if err is not None else ""
         p50_text = f"p50 {p50:.3f} ms" if p50 is not None else ""
-        print(f"{t.target:9} {t.status:16} {err_text:24} {p50_text}".rstrip())
+        print(f"{t.label:22} {t.status:16} {err_text:24} {p50_text}".rstrip())
         if t.error:
             print(f"          {t.error}")
 
@@ -212,7 +214,8 @@ def cmd_validate(args) -> int:
     source = _load(args)
     artifacts = Artifacts.load(args.out)
     report = validate_artifacts(source, artifacts, args.samples, args.seed, args.inputs, _tol(args), args.threads,
-                                args.runs, allow_inconclusive=args.allow_inconclusive)
+                                args.runs, allow_inconclusive=args.allow_inconclusive,
+                                allow_precision_change=args.allow_precision_change)
     path = write_reports(report, Path(args.report or Path(args.out) / "report.json"))
     _print_summary(report)
     gate = _gate(report, policy, path)
@@ -228,6 +231,7 @@ def cmd_check(args) -> int:
     policy = _policy(args)
     report = check_source(_load(args), args.to, args.out, args.samples, args.seed, args.inputs, _tol(args),
                           args.threads, args.runs, allow_inconclusive=args.allow_inconclusive,
+                          allow_precision_change=args.allow_precision_change,
                           quantize=args.quantize, strategy=args.strategy, dynamic=dict(args.dynamic),
                           calibration=args.calibration, int8_io=args.int8_io)
     path = Path(args.out) / "report.json"

@@ -15,6 +15,8 @@ _CHECKS = [
     ("converter", "onnx2tf", "onnx2tf", "ONNX -> TFLite"),
     ("converter", "litert-torch", "litert_torch", "PyTorch -> TFLite"),
     ("converter", "openvino", "openvino", "any -> OpenVINO IR"),
+    ("quantizer", "nncf", "nncf", "OpenVINO int8 (weights and static)"),
+    ("quantizer", "ai-edge-quantizer", "ai_edge_quantizer", "TFLite fp16 / int8"),
     ("runtime", "onnxruntime", "onnxruntime", "runs .onnx"),
     ("runtime", "openvino", "openvino", "runs OpenVINO IR"),
     ("runtime", "ai-edge-litert", "ai_edge_litert", "runs .tflite (default)"),
@@ -33,7 +35,7 @@ def doctor() -> int:
         usable = version is not None and importlib.util.find_spec(module) is not None
         found[module] = usable
         state = version if usable else "missing"
-        print(f"{role:10} {dist:16} {state:14} {purpose}")
+        print(f"{role:10} {dist:18} {state:14} {purpose}")
     runtimes_ok = found["onnxruntime"] and found["openvino"] and (found["ai_edge_litert"] or found["tflite_runtime"])
     if runtimes_ok:
         print("PASSED (a runtime for every target is installed)")

@@ -134,8 +134,8 @@ def _load_and_probe(converted, source, target, options, reference, threads, prec
     """Describe, load and run a fresh artifact on the example; (artifact or None, rejection reason or None)."""
     try:
         with quiet():
-            artifact = _describe(converted, source, target, options, threads)
-            runner = ArtifactRunner(artifact, threads)
+            artifact, raw_runner = _describe(converted, source, target, options, threads)
+            runner = ArtifactRunner(artifact, threads, prepared=raw_runner)
             actual = runner.run(source.example_feeds())
     except Exception as exc:
         return None, f"artifact did not load or run: {_one_line(exc)}"
@@ -147,15 +147,16 @@ def _load_and_probe(converted, source, target, options, reference, threads, prec
     return artifact, None
 
 
-def _describe(converted, source, target, options, threads) -> Artifact:
-    """An Artifact for a fresh conversion, its I/O matched to the source's."""
+def _describe(converted, source, target, options, threads):
+    """An Artifact for a fresh conversion, its I/O matched to the source's, and its loaded runner."""
+    options = {**options, "dynamic_kept": dict(getattr(converted, "dynamic_kept", None) or {})}
     artifact = Artifact(target, Path(converted.path), "", [], [], {}, files=list(converted.files),
-                        versions=dict(converted.versions), notes=list(converted.notes), options=dict(options))
+                        versions=dict(converted.versions), notes=list(converted.notes), options=options)
     runner = get_runner_class(runtime_for(target))(artifact.path, threads=threads)
     artifact.inputs = match_io(source.inputs, runner.inputs, converted.channels_last, "input")
     artifact.outputs = match_io(source.outputs, runner.outputs, converted.channels_last, "output")
     artifact.input_dtypes = {spec.name: spec.dtype for spec in runner.inputs}
-    return artifact
+    return artifact, runner
 
 
 _SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ._isolate import IsolatedFailure, call_isolated
@@ -16,7 +16,8 @@ from .report import Report, TargetResult, environment
 from .specs import load_samples, make_samples, samples_digest
 from .worker import load_samples_file, save_samples
 from validators import latency as latency_check
-from validators.parity import Tolerance, compare, constant_artifact_passes
+from validators.precision import check_precision
+from validators.parity import Tolerance, compare, compare_vs_float, constant_artifact_passes
 
 _REPORTED_PACKAGES = ("ondevice", "numpy", "torch", "tensorflow", "keras", "onnx", "onnxruntime", "openvino",
                       "onnx2tf", "tf2onnx", "litert-torch", "ai-edge-litert", "tflite-runtime")
@@ -62,13 +63,15 @@ WORKER_TIMEOUT_S = 600
 
 
 def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int = 0, inputs_file=None,
-                       tolerance: Tolerance | None = None, threads: int | None = None, runs: int = 50,
+                       tolerance: dict | None = None, threads: int | None = None, runs: int = 50,
                        warmup: int = 5, allow_inconclusive: bool = False, budget_s: float | None = None,
-                       timeout_s: float = WORKER_TIMEOUT_S) -> Report:
+                       timeout_s: float = WORKER_TIMEOUT_S, allow_precision_change: bool = False) -> Report:
     """Judge every artifact against the source on the same seeded samples.
 
     The source runs here; each artifact runs in a worker process of its own, so a runtime that
-    crashes or hangs marks only its target ``error``.
+    crashes or hangs marks only its target ``error``. ``tolerance`` overrides fields (atol, rtol)
+    of each artifact's own precision defaults. A quantized artifact is also compared with its
+    float sibling (``parity_vs_float``), separating quantization error from conversion error.
     """
     threads = threads or default_threads()
     data, inputs_info = _samples(source, samples, seed, inputs_file)
@@ -81,11 +84,20 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
     with tempfile.TemporaryDirectory(prefix="ondevice-validate-") as tmp:
         samples_path = Path(tmp) / "samples.npz"
         save_samples(samples_path, data)
+        other = _other_shape(source, artifacts, ref_runner, seed, Path(tmp) / "other_shape.npz")
+        outputs = {}
         for index, artifact in enumerate(artifacts):
-            tol = tolerance or Tolerance.default(artifact.quantize)
+            tol = replace(Tolerance.default(artifact.quantize), **(tolerance or {}))
             job = _WorkerJob(artifacts.out_dir, index, samples_path, Path(tmp) / f"outputs{index}.npz",
-                             threads, runs, warmup, budget_s, timeout_s)
+                             threads, runs, warmup, budget_s, timeout_s,
+                             other.path if other and other.fits(artifact) else None)
             result = _judge(artifact, job, reference, tol)
+            if other:
+                other.judge(result, artifact, job, tol)
+            if result.status != "error":
+                outputs[artifact.path.resolve()] = load_samples_file(job.outputs_path)
+            _vs_float(result, artifacts.float_sibling(artifact), outputs)
+            _check_precision(result, artifact, allow_precision_change)
             if result.latency and source_latency["p50_ms"] > 0:
                 result.latency["speedup_vs_source"] = source_latency["p50_ms"] / result.latency["p50_ms"]
             result.source_latency = source_latency
@@ -95,6 +107,90 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
                                     failure.get("quantize"), error=failure["error"]))
     versions = {**installed_versions(), **ref_runner.versions()}
     return Report(source.to_json(), environment(threads, versions), inputs_info, results, allow_inconclusive)
+
+
+OTHER_SHAPE_SAMPLES = 3
+OTHER_SHAPE_GROWTH = 2   # each dynamic axis is validated at its example size + this
+
+
+@dataclass
+class _OtherShape:
+    """Samples at a second shape for the axes some artifact kept dynamic, and the source's outputs."""
+
+    path: Path
+    axes: dict            # input name -> axes that changed
+    shapes: dict          # input name -> the second shape
+    reference: list
+
+    def fits(self, artifact) -> bool:
+        kept = artifact.options.get("dynamic_kept") or {}
+        return all(set(axes) <= set(kept.get(name, ())) for name, axes in self.axes.items())
+
+    def judge(self, result: TargetResult, artifact, job, tol) -> None:
+        """Add this shape's parity to ``result``; a failure here fails the target."""
+        entry = {"inputs": {n: list(s) for n, s in self.shapes.items()}}
+        if not self.fits(artifact):
+            entry.update(checked=False, reason="the artifact fixed these axes at export (see the manifest)")
+        elif result.status != "error" and job.extra_outputs_path.exists():
+            parity = compare(self.reference, load_samples_file(job.extra_outputs_path), tol)
+            entry.update(checked=True, parity=parity.to_json())
+            if not parity.passed and result.status in ("passed", "inconclusive"):
+                result.status = "failed"
+                result.error = f"parity at shape {entry['inputs']}: " + "; ".join(parity.problems())
+        result.shapes = [entry]
+
+
+def _other_shape(source, artifacts, ref_runner, seed: int, path: Path) -> _OtherShape | None:
+    """Samples with every axis an artifact kept dynamic grown by OTHER_SHAPE_GROWTH, or None."""
+    axes = {}
+    for artifact in artifacts:
+        for name, kept in (artifact.options.get("dynamic_kept") or {}).items():
+            axes.setdefault(name, set()).update(kept)
+    if not axes:
+        return None
+    specs = [replace(s, shape=tuple(d + OTHER_SHAPE_GROWTH if i in axes.get(s.name, ()) else d
+                                    for i, d in enumerate(s.shape))) for s in source.inputs]
+    samples = make_samples(specs, OTHER_SHAPE_SAMPLES, seed + 1)
+    try:
+        with quiet():
+            reference = [ref_runner.run(s) for s in samples]
+    except Exception:
+        return None   # the source itself takes only its example shape: nothing to compare against
+    save_samples(path, samples)
+    return _OtherShape(path, {n: sorted(a) for n, a in axes.items()},
+                       {s.name: s.shape for s in specs if s.name in axes}, reference)
+
+
+def _vs_float(result: TargetResult, sibling, outputs: dict) -> None:
+    """Quantization error alone: a quantized artifact against its float sibling's outputs."""
+    if sibling is None or result.status == "error":
+        return
+    float_outputs = outputs.get(sibling.path.resolve())
+    quantized = outputs.get(Path(result.artifact).resolve())
+    if float_outputs is not None and quantized is not None:
+        result.parity_vs_float = compare_vs_float(float_outputs, quantized, result.quantize).to_json()
+
+
+def _check_precision(result: TargetResult, artifact, allowed: bool) -> None:
+    """An artifact whose real precision differs from the one asked for fails, unless allowed.
+
+    Read from the file now, not from the manifest: the check must hold for artifacts that were
+    re-saved by other tools after export.
+    """
+    try:
+        found = check_precision(artifact.path, artifact.target, artifact.quantize)
+    except Exception as exc:  # an unreadable file is the runtime's to report; note it and go on
+        result.notes.append(f"precision not inspected: {type(exc).__name__}: {exc}")
+        return
+    result.precision = found.to_json()
+    if found.passed or result.status == "error":
+        return
+    problem = found.problem
+    if allowed:
+        result.notes.append(f"precision change allowed: {problem}")
+        return
+    result.status = "failed"
+    result.error = "; ".join(filter(None, [result.error, f"precision: {problem}"]))
 
 
 @dataclass(frozen=True)
@@ -108,11 +204,19 @@ class _WorkerJob:
     warmup: int
     budget_s: float | None
     timeout_s: float
+    extra_samples_path: Path | None = None
+
+    @property
+    def extra_outputs_path(self) -> Path:
+        return self.outputs_path.with_name(f"extra-{self.outputs_path.name}")
 
     def run(self) -> dict:
         kwargs = {"out_dir": str(self.out_dir), "index": self.index, "samples_path": str(self.samples_path),
                   "outputs_path": str(self.outputs_path), "threads": self.threads, "runs": self.runs,
                   "warmup": self.warmup, "budget_s": self.budget_s}
+        if self.extra_samples_path:
+            kwargs.update(extra_samples_path=str(self.extra_samples_path),
+                          extra_outputs_path=str(self.extra_outputs_path))
         return call_isolated("ondevice.worker:measure_artifact", kwargs, timeout=self.timeout_s)
 
 
@@ -143,13 +247,14 @@ def _judge(artifact, job: _WorkerJob, reference, tol) -> TargetResult:
 
 def check_source(source, targets, out_dir, samples: int = 8, seed: int = 0, inputs_file=None,
                  tolerance=None, threads=None, runs: int = 50, warmup: int = 5, allow_inconclusive=False,
-                 quantize=None, strategy=None, dynamic=None, calibration=None, int8_io=False) -> Report:
+                 quantize=None, strategy=None, dynamic=None, calibration=None, int8_io=False,
+                 allow_precision_change=False) -> Report:
     """Export then validate; writes OUT/report.json, report.md, report.html and junit.xml."""
     threads = threads or default_threads()
     artifacts = export_source(source, targets, out_dir, quantize=quantize, strategy=strategy,
                               dynamic=dynamic, calibration=calibration, threads=threads, int8_io=int8_io)
     report = validate_artifacts(source, artifacts, samples, seed, inputs_file, tolerance, threads, runs,
-                                warmup, allow_inconclusive)
+                                warmup, allow_inconclusive, allow_precision_change=allow_precision_change)
     write_reports(report, Path(out_dir) / "report.json")
     return report
 

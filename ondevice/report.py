@@ -32,7 +32,16 @@ class TargetResult:
     latency: dict | None = None
     source_latency: dict | None = None
     footprint: dict | None = None
+    parity_vs_float: dict | None = None    # quantized artifacts: judged against their float sibling
+    precision: dict | None = None          # requested vs found in the artifact file
+    shapes: list | None = None             # parity at a second shape, for axes kept dynamic
     inconclusive: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """``onnx`` for a float artifact, ``onnx[int8]`` for a quantized one."""
+        return f"{self.target}[{self.quantize}]" if self.quantize else self.target
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -97,14 +106,14 @@ class Report:
         for t in self.targets:
             if t.status == "passed" or (t.status == "inconclusive" and self.allow_inconclusive):
                 continue
-            out.append(f"{t.target}: {t.status}" + (f": {t.error}" if t.error else ""))
+            out.append(f"{t.label}: {t.status}" + (f": {t.error}" if t.error else ""))
         return out
 
     def verdict(self, path=None) -> str:
         """The one line every command ends with."""
         where = f" - report: {path}" if path else ""
         if self.passed:
-            return f"PASSED ({', '.join(t.target for t in self.targets)}){where}"
+            return f"PASSED ({', '.join(t.label for t in self.targets)}){where}"
         return f"FAILED ({'; '.join(self.failures()) or 'no targets'}){where}"
 
 

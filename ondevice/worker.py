@@ -53,8 +53,12 @@ def _inject_fault(runtime: str) -> None:
 
 
 def measure_artifact(out_dir: str, index: int, samples_path: str, outputs_path: str, threads: int,
-                     runs: int, warmup: int, budget_s: float | None = None, runtime: str | None = None) -> dict:
-    """Load artifact ``index`` of the manifest in ``out_dir``, run and time it; returns JSON-able facts."""
+                     runs: int, warmup: int, budget_s: float | None = None, runtime: str | None = None,
+                     extra_samples_path: str | None = None, extra_outputs_path: str | None = None) -> dict:
+    """Load artifact ``index`` of the manifest in ``out_dir``, run and time it; returns JSON-able facts.
+
+    ``extra_samples_path``: samples at another shape (dynamic axes), run and saved but not timed.
+    """
     from validators import latency
 
     from .artifacts import ArtifactRunner, Artifacts
@@ -69,6 +73,9 @@ def measure_artifact(out_dir: str, index: int, samples_path: str, outputs_path: 
     samples = load_samples_file(Path(samples_path))
     outputs = [runner.run(s) for s in samples]
     save_samples(Path(outputs_path), outputs)
+    if extra_samples_path:
+        extra = [runner.run(s) for s in load_samples_file(Path(extra_samples_path))]
+        save_samples(Path(extra_outputs_path), extra)
     feeds = runner.feeds(samples[0])
     timing = latency.measure(lambda: runner.runner.run(feeds), threads, runs, warmup, budget_s).to_json()
     timing["load_ms"] = load_ms

@@ -123,6 +123,10 @@ def test_quantized_parity_against_source_and_float(quantized, name, target, prec
     quant = vs_float.outputs[0]
     assert abs(quant.max_abs_err - output["max_abs_err"]) <= float_error + 1e-6
     assert float_error < 1e-5 < quant.max_abs_err
+    # ... and the report carries the same split, computed by validate on the workers' outputs.
+    reported = result.parity_vs_float["outputs"][0]
+    assert reported["max_abs_err"] == pytest.approx(quant.max_abs_err, rel=1e-5, abs=1e-7)
+    assert result.precision["requested"] == result.precision["found"] == precision
 
 
 def _split(report, out, name, target, precision):
