@@ -61,12 +61,19 @@ class PrecisionCheck:
                 "problem": self.problem, **{k: v for k, v in self.info.to_json().items() if k != "precision"}}
 
 
+# A precision counts only when its tensors hold this share of the weight bytes: a float32 IR of
+# a Keras LSTM carries a 3-byte u8 constant, which is no quantization.
+_SIGNIFICANT_SHARE = 0.05
+
+
 def _classify(weight_bytes: dict, static: bool, dynamic: bool) -> str:
     if static:
         return "int8"
-    if dynamic or any(weight_bytes.get(t) for t in _INT_WEIGHTS):
+    total = sum(weight_bytes.get(t, 0) for t in ("float32", "float16", "bfloat16", *_INT_WEIGHTS)) or 1
+    share = lambda types: sum(weight_bytes.get(t, 0) for t in types) / total  # noqa: E731
+    if dynamic or share(_INT_WEIGHTS) >= _SIGNIFICANT_SHARE:
         return "dynamic-int8"
-    if weight_bytes.get("float16"):
+    if share(("float16",)) >= _SIGNIFICANT_SHARE:
         return "fp16"
     return "fp32"
 

@@ -137,3 +137,12 @@ def test_tflite_tensor_types_decide_the_precision(tmp_path, weights, activations
 def test_unknown_target_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown target"):
         inspect(tmp_path / "m.bin", "coreml")
+
+
+def test_a_few_integer_bytes_are_not_quantization():
+    """A float32 IR of a Keras LSTM holds a 3-byte u8 constant; that is no int8 model."""
+    from validators.precision import _classify
+
+    assert _classify({"float32": 40_000, "uint8": 3}, static=False, dynamic=False) == "fp32"
+    assert _classify({"float32": 400, "int8": 3_000}, static=False, dynamic=False) == "dynamic-int8"
+    assert _classify({"float32": 400, "float16": 5_000}, static=False, dynamic=False) == "fp16"
