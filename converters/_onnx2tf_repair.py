@@ -12,6 +12,10 @@ defeat that tracking (both measured, with and without onnxsim), and each has an 
   when C == H*W (16 patches of width 16: errors near 1), since onnx2tf cannot tell which axis of
   a square tensor it moved. Transpose(0, 2, 3, 1) -> Reshape(N, H*W, C) computes the same
   tensor with the transpose on the 4-D side, where the layout is known.
+
+And one naming repair: the TorchScript exporter names nodes "/3/grouped/Conv"; onnx2tf names the
+weights it splits out of a grouped Conv after the node, and refuses a SavedModel whose names start
+with "/" ("OP name does not match the following pattern"). Node names lose their leading "/".
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ def repair_for_onnx2tf(onnx_path: Path) -> list[str]:
     shapes = _shapes(onnx, model)
     done = _identity_before_conv_transpose(onnx, model.graph, shapes)
     done += _transpose_before_flatten(onnx, model.graph, _shapes(onnx, model) if done else shapes)
+    done += _strip_leading_slashes(model.graph)
     if done:
         onnx.save(model, str(onnx_path))
     return done
@@ -102,6 +107,19 @@ def _transpose_before_flatten(onnx, graph, shapes: dict) -> list[str]:
     if done:
         _replace_nodes(onnx, graph, nodes)
     return done
+
+
+def _strip_leading_slashes(graph) -> list[str]:
+    """Node names (not tensor names) without a leading "/"; kept unique."""
+    taken = {node.name for node in graph.node}
+    renamed = 0
+    for node in graph.node:
+        new = node.name.lstrip("/")
+        if new != node.name and new and new not in taken:
+            taken.add(new)
+            node.name = new
+            renamed += 1
+    return [f"{renamed} node names lost their leading '/'"] if renamed else []
 
 
 def _perm(node) -> list:

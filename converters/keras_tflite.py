@@ -133,23 +133,30 @@ def convert_model(model, inputs: list, outputs: list, out_path: str, mode: str =
     except Exception as exc:
         raise ConverterFailed(converter_reason(exc)) from None
     Path(out_path).write_bytes(blob)
-    name_tensors_after_signature(out_path)
+    # from_keras_model calls the outputs output_0, output_1, ... in the model's output order.
+    name_tensors_after_signature(out_path, outputs if mode == "keras" else ())
     return {"tensorflow": tf.__version__, "keras": keras.__version__}
 
 
-def name_tensors_after_signature(tflite_path: str) -> None:
+def name_tensors_after_signature(tflite_path: str, numbered_outputs=()) -> None:
     """Give each signature input and output tensor its signature name, in place.
 
     The converter orders a dict-returning function's outputs by key and names the tensors
     ``StatefulPartitionedCall:<i>``: matched by order, a model returning (logits, mask, embedding)
     paired logits with the embedding. The SignatureDef keeps the real names; copying them onto the
-    tensors lets any interpreter API match outputs by name.
+    tensors lets any interpreter API match outputs by name. ``numbered_outputs`` names signature
+    outputs called ``output_<i>`` after the i-th entry (the model's own output names).
     """
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(str(tflite_path))
     for signature in model.signatureDefs or []:
         tensors = model.subgraphs[signature.subgraphIndex].tensors
+        for item in signature.outputs or []:
+            key = item.name.decode() if isinstance(item.name, bytes) else str(item.name)
+            index = key.removeprefix("output_")
+            if key.startswith("output_") and index.isdigit() and int(index) < len(numbered_outputs):
+                item.name = numbered_outputs[int(index)].encode()
         for item in [*(signature.inputs or []), *(signature.outputs or [])]:
             tensors[item.tensorIndex].name = item.name
     flatbuffer_utils.write_model(model, str(tflite_path))

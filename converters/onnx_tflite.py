@@ -104,6 +104,12 @@ def onnx2tf_convert(onnx_path: Path, workdir: Path, *, simplify: bool = False, i
     renamed = _rename_io(model_copy)
     options = {key: [renamed.get(n, n) for n in value] if key.endswith("_input_names") and value else value
                for key, value in options.items()}
+    if "Erf" in _op_types(model_copy).values():
+        # TFLite has no Erf builtin: onnx2tf's tf.math.erf becomes FlexErf, which the LiteRT
+        # interpreter refuses (TorchScript-exported exact GELU). Its pseudo-Erf uses builtins
+        # (|error| <= 1.5e-7); a GELU pattern it recognises still becomes the GELU builtin.
+        options["replace_to_pseudo_operators"] = [*options.get("replace_to_pseudo_operators", []), "erf"]
+        repairs.append("Erf computed from builtin ops (onnx2tf replace_to_pseudo_operators=erf)")
     if input_shapes:
         options["overwrite_input_shape"] = [f"{renamed.get(n, n)}:{','.join(map(str, shape))}"
                                             for n, shape in input_shapes.items()]
@@ -115,10 +121,11 @@ def onnx2tf_convert(onnx_path: Path, workdir: Path, *, simplify: bool = False, i
                                cwd=str(work), env=_child_env(simplify))
     except IsolatedFailure as exc:
         cause = telling_line(exc.output, exc.reason, _op_types(model_copy))
-        log = workdir / "onnx2tf.log"
-        log.write_text(exc.output)
+        # The log stays in the attempt's workdir for whoever runs the strategy directly; the
+        # exporter removes workdirs, so the reason itself must name the cause.
+        (workdir / "onnx2tf.log").write_text(exc.output)
         shutil.rmtree(work, ignore_errors=True)
-        raise StrategyFailed(f"onnx2tf failed: {cause} (full log: {log})") from None
+        raise StrategyFailed(f"onnx2tf failed: {cause}") from None
     artifact = workdir / "model.tflite"
     shutil.move(result["tflite"], artifact)
     shutil.rmtree(work, ignore_errors=True)   # SavedModel, fp16 .tflite, calibration data: not artifacts
@@ -220,7 +227,8 @@ def telling_line(output: str, fallback: str = "", op_types: dict | None = None) 
     op_name = next((e.split("onnx_op_name:", 1)[1].strip() for e in errors if "onnx_op_name:" in e), None)
     exceptions = [l for l in lines if _EXCEPTION.match(l)]
     others = [e for e in errors if "onnx_op_name:" not in e]
-    cause = exceptions[-1] if exceptions else (others[-1] if others else fallback or "(no output)")
+    # Without a traceback, onnx2tf's first ERROR lines say what failed; the last one is advice.
+    cause = exceptions[-1] if exceptions else ("; ".join(others[:2]) if others else fallback or "(no output)")
     if op_name:
         op_type = (op_types or {}).get(op_name)
         cause = f"{op_type + ' ' if op_type else ''}node {op_name!r}: {cause}"

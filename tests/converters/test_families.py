@@ -56,6 +56,7 @@ def test_family_passes_parity(family_check, name, target):
     manifest = json.loads((out / "manifest.json").read_text())
     entry = next(a for a in manifest["artifacts"] if a["target"] == target)
     assert entry["attempts"][-1]["status"] == "accepted"
+    assert {m["matched_by"] for m in entry["inputs"] + entry["outputs"]} == {"name"}
 
 
 @pytest.mark.parametrize("name", ["torch_multi_output", "keras_multi_output", "torch_recommender",
@@ -329,3 +330,19 @@ def test_coverage_script_writes_the_table_from_a_real_run(tmp_path):
     text = page.read_text()
     assert "| recommender | torch | tflite | passed | torch-tflite-litert |" in text
     assert "**6 of 6 passed.**" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,repair", [("torch_cnn", "lost their leading '/'"),
+                                         ("torch_transformer", "Erf computed from builtin ops")])
+def test_torchscript_exports_convert_through_onnx2tf(tmp_path, name, repair):
+    """The third TFLite strategy, forced: grouped-conv weights named "/3/grouped/Conv/kernel" made
+    onnx2tf refuse its SavedModel, and exact GELU became FlexErf (both measured before the repairs)."""
+    model, example = families.FAMILIES[name]()
+    report = ondevice.check(model, example, targets=["tflite"], out_dir=tmp_path / "out", samples=4, runs=5,
+                            strategy="torch-tflite-onnx2tf-torchscript")
+    result = report.targets[0]
+    assert result.status == "passed", result.error
+    assert max(o["max_abs_err"] for o in result.parity["outputs"]) < BOUND
+    notes = json.loads((tmp_path / "out" / "manifest.json").read_text())["artifacts"][0]["notes"]
+    assert any(repair in note for note in notes), notes
