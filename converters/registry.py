@@ -8,7 +8,11 @@ from typing import Any, Callable
 
 from ondevice.errors import BadInputError, InternalError
 
-from ._dynamic import check_dynamic  # noqa: F401  (the exporter checks --dynamic before any strategy runs)
+from . import _dynamic
+
+# The exporter should check --dynamic (names, axes) before any strategy runs: a bad name is the
+# user's error (exit 2), not a conversion failure.
+check_dynamic = _dynamic.check_dynamic
 
 TARGETS = ("onnx", "tflite", "openvino")
 QUANTIZE = (None, "fp16", "dynamic-int8", "int8")
