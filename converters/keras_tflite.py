@@ -176,7 +176,7 @@ def converter_reason(exc: BaseException) -> str:
 
 # ---- strategies ------------------------------------------------------------------------------
 
-def _model_file(job: ConversionJob) -> tuple[Path, bool]:
+def keras_model_file(job) -> tuple[Path, bool]:
     """A Keras file the subprocess can load, and whether we wrote it (to remove afterwards)."""
     path = job.source.path
     if path is not None and Path(path).is_file() and Path(path).suffix.lower() in _KERAS_FILES:
@@ -192,7 +192,7 @@ def _model_file(job: ConversionJob) -> tuple[Path, bool]:
 
 def _run_isolated(job: ConversionJob, mode: str, out: Path) -> dict:
     """Convert in a fresh process to ``out``; returns the converter versions."""
-    model_path, temporary = _model_file(job)
+    model_path, temporary = keras_model_file(job)
     kwargs = {"model_path": str(model_path), "inputs": input_signature(job), "outputs": output_names(job),
               "out_path": str(out), "mode": mode}
     try:

@@ -63,7 +63,6 @@ import os
 import re
 import shutil
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -195,14 +194,7 @@ def _rename_in_graph(graph, renamed: dict) -> None:
 
 
 def _versions(simplify: bool) -> dict:
-    packages = ["onnx2tf", "tensorflow", "onnx"] + (["onnxsim"] if simplify else [])
-    versions = {}
-    for package in packages:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
+    return _lazy.package_versions("onnx2tf", "tensorflow", "onnx", *(["onnxsim"] if simplify else []))
 
 
 def _layout_notes(onnx_shapes: tuple, inputs: list, outputs: list) -> list[str]:

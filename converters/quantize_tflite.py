@@ -15,11 +15,11 @@ from pathlib import Path
 from ondevice._isolate import IsolatedFailure, call_isolated
 from ondevice._lazy import require
 
+from .keras_tflite import keras_model_file
 from .registry import ConverterCrashed, Converted, QuantizeJob, StrategyFailed, quantizer
 from .torch_onnx import package_versions
 
 _TIMEOUT_S = 900
-_KERAS_FILES = (".keras", ".h5")
 
 
 def _isolated(target: str, kwargs: dict, what: str):
@@ -52,7 +52,7 @@ def keras_converter(job: QuantizeJob) -> Converted:
     """Re-convert the Keras model with the precision's converter options."""
     from .keras_tflite import input_signature, output_names
 
-    model_path, temporary = _keras_file(job)
+    model_path, temporary = keras_model_file(job)
     out = job.output_path(".tflite")
     kwargs = {"model_path": str(model_path), "inputs": input_signature(job), "outputs": output_names(job),
               "out_path": str(out), "precision": job.precision, "samples_path": _save_calibration(job),
@@ -65,16 +65,6 @@ def keras_converter(job: QuantizeJob) -> Converted:
     return Converted(out, versions=versions, notes=_io_note(job))
 
 
-def _keras_file(job: QuantizeJob) -> tuple[Path, bool]:
-    path = job.source.path
-    if path is not None and Path(path).is_file() and Path(path).suffix.lower() in _KERAS_FILES:
-        return Path(path), False
-    saved = job.workdir / "source.keras"
-    try:
-        job.source.model.save(str(saved))
-    except Exception as exc:
-        raise StrategyFailed(f"cannot save the Keras model for a subprocess: {type(exc).__name__}") from None
-    return saved, True
 
 
 def keras_worker(model_path: str, inputs: list, outputs: list, out_path: str, precision: str,

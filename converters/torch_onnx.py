@@ -7,7 +7,7 @@ import re
 import warnings
 from pathlib import Path
 
-from ondevice._lazy import require
+from ondevice._lazy import package_versions, require  # noqa: F401  (re-exported to the routes)
 
 from ._dynamic import kept_from_shapes, onnx_input_shapes, requested
 from .registry import ConversionJob, Converted, StrategyFailed, strategy
@@ -140,15 +140,6 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
-def package_versions(*names: str) -> dict:
-    """Installed versions of the named distributions (absent ones are left out)."""
-    import importlib.metadata as metadata
-
-    found = {}
-    for name in names:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            found[name] = metadata.version(name)
-    return found
 
 
 def _convert(job: ConversionJob, dynamo: bool) -> Converted:

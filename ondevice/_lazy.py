@@ -67,6 +67,19 @@ def available(module: str) -> bool:
     return importlib.util.find_spec(module.split(".")[0]) is not None
 
 
+def package_versions(*names: str) -> dict:
+    """Installed versions of the named distributions, from metadata (nothing imported; absent ones left out)."""
+    import importlib.metadata as metadata
+
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
 def is_instance_of(obj: object, module: str, qualname: str) -> bool:
     """isinstance without importing: False when ``module`` was never imported."""
     mod = sys.modules.get(module)

@@ -1,12 +1,12 @@
 """validate and check: run source and artifacts on the same samples, judge, and build the report."""
 from __future__ import annotations
 
-import importlib.metadata as metadata
 import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ._lazy import package_versions
 from ._isolate import IsolatedFailure, call_isolated
 from ._quiet import quiet
 from .artifacts import Artifacts
@@ -29,13 +29,7 @@ def default_threads() -> int:
 
 
 def installed_versions() -> dict:
-    found = {}
-    for name in _REPORTED_PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
+    return package_versions(*_REPORTED_PACKAGES)
 
 
 def _samples(source, samples: int, seed: int, inputs_file):

@@ -109,17 +109,10 @@ def run_all(families: list[str], samples: int, timeout: int, every: bool) -> tup
 
 
 def _versions() -> dict:
-    from importlib import metadata
+    from ondevice._lazy import package_versions
 
-    names = ("torch", "tensorflow", "keras", "onnx", "onnxruntime", "openvino", "onnx2tf", "tf2onnx",
-             "litert-torch", "ai-edge-litert", "onnxsim")
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
+    return package_versions("torch", "tensorflow", "keras", "onnx", "onnxruntime", "openvino", "onnx2tf",
+                            "tf2onnx", "litert-torch", "ai-edge-litert", "onnxsim")
 
 
 def _commit() -> str:
