@@ -205,7 +205,9 @@ class _WorkerJob:
         return self.outputs_path.with_name(f"extra-{self.outputs_path.name}")
 
     def run(self) -> dict:
-        kwargs = {"out_dir": str(self.out_dir), "index": self.index, "samples_path": str(self.samples_path),
+        # Absolute paths: the worker runs in a scratch folder, not the caller's working directory.
+        kwargs = {"out_dir": str(Path(self.out_dir).resolve()), "index": self.index,
+                  "samples_path": str(self.samples_path),
                   "outputs_path": str(self.outputs_path), "threads": self.threads, "runs": self.runs,
                   "warmup": self.warmup, "budget_s": self.budget_s}
         if self.extra_samples_path:

@@ -15,11 +15,11 @@ from tests.conftest import FACTORY_FILE
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run_cli(*args):
+def run_cli(*args, cwd=ROOT):
     """Run `python -m ondevice` in a fresh process, as a user would."""
     env = {**os.environ, "PYTHONPATH": ROOT}
     return subprocess.run([sys.executable, "-m", "ondevice", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=600)
+                          cwd=cwd, timeout=600)
 
 
 def last_line(text):
@@ -142,9 +142,10 @@ def test_constant_output_is_inconclusive_unless_allowed(tmp_path, capsys):
 
 def test_check_end_to_end_in_a_fresh_process(tmp_path):
     """The README's main job, as a user runs it: bundled example, all three targets."""
-    proc = run_cli("check", "ondevice.examples.tiny_cnn:build", "-o", str(tmp_path / "demo"), "--runs", "10")
+    # A relative output folder, as in the README: workers must not depend on the caller's cwd.
+    proc = run_cli("check", "ondevice.examples.tiny_cnn:build", "-o", "demo", "--runs", "10", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert last_line(proc.stdout) == f"PASSED (onnx, tflite, openvino) - report: {tmp_path / 'demo' / 'report.json'}"
+    assert last_line(proc.stdout) == "PASSED (onnx, tflite, openvino) - report: demo/report.json"
     assert proc.stderr.strip() == "", proc.stderr[-2000:]
     for name in ("report.json", "report.md", "manifest.json", "model.onnx", "model.tflite", "model.xml", "model.bin"):
         assert (tmp_path / "demo" / name).exists(), name
