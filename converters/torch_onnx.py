@@ -140,8 +140,6 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
-
-
 def _convert(job: ConversionJob, dynamo: bool) -> Converted:
     path = job.workdir / "model.onnx"
     kept, notes = onnx_with_dynamic(job, path, dynamo)
