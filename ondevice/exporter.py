@@ -59,10 +59,11 @@ def export_source(source, targets, out_dir, quantize=None, strategy=None, dynami
     ``quantize`` is None (float only), a precision, or a list of them; each quantized artifact is
     made from the float one. ``calibration`` is an ``.npz`` of inputs for int8 (else generated).
     """
-    from converters.registry import check_target, get_strategy
+    from converters.registry import check_dynamic, check_target, get_strategy
 
     targets = [check_target(t) for t in targets]
     forced = get_strategy(strategy) if strategy else None
+    dynamic = check_dynamic(dynamic or {}, source.inputs)   # a bad name or axis is the user's error
     precisions = _precisions(quantize, int8_io)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

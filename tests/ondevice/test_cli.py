@@ -98,6 +98,8 @@ def test_truncated_onnx_exits_2_without_traceback(torch_cnn_check, tmp_path):
     (["check", f"{FACTORY_FILE}:raises", "--to", "onnx"], "raised RuntimeError: weights file is corrupt"),
     (["check", f"{FACTORY_FILE}:no_such_factory", "--to", "onnx"], "has no callable 'no_such_factory'"),
     (["check", f"{FACTORY_FILE}:cnn", "--to", "onnx", "--strategy", "nope"], "unknown strategy 'nope'"),
+    (["check", f"{FACTORY_FILE}:cnn", "--to", "onnx", "--dynamic", "nope:0"], "the model has no input 'nope'"),
+    (["check", f"{FACTORY_FILE}:cnn", "--to", "onnx", "--dynamic", "input:7"], "axis 7 is out of range"),
 ])
 def test_bad_input_exits_2_with_one_line(args, expected, tmp_path, capsys):
     code = main([*args, "-o", str(tmp_path / "o")])
