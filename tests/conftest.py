@@ -14,33 +14,32 @@ TARGETS = ("onnx", "tflite", "openvino")
 FACTORY_FILE = os.path.join(os.path.dirname(__file__), "models.py")
 
 
+def _check_factory(tmp_path_factory, factory):
+    """check() of ``factory()``'s model to all three targets: (report, out_dir)."""
+    out = tmp_path_factory.mktemp(factory.__name__)
+    model, example = factory()
+    return ondevice.check(model, example, targets=TARGETS, out_dir=out, runs=20), out
+
+
 @pytest.fixture(scope="session")
 def torch_cnn_check(tmp_path_factory):
-    """check() of the bundled CNN to all three targets: (report, out_dir)."""
-    out = tmp_path_factory.mktemp("torch_cnn")
-    model, example = models.cnn()
-    return ondevice.check(model, example, targets=TARGETS, out_dir=out, runs=20), out
+    """The bundled CNN."""
+    return _check_factory(tmp_path_factory, models.cnn)
 
 
 @pytest.fixture(scope="session")
 def torch_lstm_check(tmp_path_factory):
-    out = tmp_path_factory.mktemp("torch_lstm")
-    model, example = models.lstm()
-    return ondevice.check(model, example, targets=TARGETS, out_dir=out, runs=20), out
+    return _check_factory(tmp_path_factory, models.lstm)
 
 
 @pytest.fixture(scope="session")
 def torch_two_outputs_check(tmp_path_factory):
-    out = tmp_path_factory.mktemp("torch_two")
-    model, example = models.two_outputs()
-    return ondevice.check(model, example, targets=TARGETS, out_dir=out, runs=20), out
+    return _check_factory(tmp_path_factory, models.two_outputs)
 
 
 @pytest.fixture(scope="session")
 def keras_cnn_check(tmp_path_factory):
-    out = tmp_path_factory.mktemp("keras_cnn")
-    model, example = models.keras_cnn()
-    return ondevice.check(model, example, targets=TARGETS, out_dir=out, runs=20), out
+    return _check_factory(tmp_path_factory, models.keras_cnn)
 
 
 @pytest.fixture(scope="session")
