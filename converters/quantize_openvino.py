@@ -57,18 +57,34 @@ def _nncf(job: QuantizeJob, mode: str) -> Converted:
     samples = job.workdir / "calibration.npz"
     save_samples(samples, job.calibration)
     kwargs = {"xml": str(job.float_artifact.path), "out": str(out), "mode": mode, "samples_path": str(samples),
-              "input_names": job.input_names}
+              "input_names": job.input_names, "overflow_fix": _overflow_fix(job)}
     try:
         call_isolated("converters.quantize_openvino:nncf_worker", kwargs, timeout=_TIMEOUT_S, env=_NNCF_ENV)
     except IsolatedFailure as exc:
         if exc.signal_name:
             raise ConverterCrashed(f"NNCF {mode} crashed: {exc.reason}", exc.signal_name) from None
         raise StrategyFailed(f"NNCF {mode} failed: {exc.reason}") from None
-    notes = [f"calibrated on {len(job.calibration)} samples (MinMax ranges)"] if mode == "quantize" else []
+    notes = [f"calibrated on {len(job.calibration)} samples (MinMax ranges)", _OVERFLOW_NOTES[_overflow_fix(job)]] \
+        if mode == "quantize" else []
     return Converted(out, files=_ir_files(out), versions=package_versions("openvino", "nncf"), notes=notes)
 
 
-def nncf_worker(xml: str, out: str, mode: str, samples_path: str, input_names: list) -> None:
+# NNCF's overflow fix stores weights with 7 significant bits wherever a u8 x s8 product pair could
+# overflow 16 bits on CPUs without VNNI (it widens the scale so the int8 grid halves); "disable"
+# keeps full 8-bit weights, exact only with VNNI/AMX.
+_OVERFLOW_NOTES = {
+    "enable": "overflow fix on every layer: exact on every x86 CPU, with or without VNNI (--int8-kernels vnni "
+              "keeps 8-bit weights)",
+    "disable": "8-bit weights (--int8-kernels vnni): exact only on CPUs with VNNI or AMX; AVX2-only CPUs may saturate",
+}
+
+
+def _overflow_fix(job: QuantizeJob) -> str:
+    return "disable" if job.int8_kernels == "vnni" else "enable"
+
+
+def nncf_worker(xml: str, out: str, mode: str, samples_path: str, input_names: list,
+                overflow_fix: str = "enable") -> None:
     """Runs in a fresh process: quantize or compress the IR at ``xml`` and save it at ``out`` (f32 kept)."""
     from pathlib import Path
 
@@ -80,14 +96,15 @@ def nncf_worker(xml: str, out: str, mode: str, samples_path: str, input_names: l
     if mode == "compress":
         model = nncf.compress_weights(model)
     else:
-        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
         from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
         feeds = [[sample[name] for name in input_names] for sample in load_samples_file(Path(samples_path))]
         # Global min/max, as onnxruntime and TFLite calibrate: NNCF's default averages each sample's
         # extremes, which clipped the tails of the test transformer's activations (error 0.12 vs 0.06).
         advanced = AdvancedQuantizationParameters(
-            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
+            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
+            overflow_fix=OverflowFix.ENABLE if overflow_fix == "enable" else OverflowFix.DISABLE)
         model = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds), advanced_parameters=advanced)
     # An int8 IR keeps its remaining float constants in f32: fp16 would be a second, unasked change.
     ov.save_model(model, out, compress_to_fp16=False)

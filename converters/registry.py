@@ -16,6 +16,7 @@ check_dynamic = _dynamic.check_dynamic
 
 TARGETS = ("onnx", "tflite", "openvino")
 QUANTIZE = (None, "fp16", "dynamic-int8", "int8")
+INT8_KERNELS = ("portable", "vnni")
 
 
 class StrategyFailed(Exception):
@@ -143,6 +144,9 @@ class QuantizeJob:
     workdir: Path
     calibration: list = field(default_factory=list)
     int8_io: bool = False
+    # "portable": int8 that holds on every x86 CPU (7-bit weights for onnxruntime, NNCF overflow fix);
+    # "vnni": 8-bit weights, exact only where int8 dot products accumulate in 32 bits (VNNI, AMX).
+    int8_kernels: str = "portable"
 
     @property
     def input_names(self) -> list[str]:

@@ -32,8 +32,12 @@ def _project_root() -> str:
 
 
 def call_isolated(target: str, kwargs: dict, timeout: float = 900, cwd: str | None = None,
-                  env: dict | None = None):
-    """Call ``target(**kwargs)`` in a subprocess and return its result."""
+                  env: dict | None = None, launcher: list[str] | None = None):
+    """Call ``target(**kwargs)`` in a subprocess and return its result.
+
+    ``launcher`` prefixes the interpreter's command line, e.g. a CPU emulator that runs the call
+    on an instruction set this machine lacks.
+    """
     with tempfile.TemporaryDirectory(prefix="ondevice-iso-") as tmp:
         request = Path(tmp) / "request.json"
         result = Path(tmp) / "result.json"
@@ -41,7 +45,8 @@ def call_isolated(target: str, kwargs: dict, timeout: float = 900, cwd: str | No
         child_env = {**os.environ, **QUIET_ENV, **(env or {})}
         child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [_project_root(), child_env.get("PYTHONPATH")]))
         try:
-            proc = subprocess.run([sys.executable, "-m", "ondevice._isolate", str(request), str(result)],
+            proc = subprocess.run([*(launcher or []), sys.executable, "-m", "ondevice._isolate", str(request),
+                                   str(result)],
                                   cwd=cwd or tmp, env=child_env, capture_output=True, text=True,
                                   timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:

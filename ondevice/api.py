@@ -7,13 +7,14 @@ from typing import Any, Iterable
 TARGETS = ("onnx", "tflite", "openvino")
 
 
-def _source(model: Any, example_inputs: Any = None, inputs: Iterable[str] = (), trust_pickle: bool = False):
+def _source(model: Any, example_inputs: Any = None, inputs: Iterable[str] = (), trust_pickle: bool = False,
+            trust_graph: bool = False):
     from .sources import from_object, load_source
     from .specs import parse_input_spec
 
     declared = [parse_input_spec(s) if isinstance(s, str) else s for s in inputs]
     if isinstance(model, (str, Path)):
-        return load_source(str(model), declared, trust_pickle)
+        return load_source(str(model), declared, trust_pickle, trust_graph)
     return from_object(model, example_inputs, declared)
 
 
@@ -24,12 +25,14 @@ def _tolerance(atol, rtol):
 
 
 def export(model, example_inputs=None, targets=TARGETS, out_dir="out", *, inputs=(), quantize=None,
-           strategy=None, dynamic=None, threads=None, trust_pickle=False, calibration=None, int8_io=False):
+           strategy=None, dynamic=None, threads=None, trust_pickle=False, calibration=None, int8_io=False,
+           int8_kernels="portable"):
     """Convert ``model`` to each target in ``out_dir``; returns the Artifacts (manifest written).
 
     ``quantize`` ("fp16", "dynamic-int8", "int8", or a list of them) adds quantized artifacts made
     from the float ones; ``calibration`` is an .npz of int8 calibration inputs; ``int8_io`` gives
-    full-integer TFLite models int8 inputs and outputs.
+    full-integer TFLite models int8 inputs and outputs; ``int8_kernels`` is "portable" (int8 exact on
+    every x86 CPU) or "vnni" (8-bit weights, for fleets with VNNI or AMX).
     """
     from .exporter import export_source
     from .pipeline import default_threads
@@ -37,7 +40,7 @@ def export(model, example_inputs=None, targets=TARGETS, out_dir="out", *, inputs
     source = _source(model, example_inputs, inputs, trust_pickle)
     return export_source(source, list(targets), out_dir, quantize=quantize, strategy=strategy,
                          dynamic=dynamic, calibration=calibration, threads=threads or default_threads(),
-                         int8_io=int8_io)
+                         int8_io=int8_io, int8_kernels=int8_kernels)
 
 
 def validate(model, artifacts, samples=8, seed=0, *, example_inputs=None, inputs=(), inputs_file=None,
@@ -58,7 +61,7 @@ def validate(model, artifacts, samples=8, seed=0, *, example_inputs=None, inputs
 def check(model, example_inputs=None, targets=TARGETS, out_dir="out", *, samples=8, seed=0, inputs=(),
           inputs_file=None, atol=None, rtol=None, threads=None, runs=50, allow_inconclusive=False,
           quantize=None, strategy=None, dynamic=None, trust_pickle=False, calibration=None, int8_io=False,
-          allow_precision_change=False):
+          allow_precision_change=False, int8_kernels="portable"):
     """Export and validate in one step; writes OUT/report.json (+ .md, .html, junit.xml); returns the Report."""
     from .pipeline import check_source
 
@@ -66,4 +69,4 @@ def check(model, example_inputs=None, targets=TARGETS, out_dir="out", *, samples
     return check_source(source, list(targets), out_dir, samples, seed, inputs_file, _tolerance(atol, rtol),
                         threads, runs, allow_inconclusive=allow_inconclusive, quantize=quantize,
                         strategy=strategy, dynamic=dynamic, calibration=calibration, int8_io=int8_io,
-                        allow_precision_change=allow_precision_change)
+                        allow_precision_change=allow_precision_change, int8_kernels=int8_kernels)

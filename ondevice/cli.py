@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import EXIT_INTERNAL, OndeviceError
+from .errors import EXIT_INTERNAL, BadInputError, OndeviceError
 
 TARGETS = ("onnx", "tflite", "openvino")
 
@@ -17,6 +19,60 @@ def _targets(text: str) -> list[str]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown target(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(TARGETS)}")
     return names
+
+
+def _tolerance_value(text: str) -> float:
+    """--atol/--rtol: a finite number >= 0 (NaN would make every comparison fail or pass by accident)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors end, like every other failure, with the verdict line (exit 2)."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        print(_one_line(f"FAILED (bad invocation: {self.prog}: {message}; see {self.prog} --help)"), flush=True)
+        raise SystemExit(2)
+
+
+def _one_line(text) -> str:
+    """``text`` on one line, control characters shown as escapes: names from a model or a report file
+    must not break the verdict line or forge one of their own."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in text)
 
 
 def _dynamic(text: str) -> tuple[str, list[int]]:
@@ -31,8 +87,14 @@ def _source_args(p):
     p.add_argument("source", help="file.py:factory, package.module:factory, model.keras|.h5|.pt2|.pt|.onnx")
     p.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE[:DTYPE]",
                    help="input name, shape (1x3x224x224) and dtype (default float32); repeat per input")
-    p.add_argument("--trust-pickle", action="store_true", help="allow loading a pickled torch.save model (runs its code)")
-    p.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: cores, at most 4)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow pickles in the source (a torch.save model, pickled .pt2 members): runs their code")
+    p.add_argument("--trust-graph", action="store_true",
+                   help="allow a SavedModel whose graph has file-system or process ops (they run)")
+    p.add_argument("--threads", type=_int_at_least(1), default=None,
+                   help="threads for every runtime (default: cores, at most 4)")
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="stop the whole run after this long: FAILED, exit 4")
 
 
 def _export_args(p):
@@ -44,18 +106,23 @@ def _export_args(p):
     p.add_argument("--calibration", default=None,
                    help="int8 calibration inputs (.npz, one array per input, first axis = sample); default: generated")
     p.add_argument("--int8-io", action="store_true", help="full-integer TFLite with int8 inputs and outputs")
+    p.add_argument("--int8-kernels", choices=("portable", "vnni"), default="portable",
+                   help="int8 exact on every x86 CPU (portable, default: 7-bit weights where 8 bits can "
+                        "saturate without VNNI) or 8-bit weights for fleets with VNNI/AMX (vnni)")
     p.add_argument("--strategy", default=None, help="force one strategy by name")
 
 
 def _validate_args(p, report_default: bool):
-    p.add_argument("--samples", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=_int_at_least(1), default=8)
+    p.add_argument("--seed", type=_int_at_least(0), default=0)
     p.add_argument("--inputs", default=None, help="golden inputs (.npz, one array per input, first axis = sample)")
-    p.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-4 at fp32)")
-    p.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-3 at fp32)")
-    p.add_argument("--runs", type=int, default=50, help="timed latency runs (after 5 warmup runs)")
+    p.add_argument("--atol", type=_tolerance_value, default=None, help="absolute tolerance (default 1e-4 at fp32)")
+    p.add_argument("--rtol", type=_tolerance_value, default=None, help="relative tolerance (default 1e-3 at fp32)")
+    p.add_argument("--runs", type=_int_at_least(1), default=50, help="timed latency runs (after 5 warmup runs)")
     p.add_argument("--allow-inconclusive", action="store_true",
                    help="do not fail when the source's outputs barely change across samples")
+    p.add_argument("--no-emulate-cpu", action="store_true",
+                   help="do not also run int8 artifacts on an emulated AVX2 CPU (recorded as not checked)")
     p.add_argument("--allow-precision-change", action="store_true",
                    help="do not fail when an artifact's real precision differs from the one requested")
     p.add_argument("--policy", default=None, metavar="gate.toml",
@@ -71,7 +138,7 @@ def _gate_args(p, policy_help: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ondevice", description="Export models to ONNX, TFLite and OpenVINO "
+    parser = _Parser(prog="ondevice", description="Export models to ONNX, TFLite and OpenVINO "
                                      "and prove each artifact matches its source.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,24 +167,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """The console command. Without ``argv`` the work runs in a supervised child process that cannot end
+    without a verdict (see _supervise); ``main([...])`` runs in this process (tests, embedding)."""
+    if argv is None:
+        from . import _supervise
+
+        if not _supervise.is_child():
+            return _supervise.supervise(sys.argv[1:])
+        _supervise.run_child(run)
+    return run(argv)
+
+
+def run(argv) -> int:
+    """Parse ``argv``, run the command in this process and print its verdict line; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:   # --help (0), or a usage error already reported with its verdict line (2)
+        return exc.code if isinstance(exc.code, int) else 2
     from ._lazy import quiet_environment
+    from ._supervise import RunTimedOut, deadline
 
     quiet_environment()
     try:
-        code = COMMANDS[args.command](args)
+        with deadline(getattr(args, "timeout", None)):
+            code = COMMANDS[args.command](args)
     except OndeviceError as exc:
-        print(f"FAILED ({exc})", flush=True)
+        print(_one_line(f"FAILED ({exc})"), flush=True)
         return exc.exit_code
     except KeyboardInterrupt:
         print("FAILED (interrupted)", flush=True)
         return 130
+    except RunTimedOut as exc:
+        print(f"FAILED ({exc}; the run was stopped and nothing it wrote is a verdict)", flush=True)
+        return EXIT_INTERNAL
+    except SystemExit as exc:
+        print(_one_line(f"FAILED (user code called sys.exit({exc.code!r}) during the run; nothing was checked)"),
+              flush=True)
+        return EXIT_INTERNAL
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
         hint = "" if args.debug else "; rerun with --debug for a traceback"
-        print(f"FAILED (internal error: {type(exc).__name__}: {exc}{hint})", flush=True)
+        print(_one_line(f"FAILED (internal error: {type(exc).__name__}: {exc}{hint})"), flush=True)
         return EXIT_INTERNAL
     return code
 
@@ -125,7 +217,7 @@ def main(argv=None) -> int:
 def _load(args):
     from .api import _source
 
-    return _source(args.source, None, args.input, args.trust_pickle)
+    return _source(args.source, None, args.input, args.trust_pickle, args.trust_graph)
 
 
 def _tol(args):
@@ -134,22 +226,45 @@ def _tol(args):
     return _tolerance(args.atol, args.rtol)
 
 
+def _start_run(out, *names) -> Path:
+    """A usable -o, emptied of the previous run's report and manifest: a run that fails must not leave
+    an old PASSED behind for a CI step to read."""
+    from ._paths import REPORT_FILES, clear_previous, output_folder
+
+    folder = output_folder(out)
+    clear_previous(folder, names or (*REPORT_FILES, "manifest.json"))
+    return folder
+
+
+@contextmanager
+def _reading(path, debug: bool):
+    """Values in a report file that the gate or a renderer cannot use are the file's fault (exit 2)."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, ZeroDivisionError) as exc:
+        if debug:
+            raise
+        raise BadInputError(f"report {path} holds values ondevice cannot judge ({type(exc).__name__}: {exc}); "
+                            "regenerate it with `ondevice check`") from None
+
+
 def cmd_export(args) -> int:
     from .exporter import export_source
     from .pipeline import default_threads
 
+    _start_run(args.out)
     artifacts = export_source(_load(args), args.to, args.out, quantize=args.quantize, strategy=args.strategy,
-                              calibration=args.calibration, int8_io=args.int8_io,
+                              calibration=args.calibration, int8_io=args.int8_io, int8_kernels=args.int8_kernels,
                               dynamic=dict(args.dynamic), threads=args.threads or default_threads())
     for a in artifacts:
         probe = a.probe.get("max_abs_err")
-        print(f"{a.target:9} {a.strategy:32} {a.path}  probe max abs err {probe:.3g}")
+        print(_one_line(f"{a.target:9} {a.strategy:32} {a.path}  probe max abs err {probe:.3g}"))
     problems = [f"{f['target']}: {f['error']}" for f in artifacts.failures]
     problems += [f"{a.target}: quick parity probe failed (max abs err {a.probe.get('max_abs_err'):.3g})"
                  for a in artifacts if not a.probe.get("passed")]
     manifest = Path(args.out) / "manifest.json"
     if problems:
-        print(f"FAILED ({'; '.join(problems)}) - manifest: {manifest}")
+        print(_one_line(f"FAILED ({'; '.join(problems)}) - manifest: {manifest}"))
         # A converter that crashed (status "error") is a fault, exit 4; one that refused, exit 3.
         return max((4 if f.get("status") == "error" else 3 for f in artifacts.failures), default=1)
     print(f"PASSED ({', '.join(a.target for a in artifacts)}) - manifest: {manifest}")
@@ -165,7 +280,7 @@ def _print_summary(report) -> None:
         p50_text = f"p50 {p50:.3f} ms" if p50 is not None else ""
         print(f"{t.label:22} {t.status:16} {err_text:24} {p50_text}".rstrip())
         if t.error:
-            print(f"          {t.error}")
+            print(_one_line(f"          {t.error}"))
 
 
 def _policy(args):
@@ -190,19 +305,19 @@ def _gate(report, policy, path, baseline=None):
             raise type(exc)(f"baseline: {exc}") from None
     result = run_gate(report, policy, previous, path, baseline)
     for failure in result.failures:
-        print(f"gate: FAIL {failure.line()}")
+        print(_one_line(f"gate: FAIL {failure.line()}"))
     for note in result.notes:
-        print(f"gate: note: {note}")
+        print(_one_line(f"gate: note: {note}"))
     return result
 
 
 def _finish(report, gate, path) -> int:
     """Print the verdict line for a report (and its gate); return the worse exit code."""
     if gate is None or gate.passed:
-        print(report.verdict(path))
+        print(_one_line(report.verdict(path)))
         return report.exit_code
     where = f" - report: {path}" if path else ""
-    print(f"FAILED ({'; '.join([*report.failures(), gate.summary()])}){where}")
+    print(_one_line(f"FAILED ({'; '.join([*report.failures(), gate.summary()])}){where}"))
     return max(report.exit_code, gate.exit_code)
 
 
@@ -210,13 +325,17 @@ def cmd_validate(args) -> int:
     from .artifacts import Artifacts
     from .pipeline import validate_artifacts, write_reports
 
+    report_path = Path(args.report or Path(args.out) / "report.json")
+    _start_run(report_path.parent, report_path.name, f"{report_path.stem}.md", f"{report_path.stem}.html",
+               "junit.xml", "gate.json")
     policy = _policy(args)
     source = _load(args)
     artifacts = Artifacts.load(args.out)
     report = validate_artifacts(source, artifacts, args.samples, args.seed, args.inputs, _tol(args), args.threads,
                                 args.runs, allow_inconclusive=args.allow_inconclusive,
-                                allow_precision_change=args.allow_precision_change)
-    path = write_reports(report, Path(args.report or Path(args.out) / "report.json"))
+                                allow_precision_change=args.allow_precision_change,
+                                emulate_cpu=not args.no_emulate_cpu)
+    path = write_reports(report, report_path)
     _print_summary(report)
     gate = _gate(report, policy, path)
     if gate is not None:
@@ -228,12 +347,13 @@ def cmd_check(args) -> int:
     from .pipeline import check_source
     from .render import write_readable
 
+    _start_run(args.out)
     policy = _policy(args)
     report = check_source(_load(args), args.to, args.out, args.samples, args.seed, args.inputs, _tol(args),
                           args.threads, args.runs, allow_inconclusive=args.allow_inconclusive,
-                          allow_precision_change=args.allow_precision_change,
+                          allow_precision_change=args.allow_precision_change, emulate_cpu=not args.no_emulate_cpu,
                           quantize=args.quantize, strategy=args.strategy, dynamic=dict(args.dynamic),
-                          calibration=args.calibration, int8_io=args.int8_io)
+                          calibration=args.calibration, int8_io=args.int8_io, int8_kernels=args.int8_kernels)
     path = Path(args.out) / "report.json"
     _print_summary(report)
     gate = _gate(report, policy, path)
@@ -249,12 +369,17 @@ def cmd_report(args) -> int:
     from .render import render
     from .report import load_report
 
+    from ._paths import writable_file, write_user_file
+
+    if args.output:
+        writable_file(args.output, "-o")
     policy = _policy(args)
     report = load_report(args.report)
-    gate = _gate(report, policy, args.report, args.baseline)
-    text = json.dumps(report.to_json(), indent=2) if args.format == "json" else render(report, args.format, gate)
+    with _reading(args.report, args.debug):
+        gate = _gate(report, policy, args.report, args.baseline)
+        text = json.dumps(report.to_json(), indent=2) if args.format == "json" else render(report, args.format, gate)
     if args.output:
-        Path(args.output).write_text(text)
+        write_user_file(args.output, text, "-o")
     else:
         print(text)
     return _finish(report, gate, args.report)
@@ -264,12 +389,19 @@ def cmd_gate(args) -> int:
     from .gate import Policy
     from .report import load_report
 
+    from ._paths import writable_file, write_user_file
+
+    if args.json:
+        writable_file(args.json, "--json")
     policy = _policy(args) or Policy()
     report = load_report(args.report)
-    gate = _gate(report, policy, args.report, args.baseline)
+    with _reading(args.report, args.debug):
+        gate = _gate(report, policy, args.report, args.baseline)
     if args.json:
-        gate.write(args.json)
-    print(gate.verdict(args.report))
+        import json
+
+        write_user_file(args.json, json.dumps(gate.to_json(), indent=2) + "\n", "--json")
+    print(_one_line(gate.verdict(args.report)))
     return gate.exit_code
 
 

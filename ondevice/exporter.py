@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from ._quiet import quiet
@@ -53,11 +54,14 @@ def _one_line(exc: BaseException) -> str:
 
 
 def export_source(source, targets, out_dir, quantize=None, strategy=None, dynamic=None,
-                  calibration=None, threads: int = 1, int8_io: bool = False) -> Artifacts:
+                  calibration=None, threads: int = 1, int8_io: bool = False,
+                  int8_kernels: str = "portable") -> Artifacts:
     """Produce every requested target in ``out_dir``; targets no strategy can make go to ``failures``.
 
     ``quantize`` is None (float only), a precision, or a list of them; each quantized artifact is
     made from the float one. ``calibration`` is an ``.npz`` of inputs for int8 (else generated).
+    ``int8_kernels`` is "portable" (int8 exact on every x86 CPU) or "vnni" (8-bit weights, for fleets
+    whose CPUs accumulate int8 products in 32 bits).
     """
     from converters.registry import check_dynamic, check_target, get_strategy
 
@@ -65,6 +69,7 @@ def export_source(source, targets, out_dir, quantize=None, strategy=None, dynami
     forced = get_strategy(strategy) if strategy else None
     dynamic = check_dynamic(dynamic or {}, source.inputs)   # a bad name or axis is the user's error
     precisions = _precisions(quantize, int8_io)
+    int8 = _Int8(int8_io, _int8_kernels(int8_kernels))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     reference = fill_source_outputs(source, threads)
@@ -79,7 +84,7 @@ def export_source(source, targets, out_dir, quantize=None, strategy=None, dynami
         else:
             result.failures.append(outcome)
         for precision in precisions:
-            made = _quantize_target(source, outcome, precision, out_dir, reference, calib, threads, int8_io)
+            made = _quantize_target(source, outcome, precision, out_dir, reference, calib, threads, int8)
             (result.items if isinstance(made, Artifact) else result.failures).append(made)
     shutil.rmtree(out_dir / ".work", ignore_errors=True)
     result.write_manifest()
@@ -200,6 +205,22 @@ def _precisions(quantize, int8_io: bool) -> list[str]:
     return precisions
 
 
+@dataclass(frozen=True)
+class _Int8:
+    """How int8 artifacts are made: integer I/O (TFLite) and the CPU kernels they must be exact on."""
+
+    io: bool = False
+    kernels: str = "portable"
+
+
+def _int8_kernels(name: str) -> str:
+    from converters.registry import INT8_KERNELS
+
+    if name not in INT8_KERNELS:
+        raise BadInputError(f"unknown --int8-kernels {name!r}; choose from {', '.join(INT8_KERNELS)}")
+    return name
+
+
 class _Calibration:
     """The calibration samples in the source's names and layout, and how they were obtained."""
 
@@ -245,7 +266,7 @@ def calibration_warnings(samples: list[dict]) -> list[str]:
     return found
 
 
-def _quantize_target(source, float_artifact, precision, out_dir, reference, calib, threads, int8_io):
+def _quantize_target(source, float_artifact, precision, out_dir, reference, calib, threads, int8: _Int8):
     """The quantized artifact made from ``float_artifact``, or a failure entry saying why not."""
     from converters.registry import ConverterCrashed, QuantizeJob, quantizers_for
 
@@ -262,7 +283,7 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
         workdir = out_dir / ".work" / f"{target}-{precision}-{qz.name}"
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
-        job = QuantizeJob(source, target, precision, float_artifact, workdir, samples, int8_io)
+        job = QuantizeJob(source, target, precision, float_artifact, workdir, samples, int8.io, int8.kernels)
         try:
             with quiet():
                 converted = qz.quantize(job)
@@ -274,12 +295,16 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
         except Exception as exc:
             attempts.append({"strategy": qz.name, "status": "rejected", "reason": _one_line(exc)})
             continue
-        options = {"quantize": precision, "int8_io": int8_io if precision == "int8" else False}
+        options = {"quantize": precision, "int8_io": int8.io if precision == "int8" else False}
+        if precision in ("int8", "dynamic-int8"):
+            options["int8_kernels"] = int8.kernels
         candidate, reason = _load_and_probe(converted, source, target, options, reference, threads, precision)
         if candidate is not None:
             candidate.strategy = qz.name
             _mark_quantized(candidate, float_artifact, precision, calib, out_dir)
-            reason = reason or _precision_problem(candidate)
+            # Recorded whether or not the probe passed: the manifest must agree with the report.
+            precision_problem = _precision_problem(candidate)
+            reason = reason or precision_problem
         if candidate is not None and reason is None:
             attempts.append({"strategy": qz.name, "status": "accepted", "reason": None})
             return _install(candidate, out_dir, attempts, stem=f"model.{precision}")

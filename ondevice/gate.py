@@ -67,11 +67,17 @@ def load_policy(path) -> Policy:
 
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PolicyError(f"policy not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except IsADirectoryError:
+        raise PolicyError(f"policy {path} is a folder; give the gate.toml file") from None
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, ValueError) as exc:   # ValueError: bad UTF-8, a 5000-digit integer
         raise PolicyError(f"policy {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise PolicyError(f"policy {path} nests too deeply to be a gate policy") from None
     return policy_from_dict(data, str(path), path=str(path))
 
 
@@ -121,8 +127,13 @@ def _names(table: dict, key: str, allowed, where: str):
 
 
 def _number(value, where: str, minimum: float | None = None, maximum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise PolicyError(f"{where} must be a finite number, not {value!r}")
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:   # an integer too large for a float
+        finite = False
+    if not finite:
+        shown = repr(value) if len(repr(value)) < 40 else f"{repr(value)[:20]}..."
+        raise PolicyError(f"{where} must be a finite number, not {shown}")
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise PolicyError(f"{where} = {value} is outside [{minimum}, {maximum if maximum is not None else 'inf'}]")
     return float(value)
@@ -217,10 +228,11 @@ class GateResult:
 
     def write(self, path) -> Path:
         """Write the machine-readable result (gate.json)."""
+        from ._paths import write_text_atomic
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        return path
+        return write_text_atomic(path, json.dumps(self.to_json(), indent=2) + "\n")
 
     def summary(self) -> str:
         """The text inside the verdict's parentheses."""
@@ -430,6 +442,11 @@ def _compare_context(report: Report, baseline: Report, tally: _Tally) -> None:
     if report.inputs.get("sha256") != baseline.inputs.get("sha256"):
         tally.notes.append("the baseline judged different inputs (inputs.sha256 differs): parity is compared "
                            "across different samples")
+    isa = [(r.environment.get("cpu") or {}).get("isa_class") for r in (report, baseline)]
+    if isa[0] != isa[1]:
+        tally.notes.append(f"the runs were measured on different CPU classes (now {isa[0] or 'unrecorded'}, "
+                           f"baseline {isa[1] or 'unrecorded'}): latency changes are not regressions of the "
+                           "model, and int8 numerics may differ by kernel")
     threads = report.environment.get("threads"), baseline.environment.get("threads")
     if threads[0] != threads[1]:
         tally.notes.append(f"threads differ (now {threads[0]}, baseline {threads[1]}): latency comparisons "

@@ -17,7 +17,7 @@ from .specs import load_samples, make_samples, samples_digest
 from .worker import load_samples_file, save_samples
 from validators import latency as latency_check
 from validators.precision import check_precision
-from validators.parity import Tolerance, compare, compare_vs_float, constant_artifact_passes
+from validators.parity import CALIBRATION_HINT, Tolerance, compare, compare_vs_float, constant_artifact_passes
 
 _REPORTED_PACKAGES = ("ondevice", "numpy", "torch", "tensorflow", "keras", "onnx", "onnxruntime", "openvino",
                       "onnx2tf", "tf2onnx", "litert-torch", "ai-edge-litert", "tflite-runtime")
@@ -59,13 +59,16 @@ WORKER_TIMEOUT_S = 600
 def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int = 0, inputs_file=None,
                        tolerance: dict | None = None, threads: int | None = None, runs: int = 50,
                        warmup: int = 5, allow_inconclusive: bool = False, budget_s: float | None = None,
-                       timeout_s: float = WORKER_TIMEOUT_S, allow_precision_change: bool = False) -> Report:
+                       timeout_s: float = WORKER_TIMEOUT_S, allow_precision_change: bool = False,
+                       emulate_cpu: bool = True) -> Report:
     """Judge every artifact against the source on the same seeded samples.
 
     The source runs here; each artifact runs in a worker process of its own, so a runtime that
     crashes or hangs marks only its target ``error``. ``tolerance`` overrides fields (atol, rtol)
     of each artifact's own precision defaults. A quantized artifact is also compared with its
     float sibling (``parity_vs_float``), separating quantization error from conversion error.
+    int8 artifacts are also run on an emulated AVX2 CPU where this one has VNNI/AMX kernels
+    (``isa_checks``; ``emulate_cpu=False`` records the check as not run).
     """
     threads = threads or default_threads()
     data, inputs_info = _samples(source, samples, seed, inputs_file)
@@ -92,6 +95,8 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
                 outputs[artifact.path.resolve()] = load_samples_file(job.outputs_path)
             _vs_float(result, artifacts.float_sibling(artifact), outputs)
             _check_precision(result, artifact, allow_precision_change)
+            if artifact.quantize in INT8_PRECISIONS:
+                _isa_checks(result, artifact, job, reference, tol, emulate_cpu, artifacts, outputs)
             if result.latency and source_latency["p50_ms"] > 0:
                 result.latency["speedup_vs_source"] = source_latency["p50_ms"] / result.latency["p50_ms"]
             result.source_latency = source_latency
@@ -163,6 +168,77 @@ def _vs_float(result: TargetResult, sibling, outputs: dict) -> None:
     quantized = outputs.get(Path(result.artifact).resolve())
     if float_outputs is not None and quantized is not None:
         result.parity_vs_float = compare_vs_float(float_outputs, quantized, result.quantize).to_json()
+
+
+INT8_PRECISIONS = ("int8", "dynamic-int8")
+
+
+def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, reference, tol, emulate: bool,
+                artifacts: Artifacts, outputs: dict) -> None:
+    """int8 kernels differ by CPU class: record the native proof and, where possible, an AVX2 one.
+
+    On a CPU with VNNI/AMX the artifact runs again under an emulator whose CPUID says AVX2 without
+    VNNI; parity there is judged by the same tolerance, and a miss fails the target (int8 that holds
+    only on the machine that proved it is not portable). Nothing is skipped silently: a check that
+    could not run says why.
+    """
+    from .cpu import EMULATED_CPU, cpu_info, emulator_command
+
+    native = cpu_info()
+    result.isa_checks = [{"isa_class": native["isa_class"], "how": "native", "checked": result.status != "error",
+                          "passed": result.status in ("passed", "inconclusive")}]
+    if native["isa_class"] == EMULATED_CPU["isa_class"]:
+        return   # this CPU is of the AVX2 class itself: the native run is that proof
+    launcher, why = emulator_command(native)
+    entry = {"isa_class": EMULATED_CPU["isa_class"], "how": "emulated", "checked": False}
+    result.isa_checks.append(entry)
+    sibling = artifacts.float_sibling(artifact)
+    float_native = outputs.get(sibling.path.resolve()) if sibling is not None else None
+    if launcher is None or not emulate or result.status == "error" or float_native is None:
+        entry["reason"] = (why if launcher is None else "turned off (--no-emulate-cpu)" if not emulate
+                           else "the native run failed" if result.status == "error"
+                           else "no float sibling to check the emulator against")
+        return
+    entry["how"] = f"emulated ({' '.join([Path(launcher[0]).name, *launcher[1:]])})"
+    _emulated_check(entry, result, artifact, job, artifacts.items.index(sibling), launcher,
+                    (reference, tol), float_native)
+
+
+def _emulated_check(entry: dict, result: TargetResult, artifact, job: _WorkerJob, sibling_index: int,
+                    launcher: list, judged: tuple, float_native: list) -> None:
+    """Run the artifact and its float sibling on the emulated CPU; the float one is the control.
+
+    An emulator can mistranslate an instruction (qemu did, on an unrolled LSTM's float IR): when the
+    float sibling does not reproduce its native outputs to fp32 tolerance, the int8 figure from the
+    same emulator is no evidence either way, and the check is recorded as not run.
+    """
+    from .cpu import EMULATED_CPU
+
+    reference, tol = judged
+    paths = [job.outputs_path.with_name(f"avx2-{i}-{job.outputs_path.name}") for i in (job.index, sibling_index)]
+    try:
+        facts = call_isolated("ondevice.worker:run_artifact",
+                              {"out_dir": str(Path(job.out_dir).resolve()), "indices": [job.index, sibling_index],
+                               "samples_path": str(job.samples_path), "outputs_paths": [str(p) for p in paths],
+                               "threads": job.threads}, timeout=job.timeout_s, launcher=launcher)
+    except IsolatedFailure as failure:
+        entry["reason"] = f"the emulated run failed: {failure.reason}"
+        return
+    control = compare(float_native, load_samples_file(paths[1]), Tolerance.default(None))
+    entry["control_max_abs_err"] = max((o.max_abs_err for o in control.outputs), default=0.0)
+    if not control.passed:
+        entry["reason"] = (f"the emulator did not reproduce the float artifact (max abs err "
+                           f"{entry['control_max_abs_err']:.3g}), so its int8 figure would prove nothing")
+        return
+    parity = compare(reference, load_samples_file(paths[0]), tol)
+    entry.update(checked=True, passed=parity.passed, runtime=facts["runtime"], parity=parity.to_json())
+    if not parity.passed and result.status in ("passed", "inconclusive"):
+        # Parity held natively, so the calibration is not what broke: the kernels of this CPU class are.
+        problems = "; ".join(p.replace(f"; {CALIBRATION_HINT}", "") for p in parity.problems())
+        result.status = "failed"
+        result.error = (f"parity on an emulated {EMULATED_CPU['isa_class']} CPU ({EMULATED_CPU['model']}, no VNNI): "
+                        + problems + ("; int8 that holds only with VNNI: export with --int8-kernels portable"
+                                      if artifact.options.get("int8_kernels") == "vnni" else ""))
 
 
 def _check_precision(result: TargetResult, artifact, allowed: bool) -> None:
@@ -244,13 +320,15 @@ def _judge(artifact, job: _WorkerJob, reference, tol) -> TargetResult:
 def check_source(source, targets, out_dir, samples: int = 8, seed: int = 0, inputs_file=None,
                  tolerance=None, threads=None, runs: int = 50, warmup: int = 5, allow_inconclusive=False,
                  quantize=None, strategy=None, dynamic=None, calibration=None, int8_io=False,
-                 allow_precision_change=False) -> Report:
+                 allow_precision_change=False, int8_kernels="portable", emulate_cpu=True) -> Report:
     """Export then validate; writes OUT/report.json, report.md, report.html and junit.xml."""
     threads = threads or default_threads()
     artifacts = export_source(source, targets, out_dir, quantize=quantize, strategy=strategy,
-                              dynamic=dynamic, calibration=calibration, threads=threads, int8_io=int8_io)
+                              dynamic=dynamic, calibration=calibration, threads=threads, int8_io=int8_io,
+                              int8_kernels=int8_kernels)
     report = validate_artifacts(source, artifacts, samples, seed, inputs_file, tolerance, threads, runs,
-                                warmup, allow_inconclusive, allow_precision_change=allow_precision_change)
+                                warmup, allow_inconclusive, allow_precision_change=allow_precision_change,
+                                emulate_cpu=emulate_cpu)
     write_reports(report, Path(out_dir) / "report.json")
     return report
 

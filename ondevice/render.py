@@ -7,9 +7,11 @@ verdict and failed rules beside the report's own.
 from __future__ import annotations
 
 import math
+import re
 from html import escape
 from pathlib import Path
 
+from ._paths import write_text_atomic
 from .report import Report, TargetResult
 
 # One colour per role, shared by the table badges and the plots.
@@ -87,7 +89,8 @@ def overall(report: Report, gate=None) -> tuple[bool, int]:
 
 
 def _md_cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    # Markdown renders inline HTML: names and errors from a model must not become markup in a PR comment.
+    return escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ").replace("`", "'")
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -99,9 +102,10 @@ def to_markdown(report: Report, gate=None) -> str:
     """A summary fit for a pull-request comment: verdict, table, gate rules, per-output errors."""
     passed, code = overall(report, gate)
     lines = [f"## ondevice: {'PASSED' if passed else 'FAILED'} (exit {code})", "",
-             f"Source `{report.source.get('spec')}` ({report.source.get('framework')}), "
-             f"{report.inputs.get('samples')} {report.inputs.get('kind')} samples, seed {report.inputs.get('seed')}, "
-             f"{report.environment.get('threads')} threads.", ""]
+             f"Source `{_md_cell(report.source.get('spec'))}` ({_md_cell(report.source.get('framework'))}), "
+             + _md_cell(f"{report.inputs.get('samples')} {report.inputs.get('kind')} samples, seed "
+                        f"{report.inputs.get('seed')}, {report.environment.get('threads')} threads."), "",
+             f"Measured on {_md_cell(_cpu_line(report))}.", ""]
     lines += _md_table(SUMMARY_HEADER, _summary_rows(report))
     if gate is not None:
         lines += ["", f"### Gate: {'PASSED' if gate.passed else 'FAILED'} (exit {gate.exit_code})", "",
@@ -112,6 +116,9 @@ def to_markdown(report: Report, gate=None) -> str:
     problems = [f"- **{t.target}** ({_precision(t)}): {_md_cell(t.error)}" for t in report.targets if t.error]
     if problems:
         lines += ["", "### Problems", *problems]
+    isa = [f"- **{t.label}**: {_md_cell(isa_summary(t))}" for t in report.targets if t.isa_checks]
+    if isa:
+        lines += ["", "### int8 per CPU class", *isa]
     rows = [[t.target, *_output_cells(o)] for t in report.targets for o in _outputs(t)]
     if rows:
         lines += ["", "<details><summary>Errors per output</summary>", ""]
@@ -186,8 +193,25 @@ def to_junit(report: Report, gate=None) -> str:
         counts["failures"] += 1
     for name, value in counts.items():
         suite.set(name, str(value))
+    _xml_clean(suite)
     ET.indent(suite)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+
+
+# Characters XML 1.0 cannot carry at all (control characters, lone surrogates, U+FFFE/FFFF).
+_XML_INVALID = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_clean(root) -> None:
+    """Show XML-invalid characters (from model or output names) as escapes, so CI parsers accept the file."""
+    def clean(text):
+        return _XML_INVALID.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"),
+                                text) if isinstance(text, str) else text
+
+    for element in root.iter():
+        element.text = clean(element.text)
+        for key, value in element.attrib.items():
+            element.attrib[key] = clean(value)
 
 
 # ---- inline SVG plots ------------------------------------------------------------------------------
@@ -218,7 +242,9 @@ def latency_svg(report: Report) -> str:
         return '<p class="muted">No latency was measured.</p>'
     values = [v for _, lat in rows for v in (lat["p50_ms"], lat.get("p90_ms"), lat.get("p99_ms"),
                                               *(lat.get("p50_ci95_ms") or ()), *(lat.get("samples_ms") or ()))
-              if v is not None and v > 0]
+              if v is not None and math.isfinite(v) and v > 0]
+    if not values:
+        return '<p class="muted">No latency was measured.</p>'
     lo, hi = min(values) / 1.3, max(values) * 1.3
     left, width, top, row_h = 130, 470, 34, 30
     height = top + row_h * len(rows) + 34
@@ -363,24 +389,45 @@ def _gate_html(gate) -> str:
 
 
 def _target_html(t: TargetResult) -> str:
-    head = f'<h3>{escape(t.target)} ({_precision(t)}) {_badge(t.status)}</h3>'
+    head = f'<h3>{escape(t.target)} ({escape(_precision(t))}) {_badge(t.status)}</h3>'
     facts = [f"artifact <code>{escape(t.artifact)}</code>" if t.artifact else "", f"strategy {escape(t.strategy)}"
              if t.strategy else "", f"runtime {escape(t.runtime)}" if t.runtime else "", _size(t.size_bytes)
              if t.size_bytes else ""]
     parts = [head, f'<p class="muted">{" · ".join(f for f in facts if f)}</p>']
     if t.error:
         parts.append(f'<p class="error">{escape(t.error)}</p>')
+    if t.isa_checks:
+        parts.append(f'<p class="muted">CPU classes: {escape(isa_summary(t))}</p>')
     outs = _outputs(t)
     if outs:
         parts.append(_html_table(OUTPUT_HEADER, [_output_cells(o) for o in outs], range(1, 8), "outputs"))
         parts.append('<div class="plots">' + "".join(error_svg(o) for o in outs) + "</div>")
-    return f'<section class="target" id="target-{escape(t.target)}-{_precision(t)}">{"".join(parts)}</section>'
+    return f'<section class="target" id="target-{escape(t.target)}-{escape(_precision(t))}">{"".join(parts)}</section>'
+
+
+def isa_summary(t) -> str:
+    """``avx512-vnni native: passed; avx2 emulated (qemu-x86_64 -cpu Haswell): passed``."""
+    parts = []
+    for check in t.isa_checks or []:
+        verdict = ("passed" if check.get("passed") else "FAILED") if check.get("checked") \
+            else f"not checked ({check.get('reason', 'no reason recorded')})"
+        parts.append(f"{check.get('isa_class')} {check.get('how')}: {verdict}")
+    return "; ".join(parts)
+
+
+def _cpu_line(report: Report) -> str:
+    """The CPU that proved the report (reports written before the CPU was recorded say so)."""
+    from .cpu import describe
+
+    cpu = report.environment.get("cpu")
+    return describe(cpu) if cpu else "an unrecorded CPU"
 
 
 def _environment_html(report: Report) -> str:
     env = report.environment
     rows = [["python", str(env.get("python"))], ["platform", str(env.get("platform"))],
-            ["threads", str(env.get("threads"))], ["inputs sha256", str(report.inputs.get("sha256"))]]
+            ["cpu", _cpu_line(report)], ["threads", str(env.get("threads"))],
+            ["inputs sha256", str(report.inputs.get("sha256"))]]
     rows += [[name, str(version)] for name, version in (env.get("packages") or {}).items()]
     return ('<section id="environment"><details><summary>Environment and package versions</summary>'
             + _html_table(["", ""], rows) + "</details></section>")
@@ -398,8 +445,9 @@ def to_html(report: Report, gate=None) -> str:
             f'<div class="verdict {"pass" if passed else "fail"}"><b>{verdict}</b> (exit {code})'
             + (f"<ul>{failures}</ul>" if failures else "") + "</div>",
             f'<p>Source <code>{escape(str(src.get("spec")))}</code> ({escape(str(src.get("framework")))}), inputs '
-            f'{escape(shapes)}; {inputs.get("samples")} {escape(str(inputs.get("kind")))} samples, seed '
-            f'{inputs.get("seed")}, {report.environment.get("threads")} threads.</p>',
+            f'{escape(shapes)}; {escape(str(inputs.get("samples")))} {escape(str(inputs.get("kind")))} samples, seed '
+            f'{escape(str(inputs.get("seed")))}, {escape(str(report.environment.get("threads")))} threads; measured on '
+            f'{escape(_cpu_line(report))}.</p>',
             _gate_html(gate),
             '<section id="summary"><h2>Summary</h2>'
             + _html_table(SUMMARY_HEADER, _summary_rows(report), range(5, 12), "summary", status_col=1) + "</section>",
@@ -429,9 +477,5 @@ def write_readable(report: Report, json_path, gate=None) -> list[Path]:
     stem = Path(json_path).stem
     written = []
     for fmt, name in (("md", f"{stem}.md"), ("html", f"{stem}.html"), ("junit", "junit.xml")):
-        path = folder / name
-        tmp = path.with_name(f".{name}.tmp")
-        tmp.write_text(render(report, fmt, gate))
-        tmp.replace(path)
-        written.append(path)
+        written.append(write_text_atomic(folder / name, render(report, fmt, gate)))
     return written

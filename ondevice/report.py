@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._paths import write_text_atomic
 from .errors import BadInputError
 
 SCHEMA_VERSION = 1
@@ -35,6 +36,7 @@ class TargetResult:
     parity_vs_float: dict | None = None    # quantized artifacts: judged against their float sibling
     precision: dict | None = None          # requested vs found in the artifact file
     shapes: list | None = None             # parity at a second shape, for axes kept dynamic
+    isa_checks: list | None = None         # int8: parity per CPU class (native, emulated AVX2)
     inconclusive: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -95,10 +97,7 @@ class Report:
                 if entry.get("artifact"):
                     entry["artifact"] = os.path.relpath(entry["artifact"], path.parent.resolve())
             text = json.dumps(data, indent=2)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(path, text)
 
     def failures(self) -> list[str]:
         """One short phrase per target that did not pass."""
@@ -119,13 +118,22 @@ class Report:
 
 def load_report(path) -> Report:
     """Read a report.json written by ``Report.write``."""
+    from ._schema import report_problem
+
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BadInputError(f"report not found: {path}") from None
-    except ValueError as exc:
-        raise BadInputError(f"malformed report {path}: {exc}") from None
+    except IsADirectoryError:
+        raise BadInputError(f"report {path} is a folder; give the report.json file") from None
+    except OSError as exc:
+        raise BadInputError(f"cannot read report {path}: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise BadInputError(f"malformed report {path}: {type(exc).__name__}: {exc}") from None
+    problem = report_problem(data, SCHEMA_VERSION, STATUSES)
+    if problem:
+        raise BadInputError(f"malformed report {path}: {problem}")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise BadInputError(f"report {path} has schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}")
     targets = [TargetResult(**{k: v for k, v in t.items() if k in TargetResult.__dataclass_fields__})
@@ -134,5 +142,8 @@ def load_report(path) -> Report:
 
 
 def environment(threads: int, packages: dict) -> dict:
+    """Where the numbers were measured: interpreter, platform, threads, packages and the CPU."""
+    from .cpu import cpu_info
+
     return {"python": sys.version.split()[0], "platform": platform.platform(), "threads": threads,
-            "packages": dict(sorted(packages.items()))}
+            "packages": dict(sorted(packages.items())), "cpu": cpu_info()}

@@ -52,6 +52,20 @@ def _inject_fault(runtime: str) -> None:
         time.sleep(10**6)
 
 
+def run_artifact(out_dir: str, indices: list, samples_path: str, outputs_paths: list, threads: int) -> dict:
+    """Load the artifacts at ``indices`` and run the samples only (no timing): parity on an emulated CPU."""
+    from .artifacts import ArtifactRunner, Artifacts
+
+    items = Artifacts.load(out_dir, verify=False).items
+    samples = load_samples_file(Path(samples_path))
+    runtimes = []
+    for index, outputs_path in zip(indices, outputs_paths):
+        runner = ArtifactRunner(items[index], threads)
+        save_samples(Path(outputs_path), [runner.run(s) for s in samples])
+        runtimes.append(runner.runtime)
+    return {"runtime": runtimes[0]}
+
+
 def measure_artifact(out_dir: str, index: int, samples_path: str, outputs_path: str, threads: int,
                      runs: int, warmup: int, budget_s: float | None = None, runtime: str | None = None,
                      extra_samples_path: str | None = None, extra_outputs_path: str | None = None) -> dict:

@@ -34,13 +34,23 @@ class PrecisionInfo:
     weight_bytes: dict = field(default_factory=dict)   # dtype name -> bytes of constant tensors
     evidence: dict = field(default_factory=dict)       # marker (op or tensor kind) -> count
     io_dtypes: dict = field(default_factory=dict)      # graph input/output name -> dtype name
+    # Largest |q| over the signed int8 weight tensors (None without any): at most 64 means 7-bit
+    # weights, whose u8 x s8 pair sums cannot saturate 16 bits on x86 CPUs without VNNI.
+    int8_weight_max: int | None = None
+
+    @property
+    def int8_weight_bits(self) -> int | None:
+        if self.int8_weight_max is None:
+            return None
+        return 7 if self.int8_weight_max <= 64 else 8
 
     @property
     def total_weight_bytes(self) -> int:
         return int(sum(self.weight_bytes.values()))
 
     def to_json(self) -> dict:
-        return {**asdict(self), "total_weight_bytes": self.total_weight_bytes}
+        return {**asdict(self), "total_weight_bytes": self.total_weight_bytes,
+                "int8_weight_bits": self.int8_weight_bits}
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,7 @@ def _inspect_onnx(path: Path) -> PrecisionInfo:
 
     model = onnx.load(str(path), load_external_data=False)
     weights: Counter = Counter()
+    int8_max = None
     for graph in _onnx_graphs(model.graph):
         for tensor in graph.initializer:
             dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).name
@@ -97,13 +108,30 @@ def _inspect_onnx(path: Path) -> PrecisionInfo:
             for dim in tensor.dims:
                 count *= dim
             weights[dtype] += count * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+            if dtype == "int8" and count > _MIN_WEIGHT_ELEMENTS:
+                int8_max = _int_max(int8_max, onnx.numpy_helper.to_array(tensor))
     ops = Counter(node.op_type for graph in _onnx_graphs(model.graph) for node in graph.node)
     evidence = {op: n for op, n in ops.items() if op in _ONNX_STATIC + _ONNX_DYNAMIC or op == "DequantizeLinear"}
     static = any(ops.get(op) for op in _ONNX_STATIC)
     dynamic = any(ops.get(op) for op in _ONNX_DYNAMIC)
     io = {v.name: onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
           for v in [*model.graph.input, *model.graph.output] if v.type.HasField("tensor_type")}
-    return PrecisionInfo("onnx", _classify(_float_weights(weights), static, dynamic), dict(weights), evidence, io)
+    return PrecisionInfo("onnx", _classify(_float_weights(weights), static, dynamic), dict(weights), evidence, io,
+                         int8_max)
+
+
+# Weight tensors this small are zero points or scalars, not weights.
+_MIN_WEIGHT_ELEMENTS = 16
+
+
+def _int_max(current: int | None, values) -> int | None:
+    import numpy as np
+
+    values = np.asarray(values)
+    if values.size == 0:
+        return current
+    found = int(np.abs(values.astype(np.int32)).max())
+    return found if current is None else max(current, found)
 
 
 def _onnx_graphs(graph):
@@ -133,6 +161,7 @@ def _inspect_ir(path: Path) -> PrecisionInfo:
     weights: Counter = Counter()
     types: Counter = Counter()
     io = {}
+    int8_max = None
     for layer in root.iter("layer"):
         kind = layer.get("type")
         types[kind] += 1
@@ -140,6 +169,8 @@ def _inspect_ir(path: Path) -> PrecisionInfo:
         if kind == "Const" and data is not None:
             dtype = _IR_TYPES.get(data.get("element_type", ""), data.get("element_type", "?"))
             weights[dtype] += int(data.get("size", 0))
+            if dtype == "int8" and int(data.get("size", 0)) > _MIN_WEIGHT_ELEMENTS:
+                int8_max = _int_max(int8_max, _ir_constant(path, data))
         elif kind == "Parameter" and data is not None:
             io[layer.get("name")] = _IR_TYPES.get(data.get("element_type", ""), "?")
     evidence = {"FakeQuantize": types["FakeQuantize"]} if types["FakeQuantize"] else {}
@@ -147,12 +178,23 @@ def _inspect_ir(path: Path) -> PrecisionInfo:
         if weights.get(dtype):
             evidence[f"{dtype} constants"] = weights[dtype]
     precision = _classify(_float_weights(weights), static=bool(types["FakeQuantize"]), dynamic=False)
-    return PrecisionInfo("openvino", precision, dict(weights), evidence, io)
+    return PrecisionInfo("openvino", precision, dict(weights), evidence, io, int8_max)
+
+
+def _ir_constant(xml: Path, data):
+    """One int8 constant as an array, read from the IR's .bin (empty when the .bin is short)."""
+    import numpy as np
+
+    offset, size = int(data.get("offset", 0)), int(data.get("size", 0))
+    with open(xml.with_suffix(".bin"), "rb") as handle:
+        handle.seek(offset)
+        return np.frombuffer(handle.read(size), dtype=np.int8)
 
 
 # ---- TFLite ----------------------------------------------------------------------------------
 
 def _inspect_tflite(path: Path) -> PrecisionInfo:
+    import numpy as np
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
@@ -161,6 +203,7 @@ def _inspect_tflite(path: Path) -> PrecisionInfo:
     weights: Counter = Counter()
     evidence: Counter = Counter()
     static = False
+    int8_max = None
     for graph in model.subgraphs:
         for tensor in graph.tensors:
             dtype = _TFLITE_DTYPES.get(names.get(tensor.type, ""), names.get(tensor.type, "?").lower())
@@ -168,6 +211,8 @@ def _inspect_tflite(path: Path) -> PrecisionInfo:
             size = _buffer_size(buffer)
             if size:
                 weights[dtype] += size
+                if dtype == "int8" and size > _MIN_WEIGHT_ELEMENTS and buffer.data is not None and len(buffer.data):
+                    int8_max = _int_max(int8_max, np.frombuffer(bytes(buffer.data), dtype=np.int8))
             elif dtype in ("int8", "uint8", "int16") and _has_scale(tensor):
                 static = True
                 evidence[f"{dtype} activations"] += 1
@@ -178,7 +223,7 @@ def _inspect_tflite(path: Path) -> PrecisionInfo:
     io = {(main.tensors[i].name or b"").decode(errors="replace"): _TFLITE_DTYPES.get(
         names.get(main.tensors[i].type, ""), "?") for i in [*main.inputs, *main.outputs]}
     precision = _classify(_float_weights(weights), static, dynamic=False)
-    return PrecisionInfo("tflite", precision, dict(weights), dict(evidence), io)
+    return PrecisionInfo("tflite", precision, dict(weights), dict(evidence), io, int8_max)
 
 
 _TFLITE_DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "INT8": "int8", "UINT8": "uint8", "INT16": "int16",

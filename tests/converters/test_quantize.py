@@ -92,11 +92,44 @@ def test_artifact_is_really_quantized(quantized, name, target, precision):
         assert entry["calibration"]["kind"] == ("file" if name == "lstm" else "random")
         assert info.evidence.get("FakeQuantize") or info.evidence.get("QuantizeLinear") \
             or info.evidence.get("int8 activations")
+        assert entry["options"]["int8_kernels"] == "portable"
+        # Portable int8 on x86 runtimes: 7-bit weights, read from the file, so no CPU saturates.
+        if target == "onnx":
+            assert info.int8_weight_max is not None and info.int8_weight_max <= 64, info.int8_weight_max
+            assert entry["precision"]["int8_weight_bits"] == 7
+        elif target == "openvino":
+            assert _ir_dense_weight_max(out / entry["path"]) <= 64
 
 
-# Max abs error against the source as a fraction of the output's peak: measured at most 0.001 (fp16)
-# and 0.093 (int8, LSTM on ONNX) in docs/quantization.md; the default tolerances are looser still.
-ERROR_BOUNDS = {"fp16": 5e-3, "int8": 0.15}
+def _ir_dense_weight_max(xml) -> int:
+    """Largest |q| of the int8 weights feeding Convolution/MatMul in an IR.
+
+    NNCF's overflow fix leaves depthwise (GroupConvolution) weights at 8 bits: those kernels do not
+    sum u8 x s8 pairs in 16 bits, and the emulated AVX2 run (test below) confirms their parity.
+    """
+    import openvino as ov
+
+    found = 0
+    for op in ov.Core().read_model(str(xml)).get_ops():
+        if op.get_type_name() != "Constant" or op.get_element_type() != ov.Type.i8:
+            continue
+        node, kinds = op, []
+        for _ in range(3):   # Constant -> Convert -> Multiply -> the layer
+            users = list(node.output(0).get_target_inputs())
+            node = users[0].get_node() if users else node
+            kinds.append(node.get_type_name())
+        if kinds[-1] in ("Convolution", "MatMul"):
+            found = max(found, int(np.abs(op.get_data().astype(np.int32)).max()))
+    assert found > 0, "no int8 Convolution/MatMul weights found"
+    return found
+
+
+# Max abs error against the source as a fraction of the output's peak, and the least SNR: the
+# documented per-precision tolerances (docs/parity.md), which must hold on every CPU class
+# (int8 kernels differ between AVX2-only, VNNI and AMX machines; docs/quantization.md has the
+# figures per class). fp16 is far inside its tolerance everywhere, so it is held tighter.
+ERROR_BOUNDS = {"fp16": 5e-3, "int8": 0.2}
+MIN_SNR_DB = {"fp16": 60, "int8": 20}
 
 
 @pytest.mark.parametrize("name,target,precision", CASES, ids=[f"{m}-{t}-{p}" for m, t, p in CASES])
@@ -106,7 +139,7 @@ def test_quantized_parity_against_source_and_float(quantized, name, target, prec
     output = result.parity["outputs"][0]
     assert result.parity["samples"] == SAMPLES
     assert output["max_abs_err"] < ERROR_BOUNDS[precision] * output["peak"], output
-    assert output["snr_db"] > (60 if precision == "fp16" else 28)
+    assert output["snr_db"] > MIN_SNR_DB[precision]
     assert output["min_snr_db"] == (50 if precision == "fp16" else 20) and output["peak"] > 0.1
     if output["kind"] == "classifier":
         assert output["top1_agreement"] == 1.0 and output["topk_agreement"] == 1.0
@@ -238,3 +271,78 @@ def test_quantizer_registry_orders_and_filters_by_source():
     assert [q.name for q in quantizers_for("openvino", "dynamic-int8", "onnx")] == ["openvino-nncf-compress-weights"]
     with pytest.raises(InternalError, match="registered twice"):
         quantizer("onnx", "int8", "onnx-static-qdq", order=99)(lambda job: None)
+
+
+def _qemu_needed():
+    from ondevice.cpu import EMULATED_CPU, cpu_info, emulator_command
+
+    native = cpu_info()
+    if native["isa_class"] != EMULATED_CPU["isa_class"] and emulator_command(native)[0] is None:
+        pytest.skip(f"this {native['isa_class']} CPU needs qemu-x86_64 to check int8 on AVX2 (scripts/setup --browser "
+                    "installs it; CI requires it)")
+    return native
+
+
+@pytest.mark.parametrize("name", ["cnn", "lstm", "transformer"])
+def test_int8_is_proven_on_every_cpu_class(quantized, name):
+    """Every int8 artifact is judged natively and, on a CPU with VNNI/AMX, on an emulated AVX2 CPU."""
+    native = _qemu_needed()
+    report, _ = quantized[name]
+    assert report.environment["cpu"]["isa_class"] == native["isa_class"]
+    for target in TARGETS:
+        checks = _result(report, target, "int8").isa_checks
+        assert checks[0]["how"] == "native" and checks[0]["isa_class"] == native["isa_class"]
+        assert checks[0]["checked"] and checks[0]["passed"] is True
+        if native["isa_class"] == "avx2":
+            assert len(checks) == 1, "an AVX2 machine is its own AVX2 proof"
+            continue
+        emulated = checks[1]
+        assert emulated["isa_class"] == "avx2" and "qemu-x86_64 -cpu Haswell" in emulated["how"]
+        if (name, target) == ("lstm", "openvino") and not emulated["checked"]:
+            # qemu mistranslates something in OpenVINO's AVX2 path for the unrolled LSTM: its float IR
+            # comes out 0.09 off under emulation (the same IR matches on real AVX2 hardware), so the
+            # float control refuses the emulated int8 figure and says so instead of failing or passing.
+            assert emulated["control_max_abs_err"] > 1e-3 and "did not reproduce the float" in emulated["reason"]
+            continue
+        assert emulated["checked"] and emulated["passed"] is True, emulated
+        assert emulated["control_max_abs_err"] < 1e-4
+        worst = emulated["parity"]["outputs"][0]
+        assert worst["snr_db"] > MIN_SNR_DB["int8"] and worst["max_abs_err"] < ERROR_BOUNDS["int8"] * worst["peak"]
+
+
+def test_vnni_kernels_keep_8_bit_weights_and_fail_on_avx2(tmp_path):
+    """--int8-kernels vnni: 8-bit weights, which saturate on AVX2 (natively there, emulated elsewhere)."""
+    native = _qemu_needed()
+    model, example = models.transformer()
+    report = ondevice.check(model, example, targets=["onnx", "openvino"], out_dir=tmp_path, quantize="int8",
+                            samples=SAMPLES, runs=RUNS, int8_kernels="vnni")
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    for target in ("onnx", "openvino"):
+        entry = next(a for a in manifest["artifacts"] if a["target"] == target and a["quantize"] == "int8")
+        assert entry["options"]["int8_kernels"] == "vnni" and "VNNI" in " ".join(entry["notes"])
+        assert inspect(tmp_path / entry["path"], target).int8_weight_max > 100
+        result = _result(report, target, "int8")
+        assert result.status == "failed", (target, result.isa_checks)
+        avx2 = next(c for c in result.isa_checks if c["isa_class"] == "avx2")
+        assert avx2["checked"] and avx2["passed"] is False
+        if native["isa_class"] != "avx2":
+            assert "emulated avx2 CPU" in result.error and "--int8-kernels portable" in result.error
+    assert report.exit_code == 1
+    with pytest.raises(BadInputError, match="unknown --int8-kernels 'avx9'"):
+        ondevice.export(model, example, targets=["onnx"], out_dir=tmp_path / "o", quantize="int8", int8_kernels="avx9")
+
+
+def test_cpu_info_reads_isa_classes():
+    from ondevice.cpu import cpu_info, has_vnni
+
+    zen2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B12\nflags\t\t: fpu sse avx avx2 fma f16c\n\n"
+    info = cpu_info(zen2)
+    assert info["isa_class"] == "avx2" and info["isa"] == ["avx2", "f16c", "fma"] and not has_vnni(info)
+    assert info["model"] == "AMD EPYC 7B12" and info["vendor"] == "AuthenticAMD"
+    sapphire = zen2.replace("avx2 fma", "avx2 fma avx512f avx512bw avx512_vnni amx_tile amx_int8 amx_bf16")
+    assert cpu_info(sapphire)["isa_class"] == "amx" and has_vnni(cpu_info(sapphire))
+    assert cpu_info(zen2.replace("avx2", "avx2 avx512f avx512bw"))["isa_class"] == "avx512"
+    assert cpu_info(zen2.replace("avx2", "avx2 avx_vnni"))["isa_class"] == "avx-vnni"
+    arm = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm sve\nCPU implementer\t: 0x41\n\n"
+    assert cpu_info(arm)["isa"] == ["dotprod", "i8mm", "neon", "sve"]
+    assert cpu_info(arm)["isa_class"] == "i8mm"

@@ -97,6 +97,23 @@ def test_p50_two_percent_slower_within_noise_passes(real, capsys, tmp_path):
     assert last_line(out).startswith("PASSED")
 
 
+def test_baseline_from_another_cpu_class_is_noted(real, capsys, tmp_path):
+    """A report proved on an AVX2 box against one from an AVX-512/VNNI box: said, not failed."""
+    path, data = real
+    assert data["environment"]["cpu"]["isa_class"] and data["environment"]["cpu"]["cores"] >= 1
+
+    def on_avx2(d):
+        d["environment"]["cpu"] = {**d["environment"]["cpu"], "isa_class": "avx2-test", "isa": ["avx2", "fma"]}
+
+    other = derive(data, tmp_path / "other_cpu.json", on_avx2)
+    code, out = gate_cli(capsys, other, "--baseline", path)
+    assert code == 0, out
+    note = next(line for line in out.splitlines() if "different CPU classes" in line)
+    assert note.startswith("gate: note:") and "now avx2-test" in note
+    code, out = gate_cli(capsys, path, "--baseline", path)
+    assert code == 0 and "different CPU classes" not in out
+
+
 def test_slower_beyond_percentage_but_inside_the_intervals_is_noise(real):
     """+50% p50 fails only when each median lies outside the other run's CI, never on percentage alone."""
     path, _ = real
