@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _lazy
+from ._paths import member_path
 from .errors import BadInputError
 from .layout import IOMap, to_artifact, to_source
 from .runtimes import TARGET_RUNTIMES, get_runner_class
@@ -71,11 +72,17 @@ class Artifact:
 
     @classmethod
     def from_json(cls, data: dict, root: Path) -> "Artifact":
+        """An entry of a manifest in ``root``; every path it names must lie inside ``root``."""
+        if data["target"] not in TARGET_RUNTIMES:
+            raise BadInputError(f"unknown target {data['target']!r}; known: {', '.join(TARGET_RUNTIMES)}")
+        if data.get("float_artifact") is not None:
+            member_path(root, data["float_artifact"], "float_artifact")
         return cls(
-            target=data["target"], path=root / data["path"], strategy=data["strategy"],
+            target=data["target"], path=member_path(root, data["path"], "artifact"), strategy=data["strategy"],
             inputs=[IOMap.from_json(m) for m in data["inputs"]], outputs=[IOMap.from_json(m) for m in data["outputs"]],
             input_dtypes={m["artifact_name"]: m.get("dtype") or "float32" for m in data["inputs"]},
-            sha256=data["sha256"], size_bytes=data["size_bytes"], files=[root / f["path"] for f in data["files"]],
+            sha256=data["sha256"], size_bytes=data["size_bytes"],
+            files=[member_path(root, f["path"], "artifact file") for f in data["files"]],
             quantize=data.get("quantize"), attempts=data.get("attempts", []),
             versions=data.get("converter_versions", {}), options=data.get("options", {}),
             probe=data.get("probe", {}), notes=data.get("notes", []), float_artifact=data.get("float_artifact"),
@@ -85,11 +92,11 @@ class Artifact:
         """Refuse an artifact whose bytes differ from what the manifest recorded."""
         if not self.path.exists():
             raise BadInputError(f"artifact {self.path} listed in the manifest is missing")
-        if sha256_of(self.path) != self.sha256:
+        if not self.path.is_file() or _hash(self.path) != self.sha256:
             raise BadInputError(f"artifact {self.path} does not match the sha256 in its manifest: it changed after export")
         for entry in recorded_files:
-            side = root / entry["path"]
-            if not side.exists() or sha256_of(side) != entry["sha256"]:
+            side = member_path(root, entry["path"], "artifact file")
+            if not side.is_file() or _hash(side) != entry["sha256"]:
                 raise BadInputError(f"artifact file {side} is missing or does not match its manifest")
 
 
@@ -137,15 +144,51 @@ class Artifacts:
         path = out_dir / MANIFEST
         if not path.exists():
             raise BadInputError(f"no {MANIFEST} in {out_dir}: run `ondevice export` first")
+        data = _read_manifest(path)
         try:
-            data = json.loads(path.read_text())
             items = [Artifact.from_json(a, out_dir) for a in data["artifacts"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BadInputError(f"malformed manifest {path}: {exc}") from None
+        except BadInputError as exc:
+            raise BadInputError(f"manifest {path}: {exc}") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise BadInputError(f"malformed manifest {path}: {type(exc).__name__}: {exc}") from None
         if verify:
             for item, raw in zip(items, data["artifacts"]):
                 item.verify(out_dir, raw.get("files", []))
         return cls(out_dir, items, data.get("failures", []), data.get("source", {}))
+
+
+def _hash(path: Path) -> str | None:
+    try:
+        return sha256_of(path)
+    except OSError:
+        return None
+
+
+def _read_manifest(path: Path) -> dict:
+    """The manifest's JSON, refused unless it is an object of this schema version."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except IsADirectoryError:
+        raise BadInputError(f"{path} is a folder, not a manifest file") from None
+    except OSError as exc:
+        raise BadInputError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise BadInputError(f"malformed manifest {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"malformed manifest {path}: a JSON object is expected, not {type(data).__name__}")
+    if data.get("schema_version") != MANIFEST_VERSION:
+        raise BadInputError(f"manifest {path} has schema_version {data.get('schema_version')!r}; this ondevice "
+                            f"reads {MANIFEST_VERSION}: re-export it or use the ondevice that wrote it")
+    if not isinstance(data.get("artifacts"), list) or not all(isinstance(a, dict) for a in data["artifacts"]):
+        raise BadInputError(f"malformed manifest {path}: 'artifacts' must be a list of objects")
+    failures = data.get("failures", [])
+    # A failure entry becomes a report row as it stands: it must not be able to claim a pass.
+    if not isinstance(failures, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("target"), str) and isinstance(f.get("error"), str)
+            and f.get("status", "conversion_error") in ("conversion_error", "error") for f in failures):
+        raise BadInputError(f"malformed manifest {path}: 'failures' must list targets that failed to export "
+                            "(status conversion_error or error, with an error message)")
+    return data
 
 
 def runtime_for(target: str, forced: str | None = None) -> str:

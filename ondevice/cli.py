@@ -226,12 +226,12 @@ def _tol(args):
     return _tolerance(args.atol, args.rtol)
 
 
-def _start_run(out, *names) -> Path:
+def _start_run(out, *names, option: str = "-o") -> Path:
     """A usable -o, emptied of the previous run's report and manifest: a run that fails must not leave
     an old PASSED behind for a CI step to read."""
     from ._paths import REPORT_FILES, clear_previous, output_folder
 
-    folder = output_folder(out)
+    folder = output_folder(out, option)
     clear_previous(folder, names or (*REPORT_FILES, "manifest.json"))
     return folder
 
@@ -327,7 +327,7 @@ def cmd_validate(args) -> int:
 
     report_path = Path(args.report or Path(args.out) / "report.json")
     _start_run(report_path.parent, report_path.name, f"{report_path.stem}.md", f"{report_path.stem}.html",
-               "junit.xml", "gate.json")
+               "junit.xml", "gate.json", option="--report folder")
     policy = _policy(args)
     source = _load(args)
     artifacts = Artifacts.load(args.out)

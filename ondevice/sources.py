@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import io
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -14,7 +15,8 @@ import numpy as np
 
 from . import _lazy
 from .errors import BadInputError
-from .specs import TensorSpec, make_samples, merge_specs, spec_from_array
+from .specs import TensorSpec, check_inputs, make_samples, merge_specs, spec_from_array
+from .trust import check_pt2, check_sample_inputs, check_saved_model
 
 FRAMEWORKS = ("torch", "keras", "onnx")
 
@@ -57,8 +59,15 @@ def framework_of(model: Any) -> str:
                         "pass a torch.nn.Module, a keras.Model, an onnx.ModelProto or a model file path")
 
 
-def load_source(spec: str, declared: list[TensorSpec] = (), trust_pickle: bool = False) -> Source:
-    """Load SOURCE text as given on the command line."""
+def load_source(spec: str, declared: list[TensorSpec] = (), trust_pickle: bool = False,
+                trust_graph: bool = False) -> Source:
+    """Load SOURCE text as given on the command line; pickles and file-touching graphs only when trusted."""
+    source = _load_source(spec, declared, trust_pickle, trust_graph)
+    check_inputs(source.inputs, spec)
+    return source
+
+
+def _load_source(spec: str, declared, trust_pickle: bool, trust_graph: bool) -> Source:
     path = Path(spec)
     if ":" in spec and not path.exists() and not _is_windows_drive(spec):
         return _from_factory(spec, declared)
@@ -67,17 +76,19 @@ def load_source(spec: str, declared: list[TensorSpec] = (), trust_pickle: bool =
     suffix = path.suffix.lower()
     if path.is_dir():
         if (path / "saved_model.pb").exists():
-            return _from_saved_model(path, declared, spec)
+            return _from_saved_model(path, declared, spec, trust_graph)
         raise BadInputError(f"{spec} is a folder but not a SavedModel (no saved_model.pb)")
     loaders = {".onnx": _from_onnx_file, ".keras": _from_keras_file, ".h5": _from_keras_file,
                ".pt2": _from_pt2, ".pt": _from_torch_file, ".pth": _from_torch_file}
     if suffix not in loaders:
         raise BadInputError(f"unsupported model file {spec}: expected one of {', '.join(sorted(loaders))}, "
                             "a SavedModel folder or file.py:factory")
+    if not path.is_file():
+        raise BadInputError(f"model {spec} is not a regular file")
     if path.stat().st_size == 0:
         raise BadInputError(f"model file {spec} is empty")
-    if suffix in (".pt", ".pth"):
-        return _from_torch_file(path, declared, spec, trust_pickle)
+    if suffix in (".pt", ".pth", ".pt2"):
+        return loaders[suffix](path, declared, spec, trust_pickle)
     return loaders[suffix](path, declared, spec)
 
 
@@ -101,6 +112,7 @@ def from_object(model: Any, example_inputs: Any = None, declared: list[TensorSpe
     inputs = merge_specs(declared, inferred)
     if not inputs:
         raise BadInputError("no example inputs and no --input given: cannot tell the model's input shapes")
+    check_inputs(inputs, spec)
     source = Source(spec, framework, model, inputs, example or None)
     if source.example and declared:
         # Declared shapes win; sample within the example's ranges.
@@ -129,6 +141,9 @@ def _from_factory(spec: str, declared) -> Source:
             module = importlib.import_module(target)
     except BadInputError:
         raise
+    except SystemExit as exc:
+        raise BadInputError(f"importing {target} called sys.exit({exc.code!r}); a factory module must define "
+                            "the factory, not exit") from None
     except Exception as exc:
         raise BadInputError(f"cannot import {target}: {type(exc).__name__}: {exc}") from None
     factory = getattr(module, attr, None)
@@ -136,6 +151,8 @@ def _from_factory(spec: str, declared) -> Source:
         raise BadInputError(f"{target} has no callable {attr!r}")
     try:
         made = factory()
+    except SystemExit as exc:
+        raise BadInputError(f"factory {spec} called sys.exit({exc.code!r}) instead of returning a model") from None
     except Exception as exc:
         raise BadInputError(f"factory {spec} raised {type(exc).__name__}: {exc}") from None
     model, example = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
@@ -203,6 +220,9 @@ def _from_onnx_file(path: Path, declared, spec: str) -> Source:
         ttype = value.type.tensor_type
         dtype = onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type).name
         dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim)
+        if any(d is not None and d <= 0 for d in dims):
+            raise BadInputError(f"ONNX file {spec}: input {value.name!r} declares shape {list(dims)}; a dimension "
+                                "must be a positive integer (or symbolic); fix the model or give --input")
         inferred.append(TensorSpec(value.name, dims, dtype))
     inputs = merge_specs(declared, inferred)
     undefined = [s.name for s in inputs if any(d is None for d in s.shape)]
@@ -222,13 +242,16 @@ def _from_keras_file(path: Path, declared, spec: str) -> Source:
     return Source(spec, "keras", model, inputs, None, path)
 
 
-def _from_saved_model(path: Path, declared, spec: str) -> Source:
+def _from_saved_model(path: Path, declared, spec: str, trust_graph: bool = False) -> Source:
     """A SavedModel's serving signature wrapped as a Keras model, so the Keras routes apply.
 
-    Loading a SavedModel runs its TensorFlow graph, not Python code from the file.
+    Loading a SavedModel runs its TensorFlow graph, not Python code from the file; a graph with
+    file-system, network or Python ops is refused unless ``trust_graph``.
     """
     keras = _lazy.require("keras")
     tf = _lazy.require("tensorflow")
+    if not trust_graph:
+        check_saved_model(path, spec)
     try:
         signature = tf.saved_model.load(str(path)).signatures["serving_default"]
         layer = keras.layers.TFSMLayer(str(path.resolve()), call_endpoint="serving_default")
@@ -247,10 +270,14 @@ def _from_saved_model(path: Path, declared, spec: str) -> Source:
     return source
 
 
-def _from_pt2(path: Path, declared, spec: str) -> Source:
+def _from_pt2(path: Path, declared, spec: str, trust_pickle: bool = False) -> Source:
+    """A torch.export archive; read once, its members checked for pickles before torch loads them."""
     torch = _lazy.require("torch")
+    data = path.read_bytes()
+    if not trust_pickle:
+        check_sample_inputs(torch, check_pt2(data, spec), spec)
     try:
-        program = torch.export.load(str(path))
+        program = torch.export.load(io.BytesIO(data))
     except Exception as exc:
         raise BadInputError(f"malformed or truncated .pt2 file {spec}: {_first_line(exc)}") from None
     args = program.example_inputs[0] if program.example_inputs else None

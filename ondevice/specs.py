@@ -53,7 +53,52 @@ def parse_input_spec(text: str) -> TensorSpec:
     dtype = match["dtype"] or "float32"
     if dtype not in _DTYPES:
         raise BadInputError(f"bad --input {text!r}: dtype {dtype!r} is not one of {', '.join(sorted(_DTYPES))}")
-    return TensorSpec(match["name"], tuple(dims), dtype)
+    spec = TensorSpec(match["name"], tuple(dims), dtype)
+    check_inputs([spec], f"--input {text}")
+    return spec
+
+
+# Runtimes index dimensions with 32-bit integers (TFLite, most ONNX kernels).
+MAX_DIM = 2**31 - 1
+
+
+def nbytes(spec: TensorSpec) -> int:
+    """Bytes one sample of ``spec`` takes (dynamic axes at 1); Python integers, so no overflow."""
+    count = 1
+    for d in concrete_shape(spec):
+        count *= d
+    return count * np.dtype(spec.dtype).itemsize
+
+
+def memory_budget() -> int:
+    """Bytes the samples of a run may take: half the memory available now."""
+    try:
+        import psutil
+
+        return psutil.virtual_memory().available // 2
+    except Exception:   # no psutil, or no /proc: assume a small machine
+        return 2**31
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"
+
+
+def check_inputs(specs: Iterable[TensorSpec], where: str, count: int = 1) -> None:
+    """Refuse shapes no runtime takes and sample sets that cannot fit in memory, before allocating."""
+    specs = list(specs)
+    for spec in specs:
+        big = [d for d in spec.shape if isinstance(d, int) and d > MAX_DIM]
+        if big:
+            raise BadInputError(f"{where}: input {spec.name!r} has dimension {big[0]}, above 2^31-1 that "
+                                "runtimes can index; give a smaller shape with --input")
+    total = sum(nbytes(spec) for spec in specs) * count
+    budget = memory_budget()
+    if total > budget:
+        shapes = ", ".join(f"{s.name} {'x'.join(map(str, concrete_shape(s)))} {s.dtype}" for s in specs)
+        raise BadInputError(f"{where}: {count} sample(s) of {shapes} need {_size(total)}, more than the "
+                            f"{_size(budget)} this machine can spare; give smaller shapes with --input"
+                            + (" or fewer --samples" if count > 1 else ""))
 
 
 def spec_from_array(name: str, array: np.ndarray) -> TensorSpec:
@@ -71,26 +116,24 @@ def spec_from_array(name: str, array: np.ndarray) -> TensorSpec:
 
 
 def merge_specs(declared: Iterable[TensorSpec], inferred: list[TensorSpec]) -> list[TensorSpec]:
-    """Inferred specs overridden by declared ones (matched by name, else by position)."""
+    """Inferred specs overridden by declared ones, matched by name; a name the model lacks is refused."""
     declared = list(declared)
     if not declared:
         return inferred
     if not inferred:
         return declared
     by_name = {spec.name: spec for spec in declared}
-    if set(by_name) & {spec.name for spec in inferred}:
-        out = []
-        for spec in inferred:
-            d = by_name.get(spec.name)
-            out.append(spec if d is None else TensorSpec(d.name, d.shape, d.dtype, spec.low, spec.high, spec.mean, spec.std))
-        return out
-    if len(declared) != len(inferred):
-        raise BadInputError(
-            f"{len(declared)} --input given but the model takes {len(inferred)} inputs "
-            f"({', '.join(s.name for s in inferred)})"
-        )
-    return [TensorSpec(spec.name, d.shape, d.dtype, spec.low, spec.high, spec.mean, spec.std)
-            for d, spec in zip(declared, inferred)]
+    known = [spec.name for spec in inferred]
+    unknown = [name for name in by_name if name not in known]
+    if unknown:
+        # An ignored --input would leave the run judging shapes the user did not ask for.
+        raise BadInputError(f"--input {unknown[0]}: the model has no input {unknown[0]!r}; its inputs are "
+                            f"{', '.join(known)}")
+    out = []
+    for spec in inferred:
+        d = by_name.get(spec.name)
+        out.append(spec if d is None else TensorSpec(d.name, d.shape, d.dtype, spec.low, spec.high, spec.mean, spec.std))
+    return out
 
 
 def concrete_shape(spec: TensorSpec) -> tuple:
@@ -119,6 +162,7 @@ def sample_one(spec: TensorSpec, rng: np.random.Generator) -> np.ndarray:
 def make_samples(specs: list[TensorSpec], count: int, seed: int,
                  example: Mapping[str, np.ndarray] | None = None) -> list[dict[str, np.ndarray]]:
     """``count`` seeded input sets; the example inputs, when given, are the first."""
+    check_inputs(specs, "samples", count)
     rng = np.random.default_rng(seed)
     samples = []
     if example:
@@ -129,21 +173,60 @@ def make_samples(specs: list[TensorSpec], count: int, seed: int,
 
 
 def load_samples(path: str, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]:
-    """Samples from an ``.npz``: one array per input name, the first axis indexing the sample."""
+    """Samples from an ``.npz``: one array per input name, the first axis indexing the sample.
+
+    Each array's header is read before its data: object (pickled) arrays are refused, never loaded,
+    and an array too large for memory is refused before it is allocated.
+    """
     try:
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise BadInputError(f"inputs file not found: {path}") from None
     except Exception as exc:  # numpy raises several types for a bad file
         raise BadInputError(f"cannot read inputs file {path}: {exc}") from None
-    missing = [s.name for s in specs if s.name not in data.files]
-    if missing:
-        raise BadInputError(f"inputs file {path} lacks arrays for {', '.join(missing)} (has {', '.join(data.files)})")
-    counts = {data[s.name].shape[0] for s in specs}
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise BadInputError(f"inputs file {path} is a single .npy array, not an .npz with one array per input")
+    with data:
+        missing = [s.name for s in specs if s.name not in data.files]
+        if missing:
+            raise BadInputError(f"inputs file {path} lacks arrays for {', '.join(missing)} "
+                                f"(has {', '.join(data.files) or 'none'})")
+        arrays = {s.name: _npz_array(data, s, path) for s in specs}
+    counts = {a.shape[0] for a in arrays.values()}
     if len(counts) != 1:
         raise BadInputError(f"inputs file {path}: arrays disagree on the sample count (first axis)")
     n = counts.pop()
-    return [{s.name: np.asarray(data[s.name][i]).astype(s.dtype) for s in specs} for i in range(n)]
+    try:
+        return [{s.name: np.asarray(arrays[s.name][i]).astype(s.dtype) for s in specs} for i in range(n)]
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise BadInputError(f"inputs file {path}: cannot convert to the inputs' dtypes: {exc}") from None
+
+
+def _npz_array(data, spec: TensorSpec, path) -> np.ndarray:
+    """One array of an .npz, its header checked first (dtype, rank, size)."""
+    try:
+        with data.zip.open(f"{spec.name}.npy") as handle:
+            version = np.lib.format.read_magic(handle)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = reader(handle)
+    except Exception as exc:
+        raise BadInputError(f"inputs file {path}: array {spec.name!r} is unreadable: {exc}") from None
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise BadInputError(f"inputs file {path}: array {spec.name!r} has dtype {dtype} (pickled objects or "
+                            "text); ondevice never unpickles input files: save plain numeric arrays")
+    if len(shape) < 1:
+        raise BadInputError(f"inputs file {path}: array {spec.name!r} is a scalar; the first axis must index "
+                            "the samples")
+    size = dtype.itemsize
+    for d in shape:
+        size *= d
+    if size > memory_budget():
+        raise BadInputError(f"inputs file {path}: array {spec.name!r} of shape {list(shape)} needs {_size(size)}, "
+                            "more than this machine can spare")
+    try:
+        return data[spec.name]
+    except Exception as exc:
+        raise BadInputError(f"inputs file {path}: array {spec.name!r} is unreadable: {exc}") from None
 
 
 def samples_digest(samples: list[dict[str, np.ndarray]]) -> str:
