@@ -26,7 +26,7 @@ def _tolerance(atol, rtol):
 
 def export(model, example_inputs=None, targets=TARGETS, out_dir="out", *, inputs=(), quantize=None,
            strategy=None, dynamic=None, threads=None, trust_pickle=False, calibration=None, int8_io=False,
-           int8_kernels="portable"):
+           int8_kernels="portable", trust_graph=False):
     """Convert ``model`` to each target in ``out_dir``; returns the Artifacts (manifest written).
 
     ``quantize`` ("fp16", "dynamic-int8", "int8", or a list of them) adds quantized artifacts made
@@ -37,7 +37,7 @@ def export(model, example_inputs=None, targets=TARGETS, out_dir="out", *, inputs
     from .exporter import export_source
     from .pipeline import default_threads
 
-    source = _source(model, example_inputs, inputs, trust_pickle)
+    source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
     return export_source(source, list(targets), out_dir, quantize=quantize, strategy=strategy,
                          dynamic=dynamic, calibration=calibration, threads=threads or default_threads(),
                          int8_io=int8_io, int8_kernels=int8_kernels)
@@ -61,11 +61,11 @@ def validate(model, artifacts, samples=8, seed=0, *, example_inputs=None, inputs
 def check(model, example_inputs=None, targets=TARGETS, out_dir="out", *, samples=8, seed=0, inputs=(),
           inputs_file=None, atol=None, rtol=None, threads=None, runs=50, allow_inconclusive=False,
           quantize=None, strategy=None, dynamic=None, trust_pickle=False, calibration=None, int8_io=False,
-          allow_precision_change=False, int8_kernels="portable"):
+          allow_precision_change=False, int8_kernels="portable", trust_graph=False):
     """Export and validate in one step; writes OUT/report.json (+ .md, .html, junit.xml); returns the Report."""
     from .pipeline import check_source
 
-    source = _source(model, example_inputs, inputs, trust_pickle)
+    source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
     return check_source(source, list(targets), out_dir, samples, seed, inputs_file, _tolerance(atol, rtol),
                         threads, runs, allow_inconclusive=allow_inconclusive, quantize=quantize,
                         strategy=strategy, dynamic=dynamic, calibration=calibration, int8_io=int8_io,
