@@ -58,16 +58,25 @@ def rows_for(name: str, report, out: Path, samples: list) -> list[list]:
             quant = artifacts.get(target, precision)
             result = next(t for t in report.targets if t.target == target and t.quantize == precision)
             if quant is None:
-                rows.append([name, target, precision, result.status, "-", "-", "-", "-", "-", "-"])
+                rows.append([name, target, precision, result.status, "-", "-", "-", "-", "-", "-", "-"])
                 continue
             out0 = result.parity["outputs"][0]
+            avx2 = next((c for c in result.isa_checks or [] if c["isa_class"] == "avx2"), None)
+            if avx2 is None:
+                avx2_cell = "-"
+            elif avx2.get("checked"):
+                avx2_cell = f"{avx2['parity']['outputs'][0]['snr_db']:.1f} ({avx2['how'].split(' ')[0]})"
+            else:
+                control = avx2.get("control_max_abs_err")
+                avx2_cell = f"not checked (emulator control off by {control:.2g})" if control is not None \
+                    else f"not checked ({avx2.get('reason')})"
             vs_float = compare_vs_float(base_outputs, [ArtifactRunner(quant).run(s) for s in samples], precision)
             info = inspect(quant.path, target)
             rows.append([name, target, precision, result.status,
                          f"{quant.size_bytes / base.size_bytes:.2f}",
                          f"{info.total_weight_bytes / base_info.total_weight_bytes:.2f}",
                          f"{out0['max_abs_err']:.2g}", f"{out0['max_abs_err'] / out0['peak']:.3f}",
-                         f"{out0['snr_db']:.1f}", f"{vs_float.outputs[0].max_abs_err:.2g}"])
+                         f"{out0['snr_db']:.1f}", avx2_cell, f"{vs_float.outputs[0].max_abs_err:.2g}"])
     return rows
 
 
@@ -91,9 +100,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             report, out = run_model(name, Path(tmp), args.samples)
             rows += rows_for(name, report, out, validation_samples(name, report, out, args.samples))
-    print(f"machine: {machine()}; {args.samples} validation samples per model\n")
+    from ondevice.cpu import cpu_info, describe
+
+    print(f"machine: {machine()}; CPU: {describe(cpu_info())}; {args.samples} validation samples per model\n")
     print(table(rows, ["model", "target", "precision", "status", "file size vs float", "weight bytes vs float",
-                       "max abs err", "err / peak", "SNR dB", "max abs err vs float artifact"]))
+                       "max abs err", "err / peak", "SNR dB", "SNR dB on AVX2", "max abs err vs float artifact"]))
 
 
 if __name__ == "__main__":
