@@ -36,9 +36,24 @@ def doctor() -> int:
         found[module] = usable
         state = version if usable else "missing"
         print(f"{role:10} {dist:18} {state:14} {purpose}")
+    _print_cpu()
     runtimes_ok = found["onnxruntime"] and found["openvino"] and (found["ai_edge_litert"] or found["tflite_runtime"])
     if runtimes_ok:
         print("PASSED (a runtime for every target is installed)")
         return 0
     print("FAILED (a target has no runtime installed; pip install 'ondevice[all]')")
     return 2
+
+
+def _print_cpu() -> None:
+    """The CPU and whether int8 artifacts can also be proven on an emulated AVX2 CPU here."""
+    from .cpu import EMULATED_CPU, cpu_info, describe, emulator_command
+
+    info = cpu_info()
+    print(f"{'cpu':10} {describe(info)}")
+    if info["isa_class"] == EMULATED_CPU["isa_class"]:
+        print(f"{'int8':10} this CPU is of the avx2 class: int8 parity here is the AVX2 proof")
+        return
+    launcher, why = emulator_command(info)
+    print(f"{'int8':10} " + (f"also proven on an emulated avx2 CPU ({' '.join(launcher[1:])} via {launcher[0]})"
+                             if launcher else f"not proven on avx2 here: {why}"))

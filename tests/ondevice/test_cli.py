@@ -41,6 +41,11 @@ def test_doctor_lists_every_runtime(capsys):
     assert code == 0
     for name in ("onnxruntime", "openvino", "ai-edge-litert", "torch", "tensorflow", "onnx2tf"):
         assert name in out
+    from ondevice.cpu import cpu_info
+
+    cpu_line = next(line for line in out.splitlines() if line.startswith("cpu "))
+    assert cpu_info()["isa_class"] in cpu_line and f"{cpu_info()['cores']} cores" in cpu_line
+    assert any(line.startswith("int8 ") and "avx2" in line for line in out.splitlines())
     assert last_line(out).startswith("PASSED")
 
 
