@@ -334,6 +334,10 @@ def check_source(source, targets, out_dir, samples: int = 8, seed: int = 0, inpu
 
 
 def write_reports(report: Report, json_path: Path) -> Path:
+    from ._paths import REPORT_FILES, clear_previous, output_folder
+
+    # A check that fails part-way must not leave the previous run's verdict in out_dir.
+    clear_previous(output_folder(out_dir), (*REPORT_FILES, "manifest.json"))
     """report.json plus its readable forms beside it: report.md, report.html, junit.xml."""
     from .render import write_readable
 

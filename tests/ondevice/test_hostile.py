@@ -537,3 +537,13 @@ def test_outside_files_are_untouched_by_every_refusal(tiny, tmp_path, capfd):
     main(["validate", str(tiny[0]), str(folder)])
     capfd.readouterr()
     assert outside.read_bytes() == b"not yours" and os.stat(outside).st_mtime == before.st_mtime
+
+
+def test_api_check_that_fails_leaves_no_previous_verdict(tiny, tmp_path):
+    import ondevice
+
+    out = tmp_path / "o"
+    shutil.copytree(tiny[1], out)
+    with pytest.raises(ondevice.BadInputError):
+        ondevice.check(str(tiny[0]), targets=("onnx",), out_dir=out, strategy="nope")
+    assert not (out / "report.json").exists() and not (out / "manifest.json").exists()

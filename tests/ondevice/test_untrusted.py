@@ -254,3 +254,24 @@ def test_trust_graph_runs_the_graph(tmp_path):
     source = load_source(str(_saved_model(tmp_path / "saved", _writes(target))), trust_graph=True)
     fill_source_outputs(source)
     assert target.read_text() == "owned"
+
+
+def test_keras_file_naming_a_python_function_is_refused(tmp_path, capfd):
+    """A .keras config whose layer names os.mkdir: Keras' safe mode refuses it and nothing runs."""
+    import keras
+
+    inputs = keras.Input((4,), name="x")
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(str(tmp_path / "k.keras"))
+    with zipfile.ZipFile(tmp_path / "k.keras") as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    marker = tmp_path / "PAYLOAD_RAN"
+    config["config"]["layers"][1].update(module="os", class_name="mkdir", registered_name=None,
+                                         config={"path": str(marker)})
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "evil.keras", "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    fails(capfd, ["check", tmp_path / "evil.keras", "--to", "onnx", "-o", tmp_path / "o"], 2,
+          "malformed or truncated Keras file")
+    assert not marker.exists()
