@@ -45,17 +45,38 @@ def export(model, example_inputs=None, targets=TARGETS, out_dir="out", *, inputs
 
 def validate(model, artifacts, samples=8, seed=0, *, example_inputs=None, inputs=(), inputs_file=None,
              atol=None, rtol=None, threads=None, runs=50, allow_inconclusive=False, trust_pickle=False,
-             budget_s=None, timeout_s=600, allow_precision_change=False):
-    """Judge exported ``artifacts`` (an Artifacts or its folder) against ``model``; returns a Report."""
+             budget_s=None, timeout_s=600, allow_precision_change=False, io_map=(), precision=None,
+             out_dir=None):
+    """Judge ``artifacts`` against ``model``; returns a Report.
+
+    ``artifacts`` is an Artifacts, an export folder, or files made by any tool (an .onnx, .tflite or
+    .xml path, a list of them, or a folder of them without a manifest). For those, ``io_map``
+    ({source name: artifact name or "name:perm"}, or "src=art[:perm]" strings) pairs what cannot be
+    matched unambiguously, ``precision`` is the precision they are meant to have (None: fp32), and
+    ondevice's manifest for them is written to ``out_dir`` (a temporary folder when None).
+    """
+    import tempfile
+
     from .artifacts import Artifacts
-    from .pipeline import validate_artifacts
+    from .byo import is_export_folder, prepare
+    from .pipeline import default_threads, validate_artifacts
 
     source = _source(model, example_inputs, inputs, trust_pickle)
-    if not isinstance(artifacts, Artifacts):
-        artifacts = Artifacts.load(artifacts)
-    return validate_artifacts(source, artifacts, samples, seed, inputs_file, _tolerance(atol, rtol), threads,
-                              runs, allow_inconclusive=allow_inconclusive, budget_s=budget_s, timeout_s=timeout_s,
-                              allow_precision_change=allow_precision_change)
+
+    def run(artifacts):
+        return validate_artifacts(source, artifacts, samples, seed, inputs_file, _tolerance(atol, rtol), threads,
+                                  runs, allow_inconclusive=allow_inconclusive, budget_s=budget_s,
+                                  timeout_s=timeout_s, allow_precision_change=allow_precision_change)
+
+    if isinstance(artifacts, Artifacts):
+        return run(artifacts)
+    if is_export_folder(artifacts):
+        return run(Artifacts.load(artifacts))
+    hints = [f"{k}={v}" for k, v in io_map.items()] if isinstance(io_map, dict) else list(io_map)
+    precision = None if precision == "fp32" else precision
+    with tempfile.TemporaryDirectory(prefix="ondevice-byo-") as scratch:
+        found = prepare(source, artifacts, out_dir or scratch, hints, precision, threads or default_threads())
+        return run(found)
 
 
 def check(model, example_inputs=None, targets=TARGETS, out_dir="out", *, samples=8, seed=0, inputs=(),

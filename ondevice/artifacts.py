@@ -59,10 +59,12 @@ class Artifact:
         self.size_bytes = self.path.stat().st_size + sum(f.stat().st_size for f in self.files)
 
     def to_json(self, root: Path) -> dict:
+        # Files made elsewhere stay where the user keeps them: their manifest names them absolutely.
+        where = (lambda p: str(Path(p).resolve())) if self.options.get("external") \
+            else (lambda p: os.path.relpath(p, root))
         return {
-            "target": self.target, "path": os.path.relpath(self.path, root), "sha256": self.sha256,
-            "size_bytes": self.size_bytes, "files": [{"path": os.path.relpath(f, root), "sha256": sha256_of(f)}
-                                                     for f in self.files],
+            "target": self.target, "path": where(self.path), "sha256": self.sha256,
+            "size_bytes": self.size_bytes, "files": [{"path": where(f), "sha256": sha256_of(f)} for f in self.files],
             "strategy": self.strategy, "quantize": self.quantize, "attempts": self.attempts,
             "converter_versions": self.versions, "options": self.options,
             "inputs": [{**m.to_json(), "dtype": self.input_dtypes.get(m.artifact)} for m in self.inputs],
@@ -71,8 +73,11 @@ class Artifact:
         }
 
     @classmethod
-    def from_json(cls, data: dict, root: Path) -> "Artifact":
-        """An entry of a manifest in ``root``; every path it names must lie inside ``root``."""
+    def from_json(cls, data: dict, root: Path, external: bool = False) -> "Artifact":
+        """An entry of a manifest in ``root``; every path it names must lie inside ``root`` (``external``:
+        the manifest ondevice wrote itself for files made elsewhere, which names them absolutely)."""
+        if external:
+            return cls._external(data, root)
         if data["target"] not in TARGET_RUNTIMES:
             raise BadInputError(f"unknown target {data['target']!r}; known: {', '.join(TARGET_RUNTIMES)}")
         if data.get("float_artifact") is not None:
@@ -88,6 +93,16 @@ class Artifact:
             probe=data.get("probe", {}), notes=data.get("notes", []), float_artifact=data.get("float_artifact"),
             calibration=data.get("calibration", {}), precision=data.get("precision", {}))
 
+    @classmethod
+    def _external(cls, data: dict, root: Path) -> "Artifact":
+        paths = [data["path"], *(f["path"] for f in data["files"])]
+        if not all(isinstance(p, str) and os.path.isabs(p) for p in paths):
+            raise BadInputError("an external artifact's paths must be absolute")
+        inside = {**data, "path": ".", "files": [], "float_artifact": None}
+        artifact = cls.from_json(inside, root)
+        artifact.path, artifact.files = Path(data["path"]), [Path(f["path"]) for f in data["files"]]
+        return artifact
+
     def verify(self, root: Path, recorded_files: list[dict]) -> None:
         """Refuse an artifact whose bytes differ from what the manifest recorded."""
         if not self.path.exists():
@@ -95,7 +110,8 @@ class Artifact:
         if not self.path.is_file() or _hash(self.path) != self.sha256:
             raise BadInputError(f"artifact {self.path} does not match the sha256 in its manifest: it changed after export")
         for entry in recorded_files:
-            side = member_path(root, entry["path"], "artifact file")
+            external = self.options.get("external")
+            side = Path(entry["path"]) if external else member_path(root, entry["path"], "artifact file")
             if not side.is_file() or _hash(side) != entry["sha256"]:
                 raise BadInputError(f"artifact file {side} is missing or does not match its manifest")
 
@@ -108,6 +124,7 @@ class Artifacts:
     items: list[Artifact] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)   # {"target", "error", "attempts"}
     source: dict = field(default_factory=dict)
+    external: bool = False   # files made by other tools, described by ondevice (see byo.py)
 
     def __iter__(self):
         return iter(self.items)
@@ -130,6 +147,8 @@ class Artifacts:
         """Write OUT/manifest.json atomically (a rename), after every artifact is in place."""
         data = {"schema_version": MANIFEST_VERSION, "source": self.source,
                 "artifacts": [a.to_json(self.out_dir) for a in self.items], "failures": self.failures}
+        if self.external:
+            data["external"] = True
         path = self.out_dir / MANIFEST
         fd, tmp = tempfile.mkstemp(dir=self.out_dir, prefix=".manifest-")
         with os.fdopen(fd, "w") as handle:
@@ -138,15 +157,23 @@ class Artifacts:
         return path
 
     @classmethod
-    def load(cls, out_dir, verify: bool = True) -> "Artifacts":
-        """Read OUT/manifest.json; with ``verify`` refuse artifacts whose hash changed."""
+    def load(cls, out_dir, verify: bool = True, external_ok: bool = False) -> "Artifacts":
+        """Read OUT/manifest.json; with ``verify`` refuse artifacts whose hash changed.
+
+        A manifest ondevice wrote for files made elsewhere names paths outside its folder; it is
+        read only with ``external_ok`` (by the worker of the run that wrote it), never as an export.
+        """
         out_dir = Path(out_dir)
         path = out_dir / MANIFEST
         if not path.exists():
             raise BadInputError(f"no {MANIFEST} in {out_dir}: run `ondevice export` first")
         data = _read_manifest(path)
+        external = data.get("external") is True
+        if external and not external_ok:
+            raise BadInputError(f"{path} describes artifact files made elsewhere (it names files outside its folder) "
+                                "and is not read as an export: pass those files to `ondevice validate` again")
         try:
-            items = [Artifact.from_json(a, out_dir) for a in data["artifacts"]]
+            items = [Artifact.from_json(a, out_dir, external) for a in data["artifacts"]]
         except BadInputError as exc:
             raise BadInputError(f"manifest {path}: {exc}") from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -154,7 +181,7 @@ class Artifacts:
         if verify:
             for item, raw in zip(items, data["artifacts"]):
                 item.verify(out_dir, raw.get("files", []))
-        return cls(out_dir, items, data.get("failures", []), data.get("source", {}))
+        return cls(out_dir, items, data.get("failures", []), data.get("source", {}), external)
 
 
 def _hash(path: Path) -> str | None:

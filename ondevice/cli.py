@@ -95,6 +95,8 @@ def _source_args(p):
                    help="threads for every runtime (default: cores, at most 4)")
     p.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
                    help="stop the whole run after this long: FAILED, exit 4")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only the verdict line (no progress on stderr, no per-target summary)")
 
 
 def _export_args(p):
@@ -128,7 +130,26 @@ def _validate_args(p, report_default: bool):
     p.add_argument("--policy", default=None, metavar="gate.toml",
                    help="also judge the report by this gate policy (writes gate.json beside the report)")
     if report_default:
-        p.add_argument("--report", default=None, help="report path (default OUT/report.json)")
+        p.add_argument("--report", default=None,
+                       help=f"report path (default: OUT/report.json for an export folder, {BYO_REPORT} for "
+                            "files made elsewhere, whose manifest ondevice writes beside the report)")
+
+
+BYO_REPORT = "ondevice-report/report.json"
+
+
+def _byo_args(p, check: bool):
+    """Options for artifact files made by any tool (no manifest)."""
+    if check:
+        p.add_argument("--artifact", action="extend", nargs="+", default=[], metavar="FILE",
+                       help="validate these .onnx/.tflite/.xml files (or a folder of them) made by any tool "
+                            "instead of exporting; reports and ondevice's manifest for them go to -o")
+    p.add_argument("--io-map", action="append", default=[], metavar="SRC=ART[:PERM]",
+                   help="pair a source input/output with an artifact tensor (PERM: source axes in artifact "
+                        "order, e.g. 0,2,3,1 for NCHW->NHWC, or none); needed where the match is ambiguous")
+    p.add_argument("--precision", choices=("fp32", "fp16", "dynamic-int8", "int8"), default=None,
+                   help="the precision files made elsewhere are meant to have (default fp32); a file holding "
+                        "another fails unless --allow-precision-change")
 
 
 def _gate_args(p, policy_help: str):
@@ -147,12 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     _export_args(p)
     p = sub.add_parser("validate", help="check exported artifacts against their source")
     _source_args(p)
-    p.add_argument("out", help="the folder `export` wrote (holds manifest.json)")
+    p.add_argument("out", nargs="+", metavar="ARTIFACTS",
+                   help="the folder `export` wrote (holds manifest.json), or .onnx/.tflite/.xml files made by any "
+                        "tool, or a folder of them")
     _validate_args(p, report_default=True)
+    _byo_args(p, check=False)
     p = sub.add_parser("check", help="export, then validate; writes report.json, .md, .html and junit.xml")
     _source_args(p)
     _export_args(p)
     _validate_args(p, report_default=False)
+    _byo_args(p, check=True)
     p = sub.add_parser("report", help="render a report.json as Markdown, HTML or JUnit XML")
     p.add_argument("report")
     p.add_argument("--format", choices=("md", "html", "junit", "json"), default="md")
@@ -253,10 +278,12 @@ def cmd_export(args) -> int:
     from .pipeline import default_threads
 
     _start_run(args.out)
-    artifacts = export_source(_load(args), args.to, args.out, quantize=args.quantize, strategy=args.strategy,
-                              calibration=args.calibration, int8_io=args.int8_io, int8_kernels=args.int8_kernels,
-                              dynamic=dict(args.dynamic), threads=args.threads or default_threads())
-    for a in artifacts:
+    with _progress(args):
+        artifacts = export_source(_load(args), args.to, args.out, quantize=args.quantize, strategy=args.strategy,
+                                  calibration=args.calibration, int8_io=args.int8_io,
+                                  int8_kernels=args.int8_kernels, dynamic=dict(args.dynamic),
+                                  threads=args.threads or default_threads())
+    for a in artifacts if not args.quiet else ():
         probe = a.probe.get("max_abs_err")
         print(_one_line(f"{a.target:9} {a.strategy:32} {a.path}  probe max abs err {probe:.3g}"))
     problems = [f"{f['target']}: {f['error']}" for f in artifacts.failures]
@@ -271,8 +298,18 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _print_summary(report) -> None:
-    for t in report.targets:
+def _progress(args):
+    """Stage-by-stage progress on stderr for this command, unless --quiet."""
+    from .progress import reporting
+
+    return reporting(enabled=not getattr(args, "quiet", False))
+
+
+def _print_summary(report, quiet: bool = False) -> None:
+    labels = [t.label for t in report.targets]
+    for t in report.targets if not quiet else ():
+        if labels.count(t.label) > 1 and t.artifact:   # several files of one target: say which is which
+            print(_one_line(f"{Path(t.artifact).name}:"))
         outs = (t.parity or {}).get("outputs", [])
         err = max((o["max_abs_err"] for o in outs), default=None)
         p50 = (t.latency or {}).get("p50_ms")
@@ -322,40 +359,73 @@ def _finish(report, gate, path) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .artifacts import Artifacts
+    from .byo import is_export_folder
     from .pipeline import validate_artifacts, write_reports
 
-    report_path = Path(args.report or Path(args.out) / "report.json")
+    exported = is_export_folder(args.out)
+    report_path = Path(args.report or (Path(args.out[0]) / "report.json" if exported else BYO_REPORT))
     _start_run(report_path.parent, report_path.name, f"{report_path.stem}.md", f"{report_path.stem}.html",
-               "junit.xml", "gate.json", option="--report folder")
+               "junit.xml", "gate.json", *(() if exported else ("manifest.json",)), option="--report folder")
     policy = _policy(args)
-    source = _load(args)
-    artifacts = Artifacts.load(args.out)
-    report = validate_artifacts(source, artifacts, args.samples, args.seed, args.inputs, _tol(args), args.threads,
-                                args.runs, allow_inconclusive=args.allow_inconclusive,
-                                allow_precision_change=args.allow_precision_change,
-                                emulate_cpu=not args.no_emulate_cpu)
+    with _progress(args):
+        source = _load(args)
+        artifacts = _artifacts(args, source, args.out, exported, report_path.parent)
+        report = validate_artifacts(source, artifacts, args.samples, args.seed, args.inputs, _tol(args),
+                                    args.threads, args.runs, allow_inconclusive=args.allow_inconclusive,
+                                    allow_precision_change=args.allow_precision_change,
+                                    emulate_cpu=not args.no_emulate_cpu)
     path = write_reports(report, report_path)
-    _print_summary(report)
+    _print_summary(report, args.quiet)
     gate = _gate(report, policy, path)
     if gate is not None:
         gate.write(path.with_name("gate.json"))
     return _finish(report, gate, path)
 
 
+def _artifacts(args, source, paths, exported: bool, folder: Path):
+    """An export folder's Artifacts, or files made elsewhere described (manifest written in ``folder``)."""
+    from .artifacts import Artifacts
+    from .byo import prepare
+    from .pipeline import default_threads
+
+    if exported:
+        if args.io_map or args.precision:
+            raise BadInputError(f"--io-map and --precision are for files made elsewhere; the manifest in "
+                                f"{paths[0]} already records how its artifacts match and their precision")
+        return Artifacts.load(paths[0])
+    return prepare(source, paths, folder, args.io_map, None if args.precision == "fp32" else args.precision,
+                   args.threads or default_threads())
+
+
 def cmd_check(args) -> int:
-    from .pipeline import check_source
+    from .pipeline import check_source, validate_artifacts, write_reports
     from .render import write_readable
 
     _start_run(args.out)
     policy = _policy(args)
-    report = check_source(_load(args), args.to, args.out, args.samples, args.seed, args.inputs, _tol(args),
-                          args.threads, args.runs, allow_inconclusive=args.allow_inconclusive,
-                          allow_precision_change=args.allow_precision_change, emulate_cpu=not args.no_emulate_cpu,
-                          quantize=args.quantize, strategy=args.strategy, dynamic=dict(args.dynamic),
-                          calibration=args.calibration, int8_io=args.int8_io, int8_kernels=args.int8_kernels)
+    if args.artifact and (args.quantize or args.strategy or args.dynamic or args.calibration or args.int8_io):
+        raise BadInputError("--artifact validates files made elsewhere: --quantize, --strategy, --dynamic, "
+                            "--calibration and --int8-io are export options and do not apply")
+    if not args.artifact and (args.io_map or args.precision):
+        raise BadInputError("--io-map and --precision apply to files given with --artifact")
+    with _progress(args):
+        source = _load(args)
+        if args.artifact:
+            artifacts = _artifacts(args, source, args.artifact, False, Path(args.out))
+            report = validate_artifacts(source, artifacts, args.samples, args.seed, args.inputs, _tol(args),
+                                        args.threads, args.runs, allow_inconclusive=args.allow_inconclusive,
+                                        allow_precision_change=args.allow_precision_change,
+                                        emulate_cpu=not args.no_emulate_cpu)
+            write_reports(report, Path(args.out) / "report.json")
+        else:
+            report = check_source(source, args.to, args.out, args.samples, args.seed, args.inputs, _tol(args),
+                                  args.threads, args.runs, allow_inconclusive=args.allow_inconclusive,
+                                  allow_precision_change=args.allow_precision_change,
+                                  emulate_cpu=not args.no_emulate_cpu, quantize=args.quantize,
+                                  strategy=args.strategy, dynamic=dict(args.dynamic), calibration=args.calibration,
+                                  int8_io=args.int8_io, int8_kernels=args.int8_kernels)
     path = Path(args.out) / "report.json"
-    _print_summary(report)
+    _print_summary(report, args.quiet)
     gate = _gate(report, policy, path)
     if gate is not None:
         gate.write(path.with_name("gate.json"))

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import progress
 from ._quiet import quiet
 from .artifacts import Artifact, ArtifactRunner, Artifacts, runtime_for
 from .errors import BadInputError, OndeviceError
@@ -72,6 +73,7 @@ def export_source(source, targets, out_dir, quantize=None, strategy=None, dynami
     int8 = _Int8(int8_io, _int8_kernels(int8_kernels))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    progress.stage("source", "running the example inputs")
     reference = fill_source_outputs(source, threads)
     calib = _calibration(source, calibration, precisions)
     result = Artifacts(out_dir, source=source.to_json())
@@ -99,7 +101,8 @@ def _export_target(source, target, out_dir, forced, reference, dynamic, threads)
         return {"target": target, "error": f"strategy {forced.name} converts {forced.source}->{forced.target}, "
                 f"not {source.framework}->{target}", "attempts": []}
     attempts, fallback = [], None
-    for strat in strategies:
+    for number, strat in enumerate(strategies, 1):
+        progress.stage(target, f"converting with {strat.name} (strategy {number} of {len(strategies)})")
         workdir = out_dir / ".work" / f"{target}-{strat.name}"
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
@@ -280,6 +283,7 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
     samples = _artifact_calibration(float_artifact, calib, threads) if precision == "int8" else []
     attempts, fallback, crashes = [], None, []
     for qz in quantizers:
+        progress.stage(f"{target}[{precision}]", f"quantizing with {qz.name}")
         workdir = out_dir / ".work" / f"{target}-{precision}-{qz.name}"
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)

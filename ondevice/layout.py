@@ -3,18 +3,25 @@
 A mapping entry says which artifact tensor stands for which source tensor and the axis
 permutation that turns the source's array into the artifact's (e.g. NCHW -> NHWC is
 ``(0, 2, 3, 1)``). The manifest stores these so parity compares like with like.
+
+``match_io`` serves ondevice's own exports (the converter says whether it moved channels last);
+``match_external`` serves artifacts made by any tool, where nothing is known but the files: it
+pairs by name, then by shape under the layout moves converters make, and refuses to guess when
+two pairings fit (``AmbiguousMatch``, answered with ``--io-map``).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConversionError
+from .errors import BadInputError, ConversionError
 from .runtimes.base import clean_name
 from .specs import TensorSpec
 
-_LAYOUT_NAMES = {(0, 2, 3, 1): "NCHW->NHWC", (0, 2, 1): "NCW->NWC", (0, 2, 3, 4, 1): "NCDHW->NDHWC"}
+_LAYOUT_NAMES = {(0, 2, 3, 1): "NCHW->NHWC", (0, 2, 1): "NCW->NWC", (0, 2, 3, 4, 1): "NCDHW->NDHWC",
+                 (0, 3, 1, 2): "NHWC->NCHW", (0, 4, 1, 2, 3): "NDHWC->NCDHW"}
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,7 @@ class IOMap:
     source: str
     artifact: str
     perm: tuple | None = None     # source array -> artifact array
-    matched_by: str = "name"      # "name" or "order" or "shape"
+    matched_by: str = "name"      # "name", "order", "position" (args_0, Identity_1...), "shape" or "io-map"
 
     def to_json(self) -> dict:
         return {"name": self.source, "artifact_name": self.artifact,
@@ -91,3 +98,202 @@ def to_source(value: np.ndarray, io: IOMap) -> np.ndarray:
     if io.perm and value.ndim == len(io.perm):
         value = np.transpose(value, np.argsort(io.perm))
     return value
+
+
+# ---- artifacts made by any tool ----------------------------------------------------------------
+
+class AmbiguousMatch(BadInputError):
+    """Two pairings of source and artifact tensors fit the evidence; the user must pick with --io-map."""
+
+
+def layout_perms(rank: int) -> list[tuple]:
+    """The moves converters make to a rank-``rank`` tensor: channels last (onnx2tf's NCHW -> NHWC,
+    NCL -> NLC, NCDHW -> NDHWC) and channels first (a channels-last source exported channels first)."""
+    if rank < 3:
+        return []
+    last = channels_last_perm(rank)
+    first = (0, rank - 1, *range(1, rank - 1))
+    return [last] if first == last else [last, first]
+
+
+def moves_layout(source_framework: str, target: str) -> bool:
+    """Whether a common converter of this route changes I/O layout where the shape would also fit as is.
+
+    Only TFLite from a channels-first framework: onnx2tf moves channels last, litert-torch does
+    not, so either is plausible. ONNX and OpenVINO converters keep the source's layout, and Keras is
+    channels last already; there, a layout move is tried only when the shape does not fit as is.
+    """
+    return target == "tflite" and source_framework in ("torch", "onnx")
+
+
+def _fitting_perms(src: TensorSpec, art: TensorSpec, layout_moves: bool) -> list[tuple | None]:
+    """Every plausible permutation (None: as is) under which ``src`` has ``art``'s shape (one that
+    moves only axes of size 1 is the same as none, and dropped when none fits)."""
+    fits = []
+    if _compatible(src.shape, art.shape):
+        fits.append(None)
+        if not layout_moves:
+            return fits
+    for perm in layout_perms(len(src.shape)):
+        moved = tuple(src.shape[p] for p in perm)
+        if _compatible(moved, art.shape) and not (None in fits and _keeps_order(src.shape, perm)):
+            fits.append(perm)
+    return fits
+
+
+def _keeps_order(shape, perm) -> bool:
+    """True when ``perm`` only moves axes of size 1: the data is the same as without it."""
+    moved = [p for p in perm if shape[p] != 1]
+    return moved == sorted(moved)
+
+
+_POSITIONAL = re.compile(r"^(?:args_|output_|Identity_?)(\d*)(?:_output)?$")
+
+
+def positional_index(name: str) -> int | None:
+    """The position a converter's generated name encodes: litert-torch ``args_1``/``output_1``,
+    onnx2tf ``Identity``/``Identity_1`` (outputs in ONNX order); None for any other name."""
+    match = _POSITIONAL.match(name)
+    if not match:
+        return None
+    return int(match[1]) if match[1] else (0 if name == "Identity" else None)
+
+
+@dataclass(frozen=True)
+class IOHint:
+    """One ``--io-map SRC=ART[:PERM]`` entry."""
+
+    source: str
+    artifact: str
+    perm: tuple | None = None
+    given_perm: bool = False
+
+
+def parse_io_map(text: str) -> IOHint:
+    """``src=art`` or ``src=art:0,2,3,1`` (``:none`` for no permutation); BadInputError otherwise."""
+    src, sep, rest = text.partition("=")
+    art, _, perm_text = rest.rpartition(":") if ":" in rest and _looks_like_perm(rest.rpartition(":")[2]) \
+        else (rest, "", "")
+    if not sep or not src or not art:
+        raise BadInputError(f"bad --io-map {text!r}: expected SOURCE_NAME=ARTIFACT_NAME[:PERM], e.g. x=input:0,2,3,1")
+    if not perm_text:
+        return IOHint(src, art)
+    if perm_text.lower() == "none":
+        return IOHint(src, art, None, True)
+    perm = tuple(int(p) for p in perm_text.split(","))
+    if sorted(perm) != list(range(len(perm))):
+        raise BadInputError(f"bad --io-map {text!r}: {perm_text} is not a permutation of 0..{len(perm) - 1}")
+    return IOHint(src, art, perm, True)
+
+
+def _looks_like_perm(text: str) -> bool:
+    return text.lower() == "none" or bool(re.fullmatch(r"\d+(,\d+)+", text))
+
+
+def match_external(source: list[TensorSpec], artifact: list[TensorSpec], kind: str, layout_moves: bool,
+                   hints: list[IOHint] = ()) -> list[IOMap]:
+    """Pair every source tensor with one artifact tensor of a file made by any tool.
+
+    Evidence in order: ``hints`` (--io-map), equal names, names that encode a position
+    (``args_0``, ``Identity_1``), then shape under the plausible layout moves. A pairing is
+    accepted only when it is the single one that fits; otherwise AmbiguousMatch says what fits
+    and how to choose. The maps come back in source order; ``matched_by`` says which evidence won.
+    """
+    if len(source) != len(artifact):
+        raise BadInputError(f"the artifact has {len(artifact)} {kind}s ({', '.join(a.name for a in artifact)}), "
+                            f"the source {len(source)} ({', '.join(s.name for s in source)})")
+    pairs = _hinted_pairs(source, artifact, kind, hints)
+    pairs.update(_named_pairs(source, artifact, pairs))
+    rest = [s for s in source if s.name not in pairs]
+    if rest:
+        pairs.update(_shape_pairs(rest, [a for a in artifact if a.name not in {p[0].name for p in pairs.values()}],
+                                  kind, layout_moves))
+    return [_with_perm(s, *pairs[s.name], kind, layout_moves) for s in source]
+
+
+def _hinted_pairs(source, artifact, kind: str, hints) -> dict:
+    by_src = {s.name: s for s in source}
+    by_art = {a.name: a for a in artifact}
+    pairs = {}
+    for hint in hints:
+        if hint.source in by_src and hint.artifact in by_art:
+            pairs[hint.source] = (by_art[hint.artifact], "io-map", hint)
+    return pairs
+
+
+def _named_pairs(source, artifact, taken: dict) -> dict:
+    """Pairs by equal names, then by names that encode a position."""
+    used = {p[0].name for p in taken.values()}
+    free = [a for a in artifact if a.name not in used]
+    pairs = {}
+    by_name = {}
+    for a in free:
+        by_name.setdefault(clean_name(a.name), []).append(a)
+    for s in source:
+        if s.name not in taken and len(by_name.get(s.name, [])) == 1:
+            pairs[s.name] = (by_name[s.name][0], "name", None)
+    used |= {p[0].name for p in pairs.values()}
+    positions = {}
+    for a in artifact:
+        index = positional_index(clean_name(a.name))
+        if a.name not in used and index is not None:
+            positions.setdefault(index, []).append(a)
+    for index, s in enumerate(source):
+        if s.name not in taken and s.name not in pairs and len(positions.get(index, [])) == 1:
+            pairs[s.name] = (positions[index][0], "position", None)
+    return pairs
+
+
+def _shape_pairs(source, artifact, kind: str, layout_moves: bool) -> dict:
+    """The one assignment of the remaining tensors in which every pair fits by shape."""
+    options = {s.name: [a for a in artifact if _fitting_perms(s, a, layout_moves)] for s in source}
+    found = []
+    _assign(source, options, {}, found)
+    if len(found) == 1:
+        return {name: (art, "shape", None) for name, art in found[0].items()}
+    if not found:
+        lines = "; ".join(f"{s.name} {list(s.shape)}" for s in source)
+        offered = "; ".join(f"{a.name} {list(a.shape)}" for a in artifact)
+        raise BadInputError(f"no {kind} of the artifact fits the source's by name or shape (source: {lines}; "
+                            f"artifact: {offered}); map them with --io-map SOURCE_NAME=ARTIFACT_NAME[:PERM]")
+    choices = "; ".join(f"{s.name} -> {' or '.join(a.name for a in options[s.name])}"
+                        for s in source if len(options[s.name]) > 1)
+    example = ", ".join(f"--io-map {name}={art.name}" for name, art in found[0].items())
+    raise AmbiguousMatch(f"{len(found)} pairings of {kind}s fit by shape and no name decides ({choices}): "
+                         f"ondevice will not guess; say which, e.g. {example}")
+
+
+def _assign(source, options: dict, chosen: dict, found: list) -> None:
+    """Every perfect matching (at most two are needed to know it is not unique)."""
+    if len(found) > 1:
+        return
+    if len(chosen) == len(source):
+        found.append(dict(chosen))
+        return
+    src = source[len(chosen)]
+    for art in options[src.name]:
+        if all(art is not other for other in chosen.values()):
+            chosen[src.name] = art
+            _assign(source, options, chosen, found)
+            del chosen[src.name]
+
+
+def _with_perm(src: TensorSpec, art: TensorSpec, how: str, hint, kind: str, layout_moves: bool) -> IOMap:
+    """The pair with its permutation; a pair that fits several ways (1x8x8: as is, or NCL -> NLC) is asked about."""
+    if hint is not None and hint.given_perm:
+        moved = tuple(src.shape[p] for p in hint.perm) if hint.perm else tuple(src.shape)
+        if len(moved) != len(art.shape) or not _compatible(moved, art.shape):
+            raise BadInputError(f"--io-map {src.name}={art.name}: {kind} {src.name!r} {list(src.shape)} under "
+                                f"{hint.perm or 'no permutation'} does not give {art.name!r}'s shape {list(art.shape)}")
+        return IOMap(src.name, art.name, hint.perm, how)
+    fits = _fitting_perms(src, art, layout_moves)
+    if not fits:
+        raise BadInputError(f"{kind} {src.name!r} has shape {list(src.shape)} in the source but {art.name!r} has "
+                            f"{list(art.shape)} in the artifact, under no known layout; map it with "
+                            f"--io-map {src.name}={art.name}:PERM")
+    if len(fits) > 1:
+        shown = " or ".join("as is" if p is None else ",".join(map(str, p)) for p in fits)
+        raise AmbiguousMatch(f"{kind} {src.name!r} {list(src.shape)} fits {art.name!r} {list(art.shape)} {shown}: "
+                             f"ondevice will not guess the layout; say which, e.g. --io-map {src.name}={art.name}:"
+                             f"{'none' if fits[0] is None else ','.join(map(str, fits[0]))}")
+    return IOMap(src.name, art.name, fits[0], how)

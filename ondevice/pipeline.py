@@ -6,6 +6,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from . import progress
 from ._lazy import package_versions
 from ._isolate import IsolatedFailure, call_isolated
 from ._quiet import quiet
@@ -73,6 +74,7 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
     threads = threads or default_threads()
     data, inputs_info = _samples(source, samples, seed, inputs_file)
     inputs_info["sha256"] = samples_digest(data)
+    progress.stage("source", f"running {len(data)} samples and timing")
     ref_runner, reference = _reference(source, data, threads)
     with quiet():
         source_latency = latency_check.measure(lambda: ref_runner.run(data[0]), threads, runs, warmup,
@@ -87,7 +89,8 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
             tol = replace(Tolerance.default(artifact.quantize), **(tolerance or {}))
             job = _WorkerJob(artifacts.out_dir, index, samples_path, Path(tmp) / f"outputs{index}.npz",
                              threads, runs, warmup, budget_s, timeout_s,
-                             other.path if other and other.fits(artifact) else None)
+                             other.path if other and other.fits(artifact) else None, artifacts.external)
+            progress.stage(_label(artifact), f"validating: {len(data)} samples, then timing")
             result = _judge(artifact, job, reference, tol)
             if other:
                 other.judge(result, artifact, job, tol)
@@ -160,6 +163,10 @@ def _other_shape(source, artifacts, ref_runner, seed: int, path: Path) -> _Other
                        {s.name: s.shape for s in specs if s.name in axes}, reference)
 
 
+def _label(artifact) -> str:
+    return f"{artifact.target}[{artifact.quantize}]" if artifact.quantize else artifact.target
+
+
 def _vs_float(result: TargetResult, sibling, outputs: dict) -> None:
     """Quantization error alone: a quantized artifact against its float sibling's outputs."""
     if sibling is None or result.status == "error":
@@ -199,6 +206,7 @@ def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, reference, tol,
                            else "the native run failed" if result.status == "error"
                            else "no float sibling to check the emulator against")
         return
+    progress.stage(_label(artifact), "re-running on an emulated AVX2 CPU")
     entry["how"] = f"emulated ({' '.join([Path(launcher[0]).name, *launcher[1:]])})"
     _emulated_check(entry, result, artifact, job, artifacts.items.index(sibling), launcher,
                     (reference, tol), float_native)
@@ -275,6 +283,7 @@ class _WorkerJob:
     budget_s: float | None
     timeout_s: float
     extra_samples_path: Path | None = None
+    external: bool = False   # the manifest describes files made elsewhere (byo.py)
 
     @property
     def extra_outputs_path(self) -> Path:
@@ -289,12 +298,15 @@ class _WorkerJob:
         if self.extra_samples_path:
             kwargs.update(extra_samples_path=str(self.extra_samples_path),
                           extra_outputs_path=str(self.extra_outputs_path))
+        if self.external:
+            kwargs["external"] = True
         return call_isolated("ondevice.worker:measure_artifact", kwargs, timeout=self.timeout_s)
 
 
 def _judge(artifact, job: _WorkerJob, reference, tol) -> TargetResult:
     result = TargetResult(artifact.target, "error", artifact.quantize, artifact=str(artifact.path.resolve()),
                           strategy=artifact.strategy, size_bytes=artifact.size_bytes)
+    result.io = {"inputs": [m.to_json() for m in artifact.inputs], "outputs": [m.to_json() for m in artifact.outputs]}
     try:
         facts = job.run()
     except IsolatedFailure as failure:

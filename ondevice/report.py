@@ -37,6 +37,7 @@ class TargetResult:
     precision: dict | None = None          # requested vs found in the artifact file
     shapes: list | None = None             # parity at a second shape, for axes kept dynamic
     isa_checks: list | None = None         # int8: parity per CPU class (native, emulated AVX2)
+    io: dict | None = None                 # each source input/output's artifact tensor, layout and how matched
     inconclusive: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

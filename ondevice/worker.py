@@ -68,16 +68,18 @@ def run_artifact(out_dir: str, indices: list, samples_path: str, outputs_paths: 
 
 def measure_artifact(out_dir: str, index: int, samples_path: str, outputs_path: str, threads: int,
                      runs: int, warmup: int, budget_s: float | None = None, runtime: str | None = None,
-                     extra_samples_path: str | None = None, extra_outputs_path: str | None = None) -> dict:
+                     extra_samples_path: str | None = None, extra_outputs_path: str | None = None,
+                     external: bool = False) -> dict:
     """Load artifact ``index`` of the manifest in ``out_dir``, run and time it; returns JSON-able facts.
 
     ``extra_samples_path``: samples at another shape (dynamic axes), run and saved but not timed.
+    ``external``: the manifest is the one this run wrote for files made elsewhere.
     """
     from validators import latency
 
     from .artifacts import ArtifactRunner, Artifacts
 
-    artifact = Artifacts.load(out_dir, verify=False).items[index]
+    artifact = Artifacts.load(out_dir, verify=False, external_ok=external).items[index]
     baseline = _rss_mb()
     start = time.perf_counter()
     runner = ArtifactRunner(artifact, threads, runtime)

@@ -1,6 +1,8 @@
 """``.tflite`` files on the LiteRT interpreter, or tflite-runtime / tf.lite where that is what exists."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .. import _lazy
@@ -19,8 +21,8 @@ class _InterpreterRunner(Runner):
         self._interp.allocate_tensors()
         self._in = self._interp.get_input_details()
         self._out = self._interp.get_output_details()
-        self.inputs = [self._spec(d) for d in self._in]
-        self.outputs = [self._spec(d) for d in self._out]
+        self.inputs = _unique([self._spec(d) for d in self._in], self._in, self._interp, "inputs")
+        self.outputs = _unique([self._spec(d) for d in self._out], self._out, self._interp, "outputs")
 
     def _interpreter_class(self):
         return _lazy.require(self.module).Interpreter
@@ -54,6 +56,19 @@ class _InterpreterRunner(Runner):
         package = {"ai_edge_litert.interpreter": "ai-edge-litert", "tflite_runtime.interpreter": "tflite-runtime",
                    "tensorflow.lite": "tensorflow"}[self.module]
         return {package: md.version(package)}
+
+
+def _unique(specs: list[TensorSpec], details, interpreter, kind: str) -> list[TensorSpec]:
+    """Specs with distinct names: TFLiteConverter names every output of a Keras model
+    ``StatefulPartitionedCall_1``; the signature's names (``output_0``, ...) tell them apart."""
+    names = [s.name for s in specs]
+    if len(set(names)) == len(names):
+        return specs
+    signatures = getattr(interpreter, "_get_full_signature_list", lambda: {})() or {}
+    by_index = {}
+    if len(signatures) == 1:
+        by_index = {index: name for name, index in next(iter(signatures.values())).get(kind, {}).items()}
+    return [replace(s, name=by_index.get(d["index"]) or f"{s.name}_{i}") for i, (s, d) in enumerate(zip(specs, details))]
 
 
 def _quantized(detail) -> bool:
