@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from ondevice._lazy import require
+from ondevice._scratch import working_directory
 
 from .registry import Converted, QuantizeJob, StrategyFailed, quantizer
 from .torch_onnx import one_line, package_versions
@@ -138,8 +139,13 @@ def _preprocessed(job: QuantizeJob) -> Path:
     """The float model after quant_pre_process, or the float model itself when that step fails."""
     q = require("onnxruntime.quantization")
     out = job.workdir / "preprocessed.onnx"
+    # Absolute before the chdir below: the tool runs with the attempt's workdir as working directory,
+    # because when its symbolic shape inference is incomplete it saves sym_shape_infer_temp.onnx and
+    # <uuid>.data files there and leaves them (in the user's current directory, otherwise).
+    source, target = Path(job.float_artifact.path).absolute(), out.absolute()
     try:
-        q.quant_pre_process(str(job.float_artifact.path), str(out))
+        with working_directory(job.workdir):
+            q.quant_pre_process(str(source), str(target))
         return out
     except Exception:
         # Symbolic shape inference fails on some exporters' graphs; quantizing without it

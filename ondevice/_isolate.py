@@ -11,10 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from ._lazy import QUIET_ENV
+from ._lazy import QUIET_ENV, TELEMETRY_ENV, telemetry_off
+from ._scratch import child_env as child_env_in
+from ._scratch import child_folder
 
 
 class IsolatedFailure(Exception):
@@ -38,11 +39,13 @@ def call_isolated(target: str, kwargs: dict, timeout: float = 900, cwd: str | No
     ``launcher`` prefixes the interpreter's command line, e.g. a CPU emulator that runs the call
     on an instruction set this machine lacks.
     """
-    with tempfile.TemporaryDirectory(prefix="ondevice-iso-") as tmp:
+    # The child's own folder (in the run's scratch space during a run): its working directory
+    # unless ``cwd`` is given, and its temp folder and home, so nothing it writes lands elsewhere.
+    with child_folder() as tmp:
         request = Path(tmp) / "request.json"
         result = Path(tmp) / "result.json"
         request.write_text(json.dumps({"target": target, "kwargs": kwargs}))
-        child_env = {**os.environ, **QUIET_ENV, **(env or {})}
+        child_env = {**os.environ, **QUIET_ENV, **TELEMETRY_ENV, **child_env_in(tmp), **(env or {})}
         child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [_project_root(), child_env.get("PYTHONPATH")]))
         try:
             proc = subprocess.run([*(launcher or []), sys.executable, "-m", "ondevice._isolate", str(request),
@@ -91,8 +94,9 @@ def _main(request_path: str, result_path: str) -> None:
 
 
 if __name__ == "__main__":
-    for key, value in QUIET_ENV.items():
+    for key, value in {**QUIET_ENV, **TELEMETRY_ENV}.items():
         os.environ.setdefault(key, value)
+    telemetry_off()
     _main(sys.argv[1], sys.argv[2])
     sys.stdout.flush()
     # Skip interpreter teardown: some converters crash in their atexit hooks.

@@ -34,15 +34,30 @@ QUIET_ENV = {
     "ABSL_MIN_LOG_LEVEL": "3",
     "KMP_WARNINGS": "0",
     "TOKENIZERS_PARALLELISM": "false",
-    "OPENVINO_TELEMETRY": "0",
     "PYTHONWARNINGS": "ignore",
 }
 
+# Usage telemetry off, set before the frameworks load. onnxruntime reads ORT_DISABLE_TELEMETRY at
+# import (without it every process writes ~/.cache/Microsoft/DeveloperTools/.onnxruntime/ and a .ses
+# file in the temp folder; disable_telemetry_events() stops neither). NNCF's own switch is NNCF_CI.
+TELEMETRY_ENV = {"ORT_DISABLE_TELEMETRY": "1", "NNCF_CI": "1"}
+
 
 def quiet_environment() -> None:
-    """Set the frameworks' logging variables unless the user chose their own."""
-    for key, value in QUIET_ENV.items():
+    """Set the frameworks' logging variables unless the user chose their own; switch telemetry off."""
+    for key, value in {**QUIET_ENV, **TELEMETRY_ENV}.items():
         os.environ.setdefault(key, value)
+    telemetry_off()
+
+
+def telemetry_off() -> None:
+    """Keep OpenVINO's telemetry package from loading in this process.
+
+    It has no switch but a CI variable: when importable, OpenVINO's converter and NNCF create
+    ~/intel/openvino_ga_cid and ~/intel/stats and send usage events. Both fall back to their own
+    no-op stub when ``openvino_telemetry`` cannot be imported, which a None in sys.modules ensures.
+    """
+    sys.modules.setdefault("openvino_telemetry", None)
 
 
 def require(module: str) -> ModuleType:

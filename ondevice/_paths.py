@@ -58,6 +58,11 @@ def output_folder(folder, option: str = "-o") -> Path:
 def clear_previous(folder, names) -> list[Path]:
     """Remove a previous run's files (links are removed, never followed) so a failed run leaves none behind."""
     removed = []
+    if "manifest.json" in names:
+        from ._scratch import retire_manifest
+
+        # The artifacts it lists go too, once the run knows its source (which may be one of them).
+        retire_manifest(folder)
     for name in names:
         path = Path(folder) / name
         if path.is_symlink() or path.is_file():
@@ -74,9 +79,12 @@ def write_text_atomic(path, text: str) -> Path:
     The temporary file is created exclusively (a planted link makes creation fail instead of
     being followed) and the rename replaces a link at ``path`` rather than writing through it.
     """
+    from ._scratch import file_mode
+
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())   # mkstemp makes 0600; outputs get the mode a plain write gives
         with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(text)
         os.replace(tmp, path)

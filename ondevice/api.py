@@ -26,68 +26,80 @@ def _tolerance(atol, rtol):
 
 def export(model, example_inputs=None, targets=TARGETS, out_dir="out", *, inputs=(), quantize=None,
            strategy=None, dynamic=None, threads=None, trust_pickle=False, calibration=None, int8_io=False,
-           int8_kernels="portable", trust_graph=False):
+           int8_kernels="portable", trust_graph=False, keep_work=False):
     """Convert ``model`` to each target in ``out_dir``; returns the Artifacts (manifest written).
 
     ``quantize`` ("fp16", "dynamic-int8", "int8", or a list of them) adds quantized artifacts made
     from the float ones; ``calibration`` is an .npz of int8 calibration inputs; ``int8_io`` gives
     full-integer TFLite models int8 inputs and outputs; ``int8_kernels`` is "portable" (int8 exact on
-    every x86 CPU) or "vnni" (8-bit weights, for fleets with VNNI or AMX).
+    every x86 CPU) or "vnni" (8-bit weights, for fleets with VNNI or AMX). The converters work in
+    ``out_dir/.work``, removed at the end unless ``keep_work``.
     """
+    from ._scratch import run_scratch
     from .exporter import export_source
     from .pipeline import default_threads
 
-    source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
-    return export_source(source, list(targets), out_dir, quantize=quantize, strategy=strategy,
-                         dynamic=dynamic, calibration=calibration, threads=threads or default_threads(),
-                         int8_io=int8_io, int8_kernels=int8_kernels)
+    with run_scratch(out_dir, keep_work):
+        source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
+        return export_source(source, list(targets), out_dir, quantize=quantize, strategy=strategy,
+                             dynamic=dynamic, calibration=calibration, threads=threads or default_threads(),
+                             int8_io=int8_io, int8_kernels=int8_kernels)
 
 
 def validate(model, artifacts, samples=8, seed=0, *, example_inputs=None, inputs=(), inputs_file=None,
              atol=None, rtol=None, threads=None, runs=50, allow_inconclusive=False, trust_pickle=False,
              budget_s=None, timeout_s=600, allow_precision_change=False, io_map=(), precision=None,
-             out_dir=None):
+             out_dir=None, trust_graph=False, keep_work=False):
     """Judge ``artifacts`` against ``model``; returns a Report.
 
     ``artifacts`` is an Artifacts, an export folder, or files made by any tool (an .onnx, .tflite or
     .xml path, a list of them, or a folder of them without a manifest). For those, ``io_map``
     ({source name: artifact name or "name:perm"}, or "src=art[:perm]" strings) pairs what cannot be
     matched unambiguously, ``precision`` is the precision they are meant to have (None: fp32), and
-    ondevice's manifest for them is written to ``out_dir`` (a temporary folder when None).
+    ondevice's manifest for them is written to ``out_dir`` (a temporary folder when None). The runtimes
+    work in a scratch folder in the temp folder, removed at the end unless ``keep_work``.
     """
     import tempfile
 
+    from ._scratch import run_scratch
     from .artifacts import Artifacts
     from .byo import is_export_folder, prepare
     from .pipeline import default_threads, validate_artifacts
 
-    source = _source(model, example_inputs, inputs, trust_pickle)
+    with run_scratch(None, keep_work):
+        source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
 
-    def run(artifacts):
-        return validate_artifacts(source, artifacts, samples, seed, inputs_file, _tolerance(atol, rtol), threads,
-                                  runs, allow_inconclusive=allow_inconclusive, budget_s=budget_s,
-                                  timeout_s=timeout_s, allow_precision_change=allow_precision_change)
+        def run(artifacts):
+            return validate_artifacts(source, artifacts, samples, seed, inputs_file, _tolerance(atol, rtol),
+                                      threads, runs, allow_inconclusive=allow_inconclusive, budget_s=budget_s,
+                                      timeout_s=timeout_s, allow_precision_change=allow_precision_change)
 
-    if isinstance(artifacts, Artifacts):
-        return run(artifacts)
-    if is_export_folder(artifacts):
-        return run(Artifacts.load(artifacts))
-    hints = [f"{k}={v}" for k, v in io_map.items()] if isinstance(io_map, dict) else list(io_map)
-    precision = None if precision == "fp32" else precision
-    with tempfile.TemporaryDirectory(prefix="ondevice-byo-") as scratch:
-        found = prepare(source, artifacts, out_dir or scratch, hints, precision, threads or default_threads())
-        return run(found)
+        if isinstance(artifacts, Artifacts):
+            return run(artifacts)
+        if is_export_folder(artifacts):
+            return run(Artifacts.load(artifacts))
+        hints = [f"{k}={v}" for k, v in io_map.items()] if isinstance(io_map, dict) else list(io_map)
+        precision = None if precision == "fp32" else precision
+        with tempfile.TemporaryDirectory(prefix="ondevice-byo-") as scratch:
+            found = prepare(source, artifacts, out_dir or scratch, hints, precision,
+                            threads or default_threads())
+            return run(found)
 
 
 def check(model, example_inputs=None, targets=TARGETS, out_dir="out", *, samples=8, seed=0, inputs=(),
           inputs_file=None, atol=None, rtol=None, threads=None, runs=50, allow_inconclusive=False,
           quantize=None, strategy=None, dynamic=None, trust_pickle=False, calibration=None, int8_io=False,
-          allow_precision_change=False, int8_kernels="portable", trust_graph=False):
-    """Export and validate in one step; writes OUT/report.json (+ .md, .html, junit.xml); returns the Report."""
+          allow_precision_change=False, int8_kernels="portable", trust_graph=False, keep_work=False):
+    """Export and validate in one step; writes OUT/report.json (+ .md, .html, junit.xml); returns the Report.
+
+    Converters and runtimes work in ``out_dir/.work``, removed at the end unless ``keep_work``.
+    """
+    from ._scratch import run_scratch
     from .pipeline import check_source
 
-    source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
-    return check_source(source, list(targets), out_dir, samples, seed, inputs_file, _tolerance(atol, rtol),
-                        threads, runs, allow_inconclusive=allow_inconclusive, quantize=quantize,
-                        strategy=strategy, dynamic=dynamic, calibration=calibration, int8_io=int8_io,
-                        allow_precision_change=allow_precision_change, int8_kernels=int8_kernels)
+    with run_scratch(out_dir, keep_work):
+        source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
+        return check_source(source, list(targets), out_dir, samples, seed, inputs_file, _tolerance(atol, rtol),
+                            threads, runs, allow_inconclusive=allow_inconclusive, quantize=quantize,
+                            strategy=strategy, dynamic=dynamic, calibration=calibration, int8_io=int8_io,
+                            allow_precision_change=allow_precision_change, int8_kernels=int8_kernels)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,12 +148,9 @@ class Artifacts:
                 "artifacts": [a.to_json(self.out_dir) for a in self.items], "failures": self.failures}
         if self.external:
             data["external"] = True
-        path = self.out_dir / MANIFEST
-        fd, tmp = tempfile.mkstemp(dir=self.out_dir, prefix=".manifest-")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-        os.replace(tmp, path)
-        return path
+        from ._paths import write_text_atomic
+
+        return write_text_atomic(self.out_dir / MANIFEST, json.dumps(data, indent=2))
 
     @classmethod
     def load(cls, out_dir, verify: bool = True, external_ok: bool = False) -> "Artifacts":

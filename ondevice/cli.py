@@ -75,6 +75,18 @@ def _one_line(text) -> str:
                    for c in text)
 
 
+PRECISIONS = ("fp16", "dynamic-int8", "int8")
+
+
+def _precisions(text: str) -> list[str]:
+    names = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    unknown = [t for t in names if t not in PRECISIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown precision(s) {', '.join(unknown) or '(none)'}; "
+                                         f"choose from {', '.join(PRECISIONS)}")
+    return names
+
+
 def _dynamic(text: str) -> tuple[str, list[int]]:
     name, _, axes = text.partition(":")
     try:
@@ -97,14 +109,17 @@ def _source_args(p):
                    help="stop the whole run after this long: FAILED, exit 4")
     p.add_argument("--quiet", action="store_true",
                    help="print only the verdict line (no progress on stderr, no per-target summary)")
+    p.add_argument("--keep-work", action="store_true",
+                   help="keep the converters' scratch folder (OUT/.work) after the run, for debugging")
 
 
 def _export_args(p):
     p.add_argument("--to", type=_targets, default=list(TARGETS), help="comma-separated: onnx,tflite,openvino")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--dynamic", type=_dynamic, action="append", default=[], metavar="NAME:AXES")
-    p.add_argument("--quantize", choices=("fp16", "dynamic-int8", "int8"), default=None,
-                   help="also make a quantized artifact per target from the float one (model.<precision>.<ext>)")
+    p.add_argument("--quantize", type=_precisions, default=None, metavar="fp16,dynamic-int8,int8",
+                   help="also make a quantized artifact per target and precision from the float one "
+                        "(model.<precision>.<ext>); comma-separated for several")
     p.add_argument("--calibration", default=None,
                    help="int8 calibration inputs (.npz, one array per input, first axis = sample); default: generated")
     p.add_argument("--int8-io", action="store_true", help="full-integer TFLite with int8 inputs and outputs")
@@ -215,7 +230,7 @@ def run(argv) -> int:
 
     quiet_environment()
     try:
-        with deadline(getattr(args, "timeout", None)):
+        with deadline(getattr(args, "timeout", None)), _scratch_space(args):
             code = COMMANDS[args.command](args)
     except OndeviceError as exc:
         print(_one_line(f"FAILED ({exc})"), flush=True)
@@ -249,6 +264,19 @@ def _tol(args):
     from .api import _tolerance
 
     return _tolerance(args.atol, args.rtol)
+
+
+def _scratch_space(args):
+    """The run's scratch folder, where every converter and runtime works (OUT/.work for export and check,
+    the temp folder for validate), from before the source loads until the verdict; none for other commands."""
+    from contextlib import nullcontext
+
+    from ._scratch import run_scratch
+
+    if not hasattr(args, "keep_work"):
+        return nullcontext()
+    out = args.out if args.command in ("export", "check") else None
+    return run_scratch(out, args.keep_work)
 
 
 def _start_run(out, *names, option: str = "-o") -> Path:

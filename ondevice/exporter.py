@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import progress
+from . import _scratch
 from ._quiet import quiet
+from ._scratch import remove_previous_artifacts, run_scratch
 from .artifacts import Artifact, ArtifactRunner, Artifacts, runtime_for
 from .errors import BadInputError, OndeviceError
 from .layout import match_io
@@ -56,14 +58,22 @@ def _one_line(exc: BaseException) -> str:
 
 def export_source(source, targets, out_dir, quantize=None, strategy=None, dynamic=None,
                   calibration=None, threads: int = 1, int8_io: bool = False,
-                  int8_kernels: str = "portable") -> Artifacts:
+                  int8_kernels: str = "portable", keep_work: bool = False) -> Artifacts:
     """Produce every requested target in ``out_dir``; targets no strategy can make go to ``failures``.
 
     ``quantize`` is None (float only), a precision, or a list of them; each quantized artifact is
     made from the float one. ``calibration`` is an ``.npz`` of inputs for int8 (else generated).
     ``int8_kernels`` is "portable" (int8 exact on every x86 CPU) or "vnni" (8-bit weights, for fleets
-    whose CPUs accumulate int8 products in 32 bits).
+    whose CPUs accumulate int8 products in 32 bits). The converters work in ``out_dir/.work``,
+    removed at the end unless ``keep_work``; the previous export's artifacts are removed first.
     """
+    with run_scratch(out_dir, keep_work):
+        return _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibration, threads,
+                              int8_io, int8_kernels)
+
+
+def _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibration, threads, int8_io,
+                   int8_kernels) -> Artifacts:
     from converters.registry import check_dynamic, check_target, get_strategy
 
     targets = [check_target(t) for t in targets]
@@ -73,6 +83,9 @@ def export_source(source, targets, out_dir, quantize=None, strategy=None, dynami
     int8 = _Int8(int8_io, _int8_kernels(int8_kernels))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # OUT ends up holding this export's artifacts only; a source kept in OUT is not one to remove.
+    _scratch.current().protect(source.path)
+    remove_previous_artifacts(out_dir, keep=[source.path] if source.path else [])
     progress.stage("source", "running the example inputs")
     reference = fill_source_outputs(source, threads)
     calib = _calibration(source, calibration, precisions)
@@ -88,8 +101,8 @@ def export_source(source, targets, out_dir, quantize=None, strategy=None, dynami
         for precision in precisions:
             made = _quantize_target(source, outcome, precision, out_dir, reference, calib, threads, int8)
             (result.items if isinstance(made, Artifact) else result.failures).append(made)
-    shutil.rmtree(out_dir / ".work", ignore_errors=True)
     result.write_manifest()
+    _scratch.current().listed()
     return result
 
 
@@ -103,9 +116,7 @@ def _export_target(source, target, out_dir, forced, reference, dynamic, threads)
     attempts, fallback = [], None
     for number, strat in enumerate(strategies, 1):
         progress.stage(target, f"converting with {strat.name} (strategy {number} of {len(strategies)})")
-        workdir = out_dir / ".work" / f"{target}-{strat.name}"
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
+        workdir = _scratch.current().folder(f"{target}-{strat.name}")
         job = ConversionJob(source, target, workdir, dynamic=dynamic)
         candidate, reason = _attempt(strat, job, reference, threads)
         if candidate is not None:
@@ -174,13 +185,14 @@ _SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml"}
 def _install(artifact: Artifact, out_dir: Path, attempts: list, stem: str = "model") -> Artifact:
     """Move the winning files to OUT/<stem>.<ext> and seal their hashes."""
     final = out_dir / f"{stem}{_SUFFIX[artifact.target]}"
-    shutil.move(str(artifact.path), final)
-    moved = []
-    for side in artifact.files:
-        # Side files keep their names: the artifact refers to them by name (model.bin, external data).
-        dest = out_dir / Path(side).name
-        shutil.move(str(side), dest)
-        moved.append(dest)
+    # Side files keep their names: the artifact refers to them by name (model.bin, external data).
+    moves = [(artifact.path, final), *((side, out_dir / Path(side).name) for side in artifact.files)]
+    _scratch.current().will_install([dest for _, dest in moves])   # a killed run's are removed next run
+    mode = _scratch.file_mode()
+    for src, dest in moves:
+        shutil.move(str(src), dest)
+        os.chmod(dest, mode)   # tools write 0600 temporaries; outputs get the mode a plain write gives
+    moved = [dest for _, dest in moves[1:]]
     artifact.path, artifact.files = final, moved
     artifact.attempts = attempts
     artifact.seal()
@@ -284,9 +296,7 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
     attempts, fallback, crashes = [], None, []
     for qz in quantizers:
         progress.stage(f"{target}[{precision}]", f"quantizing with {qz.name}")
-        workdir = out_dir / ".work" / f"{target}-{precision}-{qz.name}"
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
+        workdir = _scratch.current().folder(f"{target}-{precision}-{qz.name}")
         job = QuantizeJob(source, target, precision, float_artifact, workdir, samples, int8.io, int8.kernels)
         try:
             with quiet():

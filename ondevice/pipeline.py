@@ -332,24 +332,30 @@ def _judge(artifact, job: _WorkerJob, reference, tol) -> TargetResult:
 def check_source(source, targets, out_dir, samples: int = 8, seed: int = 0, inputs_file=None,
                  tolerance=None, threads=None, runs: int = 50, warmup: int = 5, allow_inconclusive=False,
                  quantize=None, strategy=None, dynamic=None, calibration=None, int8_io=False,
-                 allow_precision_change=False, int8_kernels="portable", emulate_cpu=True) -> Report:
-    """Export then validate; writes OUT/report.json, report.md, report.html and junit.xml."""
-    threads = threads or default_threads()
-    artifacts = export_source(source, targets, out_dir, quantize=quantize, strategy=strategy,
-                              dynamic=dynamic, calibration=calibration, threads=threads, int8_io=int8_io,
-                              int8_kernels=int8_kernels)
-    report = validate_artifacts(source, artifacts, samples, seed, inputs_file, tolerance, threads, runs,
-                                warmup, allow_inconclusive, allow_precision_change=allow_precision_change,
-                                emulate_cpu=emulate_cpu)
-    write_reports(report, Path(out_dir) / "report.json")
+                 allow_precision_change=False, int8_kernels="portable", emulate_cpu=True,
+                 keep_work=False) -> Report:
+    """Export then validate; writes OUT/report.json, report.md, report.html and junit.xml.
+
+    Converters and runtimes work in OUT/.work, removed at the end unless ``keep_work``.
+    """
+    from ._paths import REPORT_FILES, clear_previous, output_folder
+    from ._scratch import run_scratch
+
+    with run_scratch(out_dir, keep_work):
+        # A check that fails part-way must not leave the previous run's verdict in out_dir.
+        clear_previous(output_folder(out_dir), (*REPORT_FILES, "manifest.json"))
+        threads = threads or default_threads()
+        artifacts = export_source(source, targets, out_dir, quantize=quantize, strategy=strategy,
+                                  dynamic=dynamic, calibration=calibration, threads=threads, int8_io=int8_io,
+                                  int8_kernels=int8_kernels)
+        report = validate_artifacts(source, artifacts, samples, seed, inputs_file, tolerance, threads, runs,
+                                    warmup, allow_inconclusive, allow_precision_change=allow_precision_change,
+                                    emulate_cpu=emulate_cpu)
+        write_reports(report, Path(out_dir) / "report.json")
     return report
 
 
 def write_reports(report: Report, json_path: Path) -> Path:
-    from ._paths import REPORT_FILES, clear_previous, output_folder
-
-    # A check that fails part-way must not leave the previous run's verdict in out_dir.
-    clear_previous(output_folder(out_dir), (*REPORT_FILES, "manifest.json"))
     """report.json plus its readable forms beside it: report.md, report.html, junit.xml."""
     from .render import write_readable
 

@@ -136,3 +136,16 @@ def keras_lstm():
     outputs = keras.layers.Dense(4, name="scores")(x)
     model = keras.Model(inputs, outputs)
     return model, np.random.default_rng(6).normal(size=(1, 10, 8)).astype(np.float32)
+
+
+def keras_tagger():
+    """A bidirectional Keras LSTM tagging each of 6 steps: onnxruntime's symbolic shape inference cannot
+    complete its ONNX form (a Loop), the case where its quantization tools write temporaries to the cwd."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((6, 8), batch_size=1, name="steps")
+    x = keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True))(inputs)
+    outputs = keras.layers.Dense(4, name="tags")(x)
+    model = keras.Model(inputs, outputs)
+    return model, np.random.default_rng(7).normal(size=(1, 6, 8)).astype(np.float32)
