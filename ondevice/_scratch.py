@@ -108,7 +108,9 @@ def _close(space: Scratch) -> None:
         record = _record(space.out_dir)
         _remove(space.out_dir, record["installed"], space.protected)
         previous = record["previous"]
-    if not space.keep:
+    if space.keep:
+        print(f"note: scratch folder kept: {space.root}", file=sys.stderr, flush=True)
+    else:
         shutil.rmtree(space.root, ignore_errors=True)
     if previous:
         # This run failed before its export removed them: the next export will.
