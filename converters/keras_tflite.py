@@ -180,7 +180,8 @@ def keras_model_file(job) -> tuple[Path, bool]:
     """A Keras file the subprocess can load, and whether we wrote it (to remove afterwards)."""
     path = job.source.path
     if path is not None and Path(path).is_file() and Path(path).suffix.lower() in _KERAS_FILES:
-        return Path(path), False
+        # Absolute: the subprocess runs in a scratch folder, not in the user's working directory.
+        return Path(path).absolute(), False
     saved = job.workdir / "source.keras"
     try:
         job.source.model.save(str(saved))

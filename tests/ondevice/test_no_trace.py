@@ -176,3 +176,15 @@ def test_source_kept_in_the_output_folder_is_not_removed(tmp_path):
     assert sorted(os.listdir(out)) == ["manifest.json", "model.bin", "model.onnx", "model.xml"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert [a["path"] for a in manifest["artifacts"]] == ["model.xml"]
+
+
+def test_relative_source_reaches_the_converter_processes(tmp_path, monkeypatch):
+    """Converter processes work in their own scratch folder: a SOURCE named relative to the user's
+    cwd must still reach them (else the first strategies fail and the in-process fallback wins)."""
+    import ondevice
+    from tests.models import keras_cnn
+
+    keras_cnn()[0].save(str(tmp_path / "model.keras"))
+    monkeypatch.chdir(tmp_path)
+    artifacts = ondevice.export("model.keras", targets=("tflite",), out_dir="out")
+    assert artifacts.get("tflite").strategy == "keras-tflite-converter", artifacts.get("tflite").attempts
