@@ -81,7 +81,9 @@ def _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibr
     dynamic = check_dynamic(dynamic or {}, source.inputs)   # a bad name or axis is the user's error
     precisions = _precisions(quantize, int8_io)
     int8 = _Int8(int8_io, _int8_kernels(int8_kernels))
-    out_dir = Path(out_dir)
+    # Absolute: quantizers and converters run in subprocesses whose working directory is their own
+    # scratch folder, where "out/model.tflite" names nothing (every subprocess quantizer failed so).
+    out_dir = Path(out_dir).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     # OUT ends up holding this export's artifacts only; a source kept in OUT is not one to remove.
     _scratch.current().protect(source.path)

@@ -188,3 +188,11 @@ def test_relative_source_reaches_the_converter_processes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     artifacts = ondevice.export("model.keras", targets=("tflite",), out_dir="out")
     assert artifacts.get("tflite").strategy == "keras-tflite-converter", artifacts.get("tflite").attempts
+
+
+def test_relative_output_folder_reaches_the_quantizer_processes(tmp_path, monkeypatch):
+    """``-o out`` as the README writes it: the float artifact a subprocess quantizer reads is found."""
+    monkeypatch.chdir(tmp_path)
+    artifacts = _export(Path("out"), ("tflite",), quantize="dynamic-int8")
+    assert artifacts.failures == [] and artifacts.get("tflite", "dynamic-int8") is not None
+    assert sorted(os.listdir(tmp_path / "out")) == ["manifest.json", "model.dynamic-int8.tflite", "model.tflite"]
