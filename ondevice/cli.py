@@ -142,6 +142,8 @@ def _validate_args(p, report_default: bool):
                    help="do not also run int8 artifacts on an emulated AVX2 CPU (recorded as not checked)")
     p.add_argument("--allow-precision-change", action="store_true",
                    help="do not fail when an artifact's real precision differs from the one requested")
+    p.add_argument("--no-explain", action="store_true",
+                   help="do not locate the first diverging layer of a target that fails parity")
     p.add_argument("--policy", default=None, metavar="gate.toml",
                    help="also judge the report by this gate policy (writes gate.json beside the report)")
     if report_default:
@@ -202,6 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("report", help="the report.json to judge")
     _gate_args(p, "gate.toml (default: every target in the report passed)")
     p.add_argument("--json", default=None, metavar="OUT", help="write every failed rule as JSON (gate.json)")
+    p = sub.add_parser("explain", help="first diverging layer between a source and one artifact, per-layer errors")
+    _source_args(p)
+    p.add_argument("artifact", help="an export folder (pick with --target/--quantize) or one .onnx/.tflite/.xml file")
+    p.add_argument("--target", choices=TARGETS, default=None, help="which target of an export folder")
+    p.add_argument("--quantize", choices=("fp16", "dynamic-int8", "int8"), default=None,
+                   help="which precision of an export folder; for a file, the precision it is meant to have")
+    p.add_argument("--io-map", action="append", default=[], metavar="SRC=ART[:PERM]",
+                   help="pair a source input/output with an artifact tensor (see validate)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the one random sample compared")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the divergence (every layer) as JSON")
+    p.add_argument("--all", action="store_true", help="print every paired layer, not the first 40")
     sub.add_parser("doctor", help="which frameworks, converters and runtimes are usable")
     return parser
 
@@ -346,6 +359,10 @@ def _print_summary(report, quiet: bool = False) -> None:
         print(f"{t.label:22} {t.status:16} {err_text:24} {p50_text}".rstrip())
         if t.error:
             print(_one_line(f"          {t.error}"))
+        if t.divergence:
+            from .render import divergence_line
+
+            print(_one_line(f"          {divergence_line(t.divergence)}"))
 
 
 def _policy(args):
@@ -401,7 +418,7 @@ def cmd_validate(args) -> int:
         report = validate_artifacts(source, artifacts, args.samples, args.seed, args.inputs, _tol(args),
                                     args.threads, args.runs, allow_inconclusive=args.allow_inconclusive,
                                     allow_precision_change=args.allow_precision_change,
-                                    emulate_cpu=not args.no_emulate_cpu)
+                                    emulate_cpu=not args.no_emulate_cpu, explain=not args.no_explain)
     path = write_reports(report, report_path)
     _print_summary(report, args.quiet)
     gate = _gate(report, policy, path)
@@ -443,7 +460,7 @@ def cmd_check(args) -> int:
             report = validate_artifacts(source, artifacts, args.samples, args.seed, args.inputs, _tol(args),
                                         args.threads, args.runs, allow_inconclusive=args.allow_inconclusive,
                                         allow_precision_change=args.allow_precision_change,
-                                        emulate_cpu=not args.no_emulate_cpu)
+                                        emulate_cpu=not args.no_emulate_cpu, explain=not args.no_explain)
             write_reports(report, Path(args.out) / "report.json")
         else:
             report = check_source(source, args.to, args.out, args.samples, args.seed, args.inputs, _tol(args),
@@ -451,7 +468,7 @@ def cmd_check(args) -> int:
                                   allow_precision_change=args.allow_precision_change,
                                   emulate_cpu=not args.no_emulate_cpu, quantize=args.quantize,
                                   strategy=args.strategy, dynamic=dict(args.dynamic), calibration=args.calibration,
-                                  int8_io=args.int8_io, int8_kernels=args.int8_kernels)
+                                  int8_io=args.int8_io, int8_kernels=args.int8_kernels, explain=not args.no_explain)
     path = Path(args.out) / "report.json"
     _print_summary(report, args.quiet)
     gate = _gate(report, policy, path)
@@ -503,6 +520,56 @@ def cmd_gate(args) -> int:
     return gate.exit_code
 
 
+def cmd_explain(args) -> int:
+    import json
+
+    from ._paths import writable_file, write_user_file
+    from .explain import explain_artifact, pick_artifact, table
+    from .pipeline import default_threads
+    from .specs import make_samples
+
+    if args.json:
+        writable_file(args.json, "--json")
+    threads = args.threads or default_threads()
+    with _progress(args):
+        source = _load(args)
+        artifact = pick_artifact(source, args.artifact, args.target, args.quantize, args.io_map, threads=threads)
+        sample = make_samples(source.inputs, 1, args.seed, source.example)[0]
+        from . import progress
+
+        progress.stage(artifact.target, "running source and artifact with every intermediate tensor kept")
+        divergence = explain_artifact(source, artifact, sample, threads)
+    if args.json:
+        write_user_file(args.json, json.dumps(divergence.to_json(), indent=2) + "\n", "--json")
+    if not args.quiet:
+        for line in table(divergence, 0 if args.all else 40):
+            print(_one_line(line))
+        for entry in divergence.unpaired:
+            print(_one_line(f"unpaired: {entry['source_layer']} ({entry['source_type']}): {entry['reason']}"))
+    return _explain_verdict(divergence, artifact)
+
+
+def _explain_verdict(divergence, artifact) -> int:
+    counts = divergence.counts()
+    tally = (f"{counts['by_name']} paired by name, {counts['by_value']} by value, {counts['unpaired']} unpaired "
+             f"of {counts['source_layers']} source layers")
+    first = divergence.first
+    if first is None and not divergence.layers:
+        print(_one_line(f"FAILED (nothing to compare: no layer of the source could be paired with a tensor of "
+                        f"{artifact.path.name}; {tally})"))
+        return 1
+    if first is None:
+        # Unpaired layers were not compared: the verdict says so rather than vouching for them.
+        hidden = f"; not compared: {counts['unpaired']} unpaired layers" if counts["unpaired"] else ""
+        print(_one_line(f"PASSED (no divergence found in {artifact.path.name}: {tally}{hidden})"))
+        return 0
+    fused = f", fused with {', '.join(first.fused_with)}" if first.fused_with else ""
+    print(_one_line(f"FAILED (first divergence at {first.source_layer} ({first.source_type}{fused}) -> "
+                    f"{first.artifact_tensor} ({first.op_type}): max abs err {first.max_abs_err:.3g}, cosine "
+                    f"{first.cosine:.4f}; {tally})"))
+    return 1
+
+
 def cmd_doctor(args) -> int:
     from .doctor import doctor
 
@@ -510,7 +577,7 @@ def cmd_doctor(args) -> int:
 
 
 COMMANDS = {"export": cmd_export, "validate": cmd_validate, "check": cmd_check, "report": cmd_report,
-            "gate": cmd_gate, "doctor": cmd_doctor}
+            "gate": cmd_gate, "doctor": cmd_doctor, "explain": cmd_explain}
 
 if __name__ == "__main__":
     sys.exit(main())

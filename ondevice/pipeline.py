@@ -61,7 +61,7 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
                        tolerance: dict | None = None, threads: int | None = None, runs: int = 50,
                        warmup: int = 5, allow_inconclusive: bool = False, budget_s: float | None = None,
                        timeout_s: float = WORKER_TIMEOUT_S, allow_precision_change: bool = False,
-                       emulate_cpu: bool = True) -> Report:
+                       emulate_cpu: bool = True, explain: bool = True) -> Report:
     """Judge every artifact against the source on the same seeded samples.
 
     The source runs here; each artifact runs in a worker process of its own, so a runtime that
@@ -79,7 +79,7 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
     with quiet():
         source_latency = latency_check.measure(lambda: ref_runner.run(data[0]), threads, runs, warmup,
                                                budget_s).to_json()
-    results = []
+    results, explain_budget = [], EXPLAIN_BUDGET_S
     with tempfile.TemporaryDirectory(prefix="ondevice-validate-") as tmp:
         samples_path = Path(tmp) / "samples.npz"
         save_samples(samples_path, data)
@@ -98,6 +98,8 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
                 outputs[artifact.path.resolve()] = load_samples_file(job.outputs_path)
             _vs_float(result, artifacts.float_sibling(artifact), outputs)
             _check_precision(result, artifact, allow_precision_change)
+            if explain:
+                explain_budget = _explain(result, source, artifact, data[0], threads, explain_budget)
             if artifact.quantize in INT8_PRECISIONS:
                 _isa_checks(result, artifact, job, reference, tol, emulate_cpu, artifacts, outputs)
             if result.latency and source_latency["p50_ms"] > 0:
@@ -161,6 +163,27 @@ def _other_shape(source, artifacts, ref_runner, seed: int, path: Path) -> _Other
     save_samples(path, samples)
     return _OtherShape(path, {n: sorted(a) for n, a in axes.items()},
                        {s.name: s.shape for s in specs if s.name in axes}, reference)
+
+
+EXPLAIN_BUDGET_S = 300.0   # for every failing target of one run together
+
+
+def _explain(result: TargetResult, source, artifact, sample: dict, threads: int, budget: float) -> float:
+    """Locate the first diverging layer of a target that failed parity; returns the budget left.
+
+    Only a parity miss is explained (a precision or latency failure has no diverging layer); the
+    verdict never depends on it, and once the budget is spent the rest are noted, not explained.
+    """
+    from .explain import explain_within
+
+    if result.status != "failed" or (result.parity or {}).get("passed", True):
+        return budget
+    if budget <= 0:
+        result.divergence = {"note": f"not explained: the {EXPLAIN_BUDGET_S:.0f} s budget was spent on other targets"}
+        return budget
+    progress.stage(_label(artifact), "explaining: every intermediate tensor of source and artifact")
+    result.divergence = explain_within(source, artifact, sample, threads, budget)
+    return budget - result.divergence.get("seconds", 0.0)
 
 
 def _label(artifact) -> str:
@@ -333,7 +356,7 @@ def check_source(source, targets, out_dir, samples: int = 8, seed: int = 0, inpu
                  tolerance=None, threads=None, runs: int = 50, warmup: int = 5, allow_inconclusive=False,
                  quantize=None, strategy=None, dynamic=None, calibration=None, int8_io=False,
                  allow_precision_change=False, int8_kernels="portable", emulate_cpu=True,
-                 keep_work=False) -> Report:
+                 keep_work=False, explain=True) -> Report:
     """Export then validate; writes OUT/report.json, report.md, report.html and junit.xml.
 
     Converters and runtimes work in OUT/.work, removed at the end unless ``keep_work``.
@@ -350,7 +373,7 @@ def check_source(source, targets, out_dir, samples: int = 8, seed: int = 0, inpu
                                   int8_kernels=int8_kernels)
         report = validate_artifacts(source, artifacts, samples, seed, inputs_file, tolerance, threads, runs,
                                     warmup, allow_inconclusive, allow_precision_change=allow_precision_change,
-                                    emulate_cpu=emulate_cpu)
+                                    emulate_cpu=emulate_cpu, explain=explain)
         write_reports(report, Path(out_dir) / "report.json")
     return report
 

@@ -119,6 +119,9 @@ def to_markdown(report: Report, gate=None) -> str:
     isa = [f"- **{t.label}**: {_md_cell(isa_summary(t))}" for t in report.targets if t.isa_checks]
     if isa:
         lines += ["", "### int8 per CPU class", *isa]
+    where = [f"- **{t.label}**: {_md_cell(divergence_line(t.divergence))}" for t in report.targets if t.divergence]
+    if where:
+        lines += ["", "### Where parity broke", *where]
     rows = [[t.target, *_output_cells(o)] for t in report.targets for o in _outputs(t)]
     if rows:
         lines += ["", "<details><summary>Errors per output</summary>", ""]
@@ -398,11 +401,57 @@ def _target_html(t: TargetResult) -> str:
         parts.append(f'<p class="error">{escape(t.error)}</p>')
     if t.isa_checks:
         parts.append(f'<p class="muted">CPU classes: {escape(isa_summary(t))}</p>')
+    if t.divergence:
+        parts.append(f'<p class="error">{escape(divergence_line(t.divergence))}</p>' + divergence_svg(t.divergence))
     outs = _outputs(t)
     if outs:
         parts.append(_html_table(OUTPUT_HEADER, [_output_cells(o) for o in outs], range(1, 8), "outputs"))
         parts.append('<div class="plots">' + "".join(error_svg(o) for o in outs) + "</div>")
     return f'<section class="target" id="target-{escape(t.target)}-{escape(_precision(t))}">{"".join(parts)}</section>'
+
+
+def divergence_line(divergence: dict) -> str:
+    """One line naming the first diverging layer (or why there is none)."""
+    if divergence.get("error") or divergence.get("note") and not divergence.get("layers"):
+        return f"first divergence not located: {divergence.get('error') or divergence.get('note')}"
+    counts = divergence.get("counts") or {}
+    tally = (f"{counts.get('by_name', 0)} layers paired by name, {counts.get('by_value', 0)} by value, "
+             f"{counts.get('unpaired', 0)} unpaired")
+    first = divergence.get("first")
+    if not first:
+        return f"no diverging layer found ({tally}): the error arises outside the paired layers"
+    fused = f" (fused with {', '.join(first.get('fused_with') or [])})" if first.get("fused_with") else ""
+    return (f"first divergence at {first.get('source_layer')}{fused} → {first.get('artifact_tensor')} "
+            f"({first.get('op_type')}): max abs err {_fmt(first.get('max_abs_err'))}, cosine "
+            f"{_fmt(first.get('cosine'), '.4f')}; {tally}")
+
+
+def divergence_svg(divergence: dict, width: int = 560, height: int = 150) -> str:
+    """Error relative to each layer's magnitude against depth (log scale), the first divergence marked."""
+    layers = [layer for layer in divergence.get("layers") or [] if isinstance(layer, dict)]
+    if not layers:
+        return ""
+    left, right, top, bottom = 48, width - 12, 12, height - 28
+    depths = [float(layer.get("depth", i)) for i, layer in enumerate(layers)]
+    errs = [max(float(layer.get("rel_err", 0) or 0), 1e-9) for layer in layers]
+    lo, hi = math.floor(math.log10(min(errs))), math.ceil(math.log10(max(max(errs), 1e-8) * 1.01))
+    span, dmax = max(hi - lo, 1), max(max(depths), 1.0)
+    x = lambda d: left + (right - left) * d / dmax                       # noqa: E731
+    y = lambda e: bottom - (bottom - top) * (math.log10(e) - lo) / span  # noqa: E731
+    points = " ".join(f"{x(d):.1f},{y(e):.1f}" for d, e in zip(depths, errs))
+    parts = [f'<svg class="plot divergence" role="img" aria-label="error against depth" width="{width}" '
+             f'height="{height}" viewBox="0 0 {width} {height}">',
+             f'<polyline fill="none" stroke="{_INK}" stroke-width="1.5" points="{points}"/>']
+    for tick in range(lo, hi + 1):
+        parts.append(_text(left - 4, y(10.0 ** tick) + 4, f"1e{tick}", "end", 10, _MUTED))
+    parts.append(_text((left + right) / 2, height - 6, "layer depth (source order); y: max abs err / peak", "middle",
+                       10, _MUTED))
+    first = divergence.get("first") or {}
+    for d, e, layer in zip(depths, errs, layers):
+        if layer.get("source_layer") == first.get("source_layer") and d == float(first.get("depth", -1)):
+            parts.append(f'<circle cx="{x(d):.1f}" cy="{y(e):.1f}" r="5" fill="#c62828"/>')
+            parts.append(_text(x(d) + 8, y(e) + 4, str(first.get("source_layer")), "start", 11, "#c62828"))
+    return "".join(parts) + "</svg>"
 
 
 def isa_summary(t) -> str:

@@ -38,6 +38,7 @@ class TargetResult:
     shapes: list | None = None             # parity at a second shape, for axes kept dynamic
     isa_checks: list | None = None         # int8: parity per CPU class (native, emulated AVX2)
     io: dict | None = None                 # each source input/output's artifact tensor, layout and how matched
+    divergence: dict | None = None         # parity failed: the first diverging layer (validators.divergence)
     inconclusive: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
