@@ -1,64 +1,69 @@
-"""Latency fidelity: the p50 ondevice reports vs a bare in-process loop of the same runtime,
-and vs OpenVINO's own benchmark_app for the IR.
+"""Latency fidelity: the p50 ondevice reports vs a bare loop of the same runtime on the same file.
 
-Exports a MobileNetV2-shaped model once, then for each artifact alternates: ondevice's
-validate (worker process, warmup until stable) and a bare loop (in a fresh process as well: create
-the session, 10 warmup calls, N timed calls). Same thread count everywhere.
+Both sides run in one process, interleaved: a block of ondevice's timing (the validation worker's own
+code path: ArtifactRunner + Runner.timed_call + validators.latency.measure) then a block of the bare
+loop, repeated, so the machine's noise hits both alike. Two bare loops per runtime: the runtime's
+cheapest call (onnxruntime IOBinding, an OpenVINO request with shared input tensors, LiteRT invoke
+on inputs set once) and its plain call (session.run with a dict, request.infer([array]), set_tensor +
+invoke). Models: ResNet-shaped CNNs of about 0.5 ms and about 5 ms (benchmarks.models.resnet_like).
 
-Run: .venv/bin/python benchmarks/latency_fidelity.py [--runs 100] [--rounds 2] [--threads 2]
-Goal: ours within +-3% of the bare loop and of benchmark_app.
+Run: .venv/bin/python benchmarks/latency_fidelity.py [--runs 100] [--rounds 7] [--threads 2]
+Goal: ours within +-3% of the bare cheapest loop for both models on every runtime.
 """
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import machine, table  # noqa: E402
 
-import ondevice
-from ondevice._isolate import call_isolated
-from benchmarks.models import mobilenet_v2
+MODELS = {"0.5 ms": (16, 64), "5 ms": (24, 96)}
 
 
-def bare_p50(target: str, path: str, feed_path: str, threads: int, runs: int) -> float:
-    """p50 ms of the runtime's own call in a plain loop (run in a fresh process, like ours)."""
-    feed = np.load(feed_path)
+def _bare_calls(target: str, path: str, feed: np.ndarray, threads: int) -> dict:
+    """The runtime's own calls, written as a user would, on a session of their own."""
     if target == "onnx":
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
-        call = lambda: sess.run(None, {name: feed})  # noqa: E731
-    elif target == "openvino":
+        binding = sess.io_binding()
+        binding.bind_cpu_input(name, feed)
+        for out in sess.get_outputs():
+            binding.bind_output(out.name, "cpu")
+        return {"cheapest": lambda: sess.run_with_iobinding(binding), "plain": lambda: sess.run(None, {name: feed})}
+    if target == "openvino":
         import openvino as ov
 
-        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                             "INFERENCE_PRECISION_HINT": "f32",
-                                                             "PERFORMANCE_HINT": "LATENCY"})
-        request = compiled.create_infer_request()
-        call = lambda: request.infer([feed])  # noqa: E731
-    else:
-        from ai_edge_litert.interpreter import Interpreter
+        compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                         "INFERENCE_PRECISION_HINT": "f32",
+                                                         "PERFORMANCE_HINT": "LATENCY"})
+        shared, plain = compiled.create_infer_request(), compiled.create_infer_request()
+        shared.set_input_tensor(0, ov.Tensor(feed, shared_memory=True))
+        return {"cheapest": shared.infer, "plain": lambda: plain.infer([feed])}
+    from ai_edge_litert.interpreter import Interpreter
 
-        interp = Interpreter(model_path=str(path), num_threads=threads)
-        interp.allocate_tensors()
-        index = interp.get_input_details()[0]["index"]
+    interp = Interpreter(model_path=path, num_threads=threads)
+    interp.allocate_tensors()
+    index = interp.get_input_details()[0]["index"]
+    interp.set_tensor(index, feed)
 
-        def call():
-            interp.set_tensor(index, feed)
-            interp.invoke()
-    for _ in range(10):
-        call()
+    def plain():
+        interp.set_tensor(index, feed)
+        interp.invoke()
+    return {"cheapest": interp.invoke, "plain": plain}
+
+
+def _p50(call, runs: int) -> float:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -67,51 +72,57 @@ def bare_p50(target: str, path: str, feed_path: str, threads: int, runs: int) ->
     return float(np.median(times) * 1e3)
 
 
-def benchmark_app_p50(xml: Path, threads: int, runs: int) -> float:
-    app = Path(sys.executable).with_name("benchmark_app")
-    proc = subprocess.run([str(app), "-m", str(xml), "-d", "CPU", "-hint", "none", "-api", "sync", "-nthreads", str(threads),
-                           "-niter", str(runs), "-infer_precision", "f32", "-nstreams", "1"],
-                          capture_output=True, text=True, check=True)
-    match = re.search(r"Median:\s+([\d.]+) ms", proc.stdout)
-    return float(match.group(1))
+def interleaved(out_dir: str, index: int, feed_path: str, threads: int, runs: int, rounds: int) -> dict:
+    """In one process: rounds of [ondevice's measure, bare cheapest, bare plain]; the medians of the p50s."""
+    from ondevice.artifacts import ArtifactRunner, Artifacts
+    from validators import latency
+
+    artifact = Artifacts.load(out_dir, verify=False).items[index]
+    runner = ArtifactRunner(artifact, threads)
+    source_feed = {artifact.inputs[0].source: np.load(feed_path)}
+    ours_call = runner.runner.timed_call(runner.feeds(source_feed))
+    bare = _bare_calls(artifact.target, str(artifact.path), runner.feeds(source_feed)[artifact.inputs[0].artifact],
+                       threads)
+    for call in (ours_call, *bare.values()):
+        for _ in range(10):
+            call()
+    found = {"ours": [], "cheapest": [], "plain": []}
+    for _ in range(rounds):
+        found["ours"].append(latency.measure(ours_call, threads, runs).p50_ms)
+        found["cheapest"].append(_p50(bare["cheapest"], runs))
+        found["plain"].append(_p50(bare["plain"], runs))
+    return {key: statistics.median(values) for key, values in found.items()}
 
 
 def main() -> None:
+    import ondevice
+    from benchmarks.models import resnet_like
+    from ondevice._isolate import call_isolated
+    from ondevice.cpu import cpu_info, describe
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    model, example = mobilenet_v2()
-    out = Path(tempfile.mkdtemp(prefix="ondevice-fidelity-"))
-    artifacts = ondevice.export(model, example, out_dir=out, threads=args.threads)
-    feed = example.numpy()
-    ours, bare, app = {}, {}, []
-    for _ in range(args.rounds):
-        report = ondevice.validate(model, artifacts, samples=1, example_inputs=example, runs=args.runs,
-                                   threads=args.threads)
-        for t in report.targets:
-            ours.setdefault(t.target, []).append(t.latency["p50_ms"])
-        for a in artifacts:
-            layout_feed = np.transpose(feed, a.inputs[0].perm) if a.inputs[0].perm else feed
-            feed_path = out / f"feed-{a.target}.npy"
-            np.save(feed_path, np.ascontiguousarray(layout_feed))
-            p50 = call_isolated("benchmarks.latency_fidelity:bare_p50",
-                                {"target": a.target, "path": str(a.path), "feed_path": str(feed_path),
-                                 "threads": args.threads, "runs": args.runs})
-            bare.setdefault(a.target, []).append(p50)
-        app.append(benchmark_app_p50(out / "model.xml", args.threads, args.runs))
     rows = []
-    for target in ours:
-        o, b = statistics.median(ours[target]), statistics.median(bare[target])
-        rows.append([target, f"{o:.2f}", f"{b:.2f}", f"{(o / b - 1) * 100:+.1f}%", "", ""])
-    a = statistics.median(app)
-    ov_row = next(r for r in rows if r[0] == "openvino")
-    ov_row[4], ov_row[5] = f"{a:.2f}", f"{(statistics.median(ours['openvino']) / a - 1) * 100:+.1f}%"
-    print(f"latency fidelity, MobileNetV2-shaped 1x3x224x224, {args.threads} threads, {args.runs} runs, "
-          f"median of {args.rounds} rounds ({machine()})")
-    print(table(rows, ["target", "ours p50 ms", "bare p50 ms", "ours vs bare", "benchmark_app p50 ms",
-                       "ours vs app"]))
+    for label, (width, size) in MODELS.items():
+        model, example = resnet_like(width, size)
+        out = Path(tempfile.mkdtemp(prefix="ondevice-fidelity-"))
+        artifacts = ondevice.export(model, example, out_dir=out, threads=args.threads)
+        np.save(out / "feed.npy", example.numpy())
+        for index, artifact in enumerate(artifacts):
+            # A fresh process per artifact, as validation does; both sides inside it.
+            p50 = call_isolated("benchmarks.latency_fidelity:interleaved",
+                                {"out_dir": str(out), "index": index, "feed_path": str(out / "feed.npy"),
+                                 "threads": args.threads, "runs": args.runs, "rounds": args.rounds})
+            rows.append([label, artifact.target, f"{p50['ours']:.3f}", f"{p50['cheapest']:.3f}",
+                         f"{(p50['ours'] / p50['cheapest'] - 1) * 100:+.1f}%", f"{p50['plain']:.3f}",
+                         f"{(p50['ours'] / p50['plain'] - 1) * 100:+.1f}%"])
+    print(f"latency fidelity, {args.threads} threads, {args.runs} runs x {args.rounds} interleaved rounds "
+          f"({machine()}; {describe(cpu_info())})")
+    print(table(rows, ["model", "target", "ours p50 ms", "bare cheapest p50 ms", "ours vs cheapest",
+                       "bare plain p50 ms", "ours vs plain"]))
 
 
 if __name__ == "__main__":

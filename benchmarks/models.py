@@ -56,3 +56,38 @@ def structured_images(count: int, seed: int):
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.rand(count, 3, 7, 7, generator=generator)
     return coarse.repeat_interleave(32, dim=2).repeat_interleave(32, dim=3)
+
+
+def resnet_like(width: int, size: int, blocks: int = 2):
+    """A small ResNet-shaped CNN (stem, ``blocks`` residual blocks per stage, 3 stages, pooled head).
+
+    ``width`` and ``size`` set the cost: (16, 64) runs in about 0.5 ms and (24, 96) in about 5 ms on
+    onnxruntime at 2 threads on this project's 2-core machines (more when they are busy); He init keeps
+    the outputs input-dependent.
+    """
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.ReLU(), nn.Conv2d(cout, cout, 3, 1, 1))
+            self.skip = nn.Conv2d(cin, cout, 1, stride) if (stride != 1 or cin != cout) else nn.Identity()
+
+        def forward(self, x):
+            return torch.relu(self.body(x) + self.skip(x))
+
+    torch.manual_seed(0)
+    layers, cin = [nn.Conv2d(3, width, 3, 2, 1), nn.ReLU()], width
+    for stage in range(3):
+        cout = width * 2 ** stage
+        for index in range(blocks):
+            layers.append(Block(cin, cout, 2 if (index == 0 and stage > 0) else 1))
+            cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10)]
+    model = nn.Sequential(*layers)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            module.weight.data *= 0.5   # residual sums double the variance per block
+    return model.eval(), structured_images(1, seed=2)[:, :, :size, :size].contiguous()

@@ -93,7 +93,7 @@ def measure_artifact(out_dir: str, index: int, samples_path: str, outputs_path: 
         extra = [runner.run(s) for s in load_samples_file(Path(extra_samples_path))]
         save_samples(Path(extra_outputs_path), extra)
     feeds = runner.feeds(samples[0])
-    timing = latency.measure(lambda: runner.runner.run(feeds), threads, runs, warmup, budget_s).to_json()
+    timing = latency.measure(runner.runner.timed_call(feeds), threads, runs, warmup, budget_s).to_json()
     timing["load_ms"] = load_ms
     return {"runtime": runner.runtime, "latency": timing,
             "footprint": {"baseline_rss_mb": baseline, "peak_rss_load_mb": after_load,
