@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def _one_line(exc: BaseException) -> str:
 
 def export_source(source, targets, out_dir, quantize=None, strategy=None, dynamic=None,
                   calibration=None, threads: int = 1, int8_io: bool = False,
-                  int8_kernels: str = "portable", keep_work: bool = False) -> Artifacts:
+                  int8_kernels: str = "portable", keep_work: bool = False, require=None) -> Artifacts:
     """Produce every requested target in ``out_dir``; targets no strategy can make go to ``failures``.
 
     ``quantize`` is None (float only), a precision, or a list of them; each quantized artifact is
@@ -66,21 +67,26 @@ def export_source(source, targets, out_dir, quantize=None, strategy=None, dynami
     ``int8_kernels`` is "portable" (int8 exact on every x86 CPU) or "vnni" (8-bit weights, for fleets
     whose CPUs accumulate int8 products in 32 bits). The converters work in ``out_dir/.work``,
     removed at the end unless ``keep_work``; the previous export's artifacts are removed first.
+    ``require`` ({target: [backend]} or ``"tflite:gpu"`` strings) keeps, per target, the first strategy
+    whose artifact also runs whole on those accelerator backends (validators.compatibility).
     """
     with run_scratch(out_dir, keep_work):
         return _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibration, threads,
-                              int8_io, int8_kernels)
+                              int8_io, int8_kernels, require)
 
 
 def _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibration, threads, int8_io,
-                   int8_kernels) -> Artifacts:
-    from converters.registry import check_dynamic, check_target, get_strategy
+                   int8_kernels, require=None) -> Artifacts:
+    from converters.registry import check_dynamic, check_route, check_target, get_strategy
 
     targets = [check_target(t) for t in targets]
+    for target in targets:
+        check_route(source.framework, target)   # before any work: "no route from keras to executorch"
     forced = get_strategy(strategy) if strategy else None
     dynamic = check_dynamic(dynamic or {}, source.inputs)   # a bad name or axis is the user's error
     precisions = _precisions(quantize, int8_io)
     int8 = _Int8(int8_io, _int8_kernels(int8_kernels))
+    require = _requirements(require, targets)
     # Absolute: quantizers and converters run in subprocesses whose working directory is their own
     # scratch folder, where "out/model.tflite" names nothing (every subprocess quantizer failed so).
     out_dir = Path(out_dir).absolute()
@@ -95,7 +101,8 @@ def _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibr
     for target in targets:
         if forced and forced.target != target and len(targets) > 1:
             raise BadInputError(f"--strategy {forced.name} makes {forced.target}, not every requested target")
-        outcome = _export_target(source, target, out_dir, forced, reference, dynamic or {}, threads)
+        outcome = _export_target(source, target, out_dir, forced, reference, dynamic or {}, threads,
+                                 require.get(target, ()))
         if isinstance(outcome, Artifact):
             result.items.append(outcome)
         else:
@@ -108,7 +115,12 @@ def _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibr
     return result
 
 
-def _export_target(source, target, out_dir, forced, reference, dynamic, threads):
+def _entry(name: str, status: str, reason: str | None, started: float) -> dict:
+    """One strategy attempt for the manifest, with the seconds it took (conversion, load and probe)."""
+    return {"strategy": name, "status": status, "reason": reason, "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _export_target(source, target, out_dir, forced, reference, dynamic, threads, required=()):
     from converters.registry import ConversionJob, strategies_for
 
     strategies = [forced] if forced else strategies_for(source.framework, target)
@@ -118,27 +130,64 @@ def _export_target(source, target, out_dir, forced, reference, dynamic, threads)
     attempts, fallback = [], None
     for number, strat in enumerate(strategies, 1):
         progress.stage(target, f"converting with {strat.name} (strategy {number} of {len(strategies)})")
+        started = time.perf_counter()
         workdir = _scratch.current().folder(f"{target}-{strat.name}")
         job = ConversionJob(source, target, workdir, dynamic=dynamic)
         candidate, reason = _attempt(strat, job, reference, threads)
         if candidate is not None:
             candidate.strategy = strat.name
         if candidate is not None and candidate.probe.get("passed"):
-            attempts.append({"strategy": strat.name, "status": "accepted", "reason": None})
-            _precision_problem(candidate)
-            return _install(candidate, out_dir, attempts)
-        attempts.append({"strategy": strat.name, "status": "rejected", "reason": reason})
-        if candidate is not None and fallback is None:
+            reason = _required_problem(candidate, required)
+            if reason is None:
+                attempts.append(_entry(strat.name, "accepted", None, started))
+                _precision_problem(candidate)
+                return _install(candidate, out_dir, attempts)
+        attempts.append(_entry(strat.name, "rejected", reason, started))
+        # A fallback that matches the source beats one that does not, whatever the backends say.
+        if candidate is not None and (fallback is None or _matched(candidate) > _matched(fallback)):
             fallback = candidate
     if fallback is not None:
-        # Every strategy converted but none matched the source: keep the first, and let
-        # validation fail it (exit 1) rather than hide a working-but-wrong export.
+        # Every strategy converted but none matched the source (or ran on the required backends): keep
+        # the best, and let validation fail it (exit 1) rather than hide a working-but-wrong export.
+        if required and "require" not in fallback.options:
+            _required_problem(fallback, required)   # recorded, so validation holds it to the requirement
         _precision_problem(fallback)
         return _install(fallback, out_dir, attempts)
     if not strategies:
         return {"target": target, "error": f"no strategy converts {source.framework} to {target}", "attempts": []}
     summary = "; ".join(f"{a['strategy']}: {a['reason']}" for a in attempts)
     return {"target": target, "error": f"no strategy produced {target}: {summary}", "attempts": attempts}
+
+
+def _matched(candidate: Artifact) -> bool:
+    return bool(candidate.probe.get("passed"))
+
+
+def _requirements(require, targets) -> dict:
+    """--require as {target: [backend]}, checked against the targets made and the backends known."""
+    from ._compat import parse_requirements
+
+    if isinstance(require, dict):
+        require = [f"{t}:{','.join(b)}" for t, b in require.items()]
+    return parse_requirements(require, targets)
+
+
+def _required_problem(candidate: Artifact, backends) -> str | None:
+    """Why a candidate that passed its probe does not run whole on the required backends (None: it does).
+
+    The verdict per backend goes into the artifact's options (``require``), so the manifest says
+    whether the kept artifact met the requirement.
+    """
+    if not backends:
+        return None
+    from ._compat import check_isolated, unmet
+
+    verb = "takes" if len(backends) == 1 else "take"
+    progress.stage(candidate.target, f"checking that {', '.join(backends)} {verb} every op")
+    entries = check_isolated([(Path(candidate.path).resolve(), candidate.target)])[0]
+    candidate.options["require"] = {b: not unmet(entries, [b]) for b in backends}
+    problems = unmet(entries, backends)
+    return "required backend: " + "; ".join(problems) if problems else None
 
 
 def _attempt(strat, job, reference, threads):
@@ -173,7 +222,8 @@ def _describe(converted, source, target, options, threads):
     """An Artifact for a fresh conversion, its I/O matched to the source's, and its loaded runner."""
     options = {**options, "dynamic_kept": dict(getattr(converted, "dynamic_kept", None) or {})}
     artifact = Artifact(target, Path(converted.path), "", [], [], {}, files=list(converted.files),
-                        versions=dict(converted.versions), notes=list(converted.notes), options=options)
+                        versions=dict(converted.versions), notes=list(converted.notes), options=options,
+                        delegation=dict(getattr(converted, "delegation", None) or {}))
     runner = get_runner_class(runtime_for(target))(artifact.path, threads=threads)
     artifact.inputs = match_io(source.inputs, runner.inputs, converted.channels_last, "input")
     artifact.outputs = match_io(source.outputs, runner.outputs, converted.channels_last, "output")
@@ -181,7 +231,7 @@ def _describe(converted, source, target, options, threads):
     return artifact, runner
 
 
-_SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml"}
+_SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml", "executorch": ".pte"}
 
 
 def _install(artifact: Artifact, out_dir: Path, attempts: list, stem: str = "model") -> Artifact:
@@ -298,6 +348,7 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
     attempts, fallback, crashes = [], None, []
     for qz in quantizers:
         progress.stage(f"{target}[{precision}]", f"quantizing with {qz.name}")
+        started = time.perf_counter()
         workdir = _scratch.current().folder(f"{target}-{precision}-{qz.name}")
         job = QuantizeJob(source, target, precision, float_artifact, workdir, samples, int8.io, int8.kernels)
         try:
@@ -305,11 +356,10 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
                 converted = qz.quantize(job)
         except ConverterCrashed as exc:
             crashes.append(exc)
-            attempts.append({"strategy": qz.name, "status": "crashed", "reason": _one_line(exc),
-                             "signal": exc.signal_name})
+            attempts.append({**_entry(qz.name, "crashed", _one_line(exc), started), "signal": exc.signal_name})
             continue
         except Exception as exc:
-            attempts.append({"strategy": qz.name, "status": "rejected", "reason": _one_line(exc)})
+            attempts.append(_entry(qz.name, "rejected", _one_line(exc), started))
             continue
         options = {"quantize": precision, "int8_io": int8.io if precision == "int8" else False}
         if precision in ("int8", "dynamic-int8"):
@@ -322,9 +372,9 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
             precision_problem = _precision_problem(candidate)
             reason = reason or precision_problem
         if candidate is not None and reason is None:
-            attempts.append({"strategy": qz.name, "status": "accepted", "reason": None})
+            attempts.append(_entry(qz.name, "accepted", None, started))
             return _install(candidate, out_dir, attempts, stem=f"model.{precision}")
-        attempts.append({"strategy": qz.name, "status": "rejected", "reason": reason})
+        attempts.append(_entry(qz.name, "rejected", reason, started))
         fallback = fallback or candidate
     if fallback is not None:
         # Quantized but off: keep it so validation fails it (exit 1) with the numbers.

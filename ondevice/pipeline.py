@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from validators.precision import check_precision
 from validators.parity import CALIBRATION_HINT, Tolerance, compare, compare_vs_float, constant_artifact_passes
 
 _REPORTED_PACKAGES = ("ondevice", "numpy", "torch", "tensorflow", "keras", "onnx", "onnxruntime", "openvino",
-                      "onnx2tf", "tf2onnx", "litert-torch", "ai-edge-litert", "tflite-runtime")
+                      "onnx2tf", "tf2onnx", "litert-torch", "ai-edge-litert", "tflite-runtime", "executorch")
 
 
 def default_threads() -> int:
@@ -71,6 +73,7 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
     int8 artifacts are also run on an emulated AVX2 CPU where this one has VNNI/AMX kernels
     (``isa_checks``; ``emulate_cpu=False`` records the check as not run).
     """
+    started = time.perf_counter()
     threads = threads or default_threads()
     data, inputs_info = _samples(source, samples, seed, inputs_file)
     inputs_info["sha256"] = samples_digest(data)
@@ -91,7 +94,9 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
                              threads, runs, warmup, budget_s, timeout_s,
                              other.path if other and other.fits(artifact) else None, artifacts.external)
             progress.stage(_label(artifact), f"validating: {len(data)} samples, then timing")
+            started = time.perf_counter()
             result = _judge(artifact, job, reference, tol)
+            result.timings.update(_export_timings(artifact), worker=round(time.perf_counter() - started, 3))
             if other:
                 other.judge(result, artifact, job, tol)
             if result.status != "error":
@@ -99,18 +104,23 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
             _vs_float(result, artifacts.float_sibling(artifact), outputs)
             _check_precision(result, artifact, allow_precision_change)
             if explain:
-                explain_budget = _explain(result, source, artifact, data[0], threads, explain_budget)
+                with _stage(result, "explain"):
+                    explain_budget = _explain(result, source, artifact, data[0], threads, explain_budget)
             if artifact.quantize in INT8_PRECISIONS:
-                _isa_checks(result, artifact, job, reference, tol, emulate_cpu, artifacts, outputs)
+                with _stage(result, "isa_check"):
+                    _isa_checks(result, artifact, job, reference, tol, emulate_cpu, artifacts, outputs)
             if result.latency and source_latency["p50_ms"] > 0:
                 result.latency["speedup_vs_source"] = source_latency["p50_ms"] / result.latency["p50_ms"]
             result.source_latency = source_latency
             results.append(result)
+    _compatibility(results, artifacts, timeout_s)
     for failure in artifacts.failures:
         results.append(TargetResult(failure["target"], failure.get("status", "conversion_error"),
-                                    failure.get("quantize"), error=failure["error"]))
+                                    failure.get("quantize"), error=failure["error"],
+                                    timings=_export_timings(failure)))
     versions = {**installed_versions(), **ref_runner.versions()}
-    return Report(source.to_json(), environment(threads, versions), inputs_info, results, allow_inconclusive)
+    return Report(source.to_json(), environment(threads, versions), inputs_info, results, allow_inconclusive,
+                  run=run_facts(started))
 
 
 OTHER_SHAPE_SAMPLES = 3
@@ -184,6 +194,26 @@ def _explain(result: TargetResult, source, artifact, sample: dict, threads: int,
     progress.stage(_label(artifact), "explaining: every intermediate tensor of source and artifact")
     result.divergence = explain_within(source, artifact, sample, threads, budget)
     return budget - result.divergence.get("seconds", 0.0)
+
+
+def _compatibility(results: list, artifacts: Artifacts, timeout_s: float) -> None:
+    """Which ops each accelerator backend takes, per artifact (one worker for all); a requirement
+    recorded at export (``--require``, also binding the quantized siblings) that is not met fails the target."""
+    from ._compat import check_isolated, unmet
+
+    count = len(artifacts.items)
+    progress.stage("compatibility", f"checking {count} artifact{'s' * (count != 1)} against accelerator backends")
+    found = check_isolated([(a.path.resolve(), a.target) for a in artifacts.items], min(timeout_s, 300))
+    for result, artifact, entries in zip(results, artifacts.items, found):
+        result.compatibility = entries or None
+        sibling = artifacts.float_sibling(artifact)
+        required = (artifact.options.get("require") or (sibling.options.get("require") if sibling else None)) or {}
+        problems = unmet(entries, list(required))
+        if problems and result.status in ("passed", "inconclusive"):
+            result.status = "failed"
+            result.error = "; ".join(filter(None, [result.error, "required backend: " + "; ".join(problems)]))
+        elif problems:
+            result.notes.append("required backend: " + "; ".join(problems))
 
 
 def _label(artifact) -> str:
@@ -272,6 +302,32 @@ def _emulated_check(entry: dict, result: TargetResult, artifact, job: _WorkerJob
                                       if artifact.options.get("int8_kernels") == "vnni" else ""))
 
 
+@contextmanager
+def _stage(result: TargetResult, name: str):
+    """Add the seconds the block took to ``result.timings[name]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        result.timings[name] = round(result.timings.get(name, 0.0) + time.perf_counter() - started, 3)
+
+
+def _export_timings(made) -> dict:
+    """Seconds per strategy tried (conversion, load and probe) and their sum, from the manifest's attempts."""
+    attempts = made.attempts if hasattr(made, "attempts") else made.get("attempts") or []
+    timed = {f"strategy:{a['strategy']}": a["seconds"] for a in attempts if a.get("seconds") is not None}
+    return {**timed, "export": round(sum(timed.values()), 3)} if timed else {}
+
+
+def run_facts(started: float) -> dict:
+    """The whole run's wall time and the peak resident memory of this process and its children."""
+    import resource
+
+    peak_kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return {"wall_s": round(time.perf_counter() - started, 3), "peak_rss_mb": round(peak_kib / 1024, 1)}
+
+
 def _check_precision(result: TargetResult, artifact, allowed: bool) -> None:
     """An artifact whose real precision differs from the one asked for fails, unless allowed.
 
@@ -330,6 +386,7 @@ def _judge(artifact, job: _WorkerJob, reference, tol) -> TargetResult:
     result = TargetResult(artifact.target, "error", artifact.quantize, artifact=str(artifact.path.resolve()),
                           strategy=artifact.strategy, size_bytes=artifact.size_bytes)
     result.io = {"inputs": [m.to_json() for m in artifact.inputs], "outputs": [m.to_json() for m in artifact.outputs]}
+    result.delegation = artifact.delegation or None
     try:
         facts = job.run()
     except IsolatedFailure as failure:
@@ -337,6 +394,7 @@ def _judge(artifact, job: _WorkerJob, reference, tol) -> TargetResult:
         return result
     actual = load_samples_file(job.outputs_path)
     result.runtime, result.latency = facts["runtime"], facts["latency"]
+    result.timings.update({name: round(seconds, 3) for name, seconds in (facts.get("stages") or {}).items()})
     result.footprint = {"size_bytes": artifact.size_bytes, **facts["footprint"]}
     parity = compare(reference, actual, tol)
     result.parity = parity.to_json()
@@ -356,24 +414,27 @@ def check_source(source, targets, out_dir, samples: int = 8, seed: int = 0, inpu
                  tolerance=None, threads=None, runs: int = 50, warmup: int = 5, allow_inconclusive=False,
                  quantize=None, strategy=None, dynamic=None, calibration=None, int8_io=False,
                  allow_precision_change=False, int8_kernels="portable", emulate_cpu=True,
-                 keep_work=False, explain=True) -> Report:
+                 keep_work=False, explain=True, require=None) -> Report:
     """Export then validate; writes OUT/report.json, report.md, report.html and junit.xml.
 
-    Converters and runtimes work in OUT/.work, removed at the end unless ``keep_work``.
+    Converters and runtimes work in OUT/.work, removed at the end unless ``keep_work``. ``require``
+    ({target: [backend]}) keeps the strategies whose artifacts run whole on those backends (export).
     """
     from ._paths import REPORT_FILES, clear_previous, output_folder
     from ._scratch import run_scratch
 
+    started = time.perf_counter()
     with run_scratch(out_dir, keep_work):
         # A check that fails part-way must not leave the previous run's verdict in out_dir.
         clear_previous(output_folder(out_dir), (*REPORT_FILES, "manifest.json"))
         threads = threads or default_threads()
         artifacts = export_source(source, targets, out_dir, quantize=quantize, strategy=strategy,
                                   dynamic=dynamic, calibration=calibration, threads=threads, int8_io=int8_io,
-                                  int8_kernels=int8_kernels)
+                                  int8_kernels=int8_kernels, require=require)
         report = validate_artifacts(source, artifacts, samples, seed, inputs_file, tolerance, threads, runs,
                                     warmup, allow_inconclusive, allow_precision_change=allow_precision_change,
                                     emulate_cpu=emulate_cpu, explain=explain)
+        report.run = {**run_facts(started), "validate_s": report.run["wall_s"]}
         write_reports(report, Path(out_dir) / "report.json")
     return report
 

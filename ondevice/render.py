@@ -122,18 +122,87 @@ def to_markdown(report: Report, gate=None) -> str:
     where = [f"- **{t.label}**: {_md_cell(divergence_line(t.divergence))}" for t in report.targets if t.divergence]
     if where:
         lines += ["", "### Where parity broke", *where]
+    delegated = [f"- **{t.label}**: {_md_cell(delegation_line(t.delegation))}" for t in report.targets
+                 if isinstance(t.delegation, dict)]
+    if delegated:
+        lines += ["", "### Delegates", *delegated]
+    compat = compatibility_rows(report)
+    if compat:
+        lines += ["", "### Accelerator compatibility", ""] + _md_table(COMPATIBILITY_HEADER, compat)
     rows = [[t.target, *_output_cells(o)] for t in report.targets for o in _outputs(t)]
     if rows:
         lines += ["", "<details><summary>Errors per output</summary>", ""]
         lines += _md_table(["target", *OUTPUT_HEADER], rows) + ["", "</details>"]
+    timing_rows = _timing_rows(report)
+    if timing_rows:
+        lines += ["", f"<details><summary>Where the time went ({_md_cell(_run_line(report))})</summary>", ""]
+        lines += _md_table(TIMING_HEADER, timing_rows) + ["", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+TIMING_HEADER = ["target", "precision", "export s", "strategies tried", "load s", "parity run s", "latency s",
+                 "explain s", "int8 CPU check s", "worker s"]
+_TIMING_KEYS = ("export", None, "load", "parity_run", "latency", "explain", "isa_check", "worker")
+
+
+def _timing_rows(report: Report) -> list[list[str]]:
+    """Seconds per stage and target (report.json targets[].timings); empty for reports without them."""
+    rows = []
+    for t in report.targets:
+        if not t.timings:
+            continue
+        tried = ", ".join(f"{k.split(':', 1)[1]} {v:.1f}" for k, v in t.timings.items() if k.startswith("strategy:"))
+        cells = [(tried or "-") if key is None else (f"{t.timings[key]:.2f}" if key in t.timings else "-")
+                 for key in _TIMING_KEYS]
+        rows.append([t.target, _precision(t), *cells])
+    return rows
+
+
+def _run_line(report: Report) -> str:
+    run = report.run or {}
+    if "wall_s" not in run:
+        return "run time not recorded"
+    return f"run {run['wall_s']:.1f} s wall, peak memory {run.get('peak_rss_mb', 0):.0f} MiB"
+
+
+# ---- accelerator compatibility ---------------------------------------------------------------------
+
+COMPATIBILITY_HEADER = ["target", "backend", "runs whole", "ops taken", "coverage", "partitions",
+                        "unsupported ops / why not checked"]
+
+
+def compatibility_rows(report: Report) -> list[list[str]]:
+    """One row per target and backend (validators.compatibility), shared by Markdown and HTML."""
+    rows = []
+    for t in report.targets:
+        for backend, entry in (t.compatibility or {}).items():
+            if not entry.get("checked"):
+                why = entry.get("reason") or "no reason recorded"
+                rows.append([t.label, backend, "not checked", "-", "-", "-", why])
+                continue
+            coverage = entry.get("coverage")
+            rows.append([t.label, backend, "yes" if entry.get("supported") else "no",
+                         f"{entry.get('ops_supported')} of {entry.get('ops_total')}",
+                         "-" if coverage is None else f"{100 * coverage:.0f}%", str(entry.get("partitions")),
+                         ", ".join(map(str, entry.get("unsupported") or [])) or "-"])
+    return rows
+
+
+def _compatibility_html(report: Report) -> str:
+    rows = compatibility_rows(report)
+    if not rows:
+        return ""
+    return ('<section id="compatibility"><h2>Accelerator compatibility</h2><p class="muted">Ops each backend '
+            'takes, read from the artifact; not checked is never a pass (docs/compatibility.md).</p>'
+            + _html_table(COMPATIBILITY_HEADER, rows, (4, 5), "compatibility") + "</section>")
 
 
 # ---- JUnit XML -------------------------------------------------------------------------------------
 
 CHECKS = ("export", "parity", "latency", "size")
 # Which check a gate rule belongs to; anything else (status, regression.newly_failing) goes to parity.
-_RULE_CHECK = {"require.target": "export", "latency": "latency", "regression.latency_p50": "latency",
+_RULE_CHECK = {"require.target": "export", "compatibility": "export", "latency": "latency",
+               "regression.latency_p50": "latency",
                "size": "size", "regression.size": "size", "regression.missing_target": "export"}
 
 
@@ -162,6 +231,8 @@ def _case_text(t: TargetResult, check: str) -> str:
         return f"p50 {_fmt(t.latency['p50_ms'])} ms{_ci_text(t.latency)}, p90 {_fmt(t.latency.get('p90_ms'))} ms"
     if check == "size":
         return f"{t.size_bytes} bytes" if t.size_bytes else ""
+    if check == "export" and isinstance(t.delegation, dict):
+        return "; ".join(filter(None, [f"strategy {t.strategy}" if t.strategy else "", delegation_line(t.delegation)]))
     return f"strategy {t.strategy}" if t.strategy else ""
 
 
@@ -401,6 +472,8 @@ def _target_html(t: TargetResult) -> str:
         parts.append(f'<p class="error">{escape(t.error)}</p>')
     if t.isa_checks:
         parts.append(f'<p class="muted">CPU classes: {escape(isa_summary(t))}</p>')
+    if isinstance(t.delegation, dict):
+        parts.append(f'<p class="muted">Delegates: {escape(delegation_line(t.delegation))}</p>')
     if t.divergence:
         parts.append(f'<p class="error">{escape(divergence_line(t.divergence))}</p>' + divergence_svg(t.divergence))
     outs = _outputs(t)
@@ -454,6 +527,20 @@ def divergence_svg(divergence: dict, width: int = 560, height: int = 150) -> str
     return "".join(parts) + "</svg>"
 
 
+def delegation_line(delegation: dict) -> str:
+    """``XnnpackBackend took 41 of 61 ops (67%) in 8 subgraphs; portable kernels: aten.mean.dim x1``."""
+    total, taken = delegation.get("ops_total") or 0, delegation.get("ops_delegated") or 0
+    portable = delegation.get("portable_ops") if isinstance(delegation.get("portable_ops"), dict) else {}
+    left = ", ".join(f"{op} x{n}" for op, n in portable.items()) or "none"
+    if not delegation.get("subgraphs"):
+        return f"no delegate: all {total} ops on portable kernels"
+    backends = delegation.get("backends") if isinstance(delegation.get("backends"), list) else []
+    share = f" ({100 * taken / total:.0f}%)" if all(isinstance(v, (int, float)) for v in (taken, total)) and total \
+        else ""
+    return (f"{'/'.join(map(str, backends)) or 'a delegate'} took {taken} of {total} ops{share} in "
+            f"{delegation.get('subgraphs')} subgraphs; portable kernels: {left}")
+
+
 def isa_summary(t) -> str:
     """``avx512-vnni native: passed; avx2 emulated (qemu-x86_64 -cpu Haswell): passed``."""
     parts = []
@@ -470,6 +557,14 @@ def _cpu_line(report: Report) -> str:
 
     cpu = report.environment.get("cpu")
     return describe(cpu) if cpu else "an unrecorded CPU"
+
+
+def _timings_html(report: Report) -> str:
+    rows = _timing_rows(report)
+    if not rows:
+        return ""
+    return (f'<section id="timings"><details><summary>Where the time went ({escape(_run_line(report))})</summary>'
+            + _html_table(TIMING_HEADER, rows) + "</details></section>")
 
 
 def _environment_html(report: Report) -> str:
@@ -501,8 +596,10 @@ def to_html(report: Report, gate=None) -> str:
             '<section id="summary"><h2>Summary</h2>'
             + _html_table(SUMMARY_HEADER, _summary_rows(report), range(5, 12), "summary", status_col=1) + "</section>",
             f'<section id="latency"><h2>Latency</h2>{latency_svg(report)}</section>',
+            _compatibility_html(report),
             '<section id="targets"><h2>Parity per output</h2>'
             + "".join(_target_html(t) for t in report.targets) + "</section>",
+            _timings_html(report),
             _environment_html(report)]
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -37,8 +37,11 @@ class TargetResult:
     precision: dict | None = None          # requested vs found in the artifact file
     shapes: list | None = None             # parity at a second shape, for axes kept dynamic
     isa_checks: list | None = None         # int8: parity per CPU class (native, emulated AVX2)
+    timings: dict = field(default_factory=dict)   # stage -> seconds (strategy:<name>, export, load, latency...)
     io: dict | None = None                 # each source input/output's artifact tensor, layout and how matched
     divergence: dict | None = None         # parity failed: the first diverging layer (validators.divergence)
+    delegation: dict | None = None         # ExecuTorch: ops each delegate took, ops left on portable kernels
+    compatibility: dict | None = None      # backend -> ops it takes (validators.compatibility)
     inconclusive: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -60,6 +63,7 @@ class Report:
     inputs: dict
     targets: list[TargetResult]
     allow_inconclusive: bool = False
+    run: dict = field(default_factory=dict)   # the whole run: wall_s, peak_rss_mb
 
     @property
     def exit_code(self) -> int:
@@ -80,7 +84,7 @@ class Report:
         return {"schema_version": SCHEMA_VERSION, "passed": self.passed, "exit_code": self.exit_code,
                 "allow_inconclusive": self.allow_inconclusive, "source": self.source,
                 "environment": self.environment, "inputs": self.inputs,
-                "targets": [t.to_json() for t in self.targets]}
+                "targets": [t.to_json() for t in self.targets], "run": self.run}
 
     def write(self, path) -> Path:
         """Write JSON, or Markdown / HTML / JUnit XML for a ``.md`` / ``.html`` / ``.xml`` path.
@@ -140,7 +144,8 @@ def load_report(path) -> Report:
         raise BadInputError(f"report {path} has schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}")
     targets = [TargetResult(**{k: v for k, v in t.items() if k in TargetResult.__dataclass_fields__})
                for t in data["targets"]]
-    return Report(data["source"], data["environment"], data["inputs"], targets, data.get("allow_inconclusive", False))
+    return Report(data["source"], data["environment"], data["inputs"], targets, data.get("allow_inconclusive", False),
+                  data.get("run") if isinstance(data.get("run"), dict) else {})
 
 
 def environment(threads: int, packages: dict) -> dict:

@@ -87,14 +87,18 @@ def measure_artifact(out_dir: str, index: int, samples_path: str, outputs_path: 
     after_load = _rss_mb()
     _inject_fault(runner.runtime)
     samples = load_samples_file(Path(samples_path))
+    start = time.perf_counter()
     outputs = [runner.run(s) for s in samples]
     save_samples(Path(outputs_path), outputs)
     if extra_samples_path:
         extra = [runner.run(s) for s in load_samples_file(Path(extra_samples_path))]
         save_samples(Path(extra_outputs_path), extra)
+    parity_s = time.perf_counter() - start
     feeds = runner.feeds(samples[0])
+    start = time.perf_counter()
     timing = latency.measure(runner.runner.timed_call(feeds), threads, runs, warmup, budget_s).to_json()
     timing["load_ms"] = load_ms
-    return {"runtime": runner.runtime, "latency": timing,
+    stages = {"load": load_ms / 1e3, "parity_run": parity_s, "latency": time.perf_counter() - start}
+    return {"runtime": runner.runtime, "latency": timing, "stages": stages,
             "footprint": {"baseline_rss_mb": baseline, "peak_rss_load_mb": after_load,
                           "peak_rss_run_mb": _rss_mb()}}

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ondevice import load_report
 
 TARGET_KEYS = {"target", "quantize", "status", "error", "artifact", "strategy", "size_bytes", "parity", "latency",
@@ -51,3 +53,22 @@ def test_same_seed_same_inputs(torch_cnn_check, tmp_path):
     assert again.inputs["sha256"] == report.inputs["sha256"]
     other = ondevice.validate(cnn()[0], out, samples=8, seed=1, example_inputs=cnn()[1], runs=3)
     assert other.inputs["sha256"] != report.inputs["sha256"]
+
+
+def test_stage_timings_and_run_facts(torch_cnn_check):
+    """Where the time went: per-target stages that add up, and the run's wall time and peak memory."""
+    report, out = torch_cnn_check
+    data = json.loads((out / "report.json").read_text())
+    run = data["run"]
+    assert 0 < run["validate_s"] < run["wall_s"] and run["peak_rss_mb"] > 100
+    for t in data["targets"]:
+        timings = t["timings"]
+        tried = {k: v for k, v in timings.items() if k.startswith("strategy:")}
+        assert tried == {f"strategy:{t['strategy']}": pytest.approx(timings["export"], abs=2e-3)}
+        assert timings["export"] > 0.05
+        # The worker's own stages fit inside the worker's wall time (process start and imports are the rest).
+        assert 0 < timings["load"] + timings["parity_run"] + timings["latency"] < timings["worker"]
+        assert timings["export"] + timings["worker"] < run["wall_s"]
+    markdown = (out / "report.md").read_text()
+    assert "Where the time went (run " in markdown and f"{data['targets'][0]['strategy']} " in markdown
+
