@@ -75,7 +75,9 @@ def check_out_folder(out: Path) -> dict:
 
 
 def check_every_target(run: Run, proc: subprocess.CompletedProcess) -> None:
-    assert proc.stdout.strip().splitlines()[-1].startswith(("PASSED", "FAILED")), proc.stdout[-2000:]
+    output = proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1].startswith(("PASSED", "FAILED")), output
+    assert (run.out / "report.json").exists() and (run.out / "manifest.json").exists(), output
     assert run.strays() == {}
     check_out_folder(run.out)
     report = json.loads((run.out / "report.json").read_text())
@@ -112,6 +114,7 @@ def test_keras_source_leaves_no_trace(tmp_path):
 def test_onnx_source_leaves_no_trace(tmp_path, torch_run):
     source = tmp_path / "source" / "model.onnx"
     source.parent.mkdir()
+    assert (torch_run[0].out / "model.onnx").exists(), torch_run[1].stdout[-3000:]
     shutil.copy(torch_run[0].out / "model.onnx", source)
     check_all(Run(tmp_path / "run"), str(source))
 
