@@ -17,9 +17,12 @@ import shutil
 import site
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import InternalError
 
 WORK = ".work"
 # Files ondevice put in OUT that no manifest lists, in OUT/.work so a killed run's survive it:
@@ -37,6 +40,7 @@ class Scratch:
     out_dir: Path | None
     keep: bool = False
     protected: set = field(default_factory=set)   # files never removed (the run's own source)
+    thread: int = field(default_factory=threading.get_ident)
 
     @property
     def tmp(self) -> Path:
@@ -87,6 +91,9 @@ def run_scratch(out_dir=None, keep: bool = False):
     """
     global _active
     if _active is not None:
+        if _active.thread != threading.get_ident():
+            # The temp folder, environment and (briefly) working directory it sets are the process's.
+            raise InternalError("one export/check per process at a time: run concurrent ones in processes")
         yield _active
         return
     root, out = _make_root(out_dir)

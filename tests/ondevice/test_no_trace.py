@@ -199,3 +199,34 @@ def test_relative_output_folder_reaches_the_quantizer_processes(tmp_path, monkey
     artifacts = _export(Path("out"), ("tflite",), quantize="dynamic-int8")
     assert artifacts.failures == [] and artifacts.get("tflite", "dynamic-int8") is not None
     assert sorted(os.listdir(tmp_path / "out")) == ["manifest.json", "model.dynamic-int8.tflite", "model.tflite"]
+
+
+def test_scratch_space_is_the_runs_temp_folder_and_goes_at_the_end(tmp_path, monkeypatch):
+    import tempfile
+    import threading
+
+    from ondevice._scratch import child_env, run_scratch
+    from ondevice.errors import InternalError
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "user-tmp"))
+    out = tmp_path / "out"
+    with run_scratch(out) as space:
+        assert space.root == out / ".work"
+        assert Path(tempfile.gettempdir()) == out / ".work" / "tmp" and os.environ["TMPDIR"] == tempfile.gettempdir()
+        env = child_env(space.folder("child"))
+        assert env["HOME"] == str(out / ".work" / "child" / "home") and env["TMPDIR"].startswith(str(space.root))
+        errors = []
+
+        def other_thread():
+            try:
+                with run_scratch(tmp_path / "other"):
+                    pass
+            except InternalError as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        assert len(errors) == 1   # process-wide settings: a second concurrent run would share them
+    assert not (out / ".work").exists() and os.environ["TMPDIR"] == str(tmp_path / "user-tmp")
+    assert tempfile.gettempdir() != str(out / ".work" / "tmp")
