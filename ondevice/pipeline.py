@@ -18,6 +18,7 @@ from .exporter import export_source, fill_source_outputs, reference_runner
 from .report import Report, TargetResult, environment
 from .specs import load_samples, make_samples, samples_digest
 from .worker import load_samples_file, save_samples
+from .zoo.timing import alone as timed_alone   # a zoo run times one model at a time
 from validators import latency as latency_check
 from validators.precision import check_precision
 from validators.parity import CALIBRATION_HINT, Tolerance, compare, compare_vs_float, constant_artifact_passes
@@ -79,7 +80,7 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
     inputs_info["sha256"] = samples_digest(data)
     progress.stage("source", f"running {len(data)} samples and timing")
     ref_runner, reference = _reference(source, data, threads)
-    with quiet():
+    with quiet(), timed_alone():
         source_latency = latency_check.measure(lambda: ref_runner.run(data[0]), threads, runs, warmup,
                                                budget_s).to_json()
     results, explain_budget = [], EXPLAIN_BUDGET_S
@@ -94,9 +95,9 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
                              threads, runs, warmup, budget_s, timeout_s,
                              other.path if other and other.fits(artifact) else None, artifacts.external)
             progress.stage(_label(artifact), f"validating: {len(data)} samples, then timing")
-            started = time.perf_counter()
+            judged_at = time.perf_counter()
             result = _judge(artifact, job, reference, tol)
-            result.timings.update(_export_timings(artifact), worker=round(time.perf_counter() - started, 3))
+            result.timings.update(_export_timings(artifact), worker=round(time.perf_counter() - judged_at, 3))
             if other:
                 other.judge(result, artifact, job, tol)
             if result.status != "error":

@@ -69,6 +69,7 @@ def test_stage_timings_and_run_facts(torch_cnn_check):
         # The worker's own stages fit inside the worker's wall time (process start and imports are the rest).
         assert 0 < timings["load"] + timings["parity_run"] + timings["latency"] < timings["worker"]
         assert timings["export"] + timings["worker"] < run["wall_s"]
+        assert timings["worker"] < run["validate_s"]
     markdown = (out / "report.md").read_text()
     assert "Where the time went (run " in markdown and f"{data['targets'][0]['strategy']} " in markdown
 
