@@ -99,6 +99,8 @@ def run_scratch(out_dir=None, keep: bool = False):
     root, out = _make_root(out_dir)
     space = Scratch(root, out, keep)
     space.tmp.mkdir(parents=True, exist_ok=True)
+    if keep:   # said now: the verdict line must stay the last
+        print(f"note: the scratch folder is kept after the run: {root}", file=sys.stderr, flush=True)
     saved = _redirect(space)
     _active = space
     try:
@@ -115,9 +117,7 @@ def _close(space: Scratch) -> None:
         record = _record(space.out_dir)
         _remove(space.out_dir, record["installed"], space.protected)
         previous = record["previous"]
-    if space.keep:
-        print(f"note: scratch folder kept: {space.root}", file=sys.stderr, flush=True)
-    else:
+    if not space.keep:
         shutil.rmtree(space.root, ignore_errors=True)
     if previous:
         # This run failed before its export removed them: the next export will.
