@@ -1,0 +1,78 @@
+"""Accelerator compatibility for export, validation, the gate and the reports (validators.compatibility).
+
+The checks run in one worker process per call: OpenVINO's device plugins and the TFLite analyzer are
+native code, and a crash there must cost only the compatibility entries, never the run.
+"""
+from __future__ import annotations
+
+from ._isolate import IsolatedFailure, call_isolated
+from .errors import BadInputError
+
+CHECK_TIMEOUT_S = 300
+
+
+def check_isolated(items: list, timeout: float = CHECK_TIMEOUT_S) -> list[dict]:
+    """``[(path, target)]`` -> one ``{backend: entry}`` per item, checked in a worker process.
+
+    A worker that fails records every backend of every item as not checked, with the reason.
+    """
+    from validators.compatibility import backends_for, not_checked
+
+    if not items:
+        return []
+    request = [{"path": str(path), "target": target} for path, target in items]
+    try:
+        found = call_isolated("validators.compatibility:check_files", {"items": request}, timeout=timeout)
+        return [entry["compatibility"] for entry in found]
+    except IsolatedFailure as failure:
+        why = f"the compatibility worker failed: {failure.reason}"
+        return [{b: not_checked(b, why).to_json() for b in backends_for(target)} for _, target in items]
+
+
+def describe(backend: str, entry: dict) -> str:
+    """``gpu: 5 of 6 ops in 2 partitions; unsupported: CONV_3D`` (or why it was not checked)."""
+    if not entry.get("checked"):
+        return f"{backend}: not checked ({entry.get('reason') or 'no reason recorded'})"
+    refused = entry.get("unsupported") or []
+    parts = f", {entry.get('partitions')} partitions" if entry.get("partitions") not in (None, 1) else ""
+    text = f"{backend}: {entry.get('ops_supported')} of {entry.get('ops_total')} ops{parts}"
+    return text + (f"; unsupported: {', '.join(map(str, refused))}" if refused else "; every op supported")
+
+
+def unmet(entries: dict, backends) -> list[str]:
+    """One phrase per required backend that does not take the whole model (or was not checked)."""
+    problems = []
+    for backend in backends:
+        entry = entries.get(backend)
+        if entry is None:
+            problems.append(f"{backend}: not checked (no result)")
+        elif not (entry.get("checked") and entry.get("supported")):
+            problems.append(describe(backend, entry))
+    return problems
+
+
+def parse_requirements(specs, targets=None) -> dict:
+    """``["tflite:gpu", "onnx:nnapi,coreml"]`` -> ``{"tflite": ["gpu"], "onnx": ["nnapi", "coreml"]}``.
+
+    Unknown targets or backends, and targets not among ``targets`` (when given), are the user's error.
+    """
+    from validators.compatibility import all_backends
+
+    known = all_backends()
+    required: dict = {}
+    for spec in specs or ():
+        target, _, names = str(spec).partition(":")
+        backends = [b.strip() for b in names.split(",") if b.strip()]
+        if target not in known:
+            raise BadInputError(f"--require {spec}: unknown target {target!r}; checked targets: {', '.join(known)}")
+        if not backends:
+            raise BadInputError(f"--require {spec}: name a backend, e.g. {target}:{known[target][0]}")
+        bad = [b for b in backends if b not in known[target]]
+        if bad:
+            raise BadInputError(f"--require {spec}: unknown {target} backend {bad[0]!r}; choose from "
+                                f"{', '.join(known[target])}")
+        if targets is not None and target not in targets:
+            raise BadInputError(f"--require {spec}: {target} is not among the targets made ({', '.join(targets)})")
+        required.setdefault(target, [])
+        required[target] += [b for b in backends if b not in required[target]]
+    return required
