@@ -91,3 +91,10 @@ def resnet_like(width: int, size: int, blocks: int = 2):
             nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
             module.weight.data *= 0.5   # residual sums double the variance per block
     return model.eval(), structured_images(1, seed=2)[:, :, :size, :size].contiguous()
+
+
+def resnet18():
+    """A ResNet-18 (torchvision's layout, 11.7M parameters) at 1x3x224x224, built in code."""
+    from benchmarks.explain_cost import resnet18 as build
+
+    return build(), structured_images(1, seed=2)
