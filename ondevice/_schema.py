@@ -76,7 +76,28 @@ def _target_problem(t, index: int, statuses) -> str | None:
             problem = _output_problem(out, f"{where} output")
             if problem:
                 return problem
-    return _latency_problem(t.get("latency"), where) or _latency_problem(t.get("source_latency"), where)
+    return (_latency_problem(t.get("latency"), where) or _latency_problem(t.get("source_latency"), where)
+            or _compatibility_problem(t.get("compatibility"), where))
+
+
+def _compatibility_problem(compat, where: str) -> str | None:
+    """``compatibility``: {backend: {checked, supported: bool, ops_*/partitions: numbers, unsupported: [text]}}."""
+    if compat is None:
+        return None
+    if not isinstance(compat, dict) or not all(isinstance(e, dict) for e in compat.values()):
+        return f"{where}: compatibility must map each backend to an object"
+    for backend, entry in compat.items():
+        if not isinstance(entry.get("checked"), bool) or not isinstance(entry.get("supported", False), bool):
+            return f"{where}: compatibility {backend!r}: checked and supported must be true or false"
+        bad = [k for k in ("ops_total", "ops_supported", "partitions", "coverage")
+               if entry.get(k) is not None and not _number(entry[k])]
+        if bad:
+            return f"{where}: compatibility {backend!r}: {bad[0]} must be a number"
+        refused = entry.get("unsupported") or []
+        if not isinstance(refused, list) or not all(isinstance(v, str) for v in refused) \
+                or not isinstance(entry.get("reason") or "", str):
+            return f"{where}: compatibility {backend!r}: unsupported must be a list of op names, reason text"
+    return None
 
 
 def report_problem(data, schema_version: int, statuses) -> str | None:

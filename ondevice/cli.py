@@ -127,6 +127,9 @@ def _export_args(p):
                    help="int8 exact on every x86 CPU (portable, default: 7-bit weights where 8 bits can "
                         "saturate without VNNI) or 8-bit weights for fleets with VNNI/AMX (vnni)")
     p.add_argument("--strategy", default=None, help="force one strategy by name")
+    p.add_argument("--require", action="append", default=[], metavar="TARGET:BACKEND[,BACKEND]",
+                   help="keep the first strategy whose artifact also runs whole on these accelerator backends "
+                        "(tflite:gpu, onnx:nnapi,coreml, openvino:cpu,gpu,npu); repeat per target")
 
 
 def _validate_args(p, report_default: bool):
@@ -319,17 +322,20 @@ def cmd_export(args) -> int:
     from .pipeline import default_threads
 
     _start_run(args.out)
+    _requirements(args)
     with _progress(args):
         artifacts = export_source(_load(args), args.to, args.out, quantize=args.quantize, strategy=args.strategy,
                                   calibration=args.calibration, int8_io=args.int8_io,
                                   int8_kernels=args.int8_kernels, dynamic=dict(args.dynamic),
-                                  threads=args.threads or default_threads())
+                                  threads=args.threads or default_threads(), require=args.require)
     for a in artifacts if not args.quiet else ():
         probe = a.probe.get("max_abs_err")
         print(_one_line(f"{a.target:9} {a.strategy:32} {a.path}  probe max abs err {probe:.3g}"))
     problems = [f"{f['target']}: {f['error']}" for f in artifacts.failures]
     problems += [f"{a.target}: quick parity probe failed (max abs err {a.probe.get('max_abs_err'):.3g})"
                  for a in artifacts if not a.probe.get("passed")]
+    problems += [f"{a.target}: no strategy made an artifact that runs whole on {backend} (see the manifest's attempts)"
+                 for a in artifacts for backend, met in (a.options.get("require") or {}).items() if not met]
     manifest = Path(args.out) / "manifest.json"
     if problems:
         print(_one_line(f"FAILED ({'; '.join(problems)}) - manifest: {manifest}"))
@@ -337,6 +343,13 @@ def cmd_export(args) -> int:
         return max((4 if f.get("status") == "error" else 3 for f in artifacts.failures), default=1)
     print(f"PASSED ({', '.join(a.target for a in artifacts)}) - manifest: {manifest}")
     return 0
+
+
+def _requirements(args) -> None:
+    """--require checked before the source loads: a misspelt backend costs a second, not an export (exit 2)."""
+    from ._compat import parse_requirements
+
+    parse_requirements(args.require, args.to)
 
 
 def _progress(args):
@@ -448,9 +461,11 @@ def cmd_check(args) -> int:
 
     _start_run(args.out)
     policy = _policy(args)
-    if args.artifact and (args.quantize or args.strategy or args.dynamic or args.calibration or args.int8_io):
+    if args.artifact and (args.quantize or args.strategy or args.dynamic or args.calibration or args.int8_io
+                          or args.require):
         raise BadInputError("--artifact validates files made elsewhere: --quantize, --strategy, --dynamic, "
-                            "--calibration and --int8-io are export options and do not apply")
+                            "--calibration, --int8-io and --require are export options and do not apply")
+    _requirements(args)
     if not args.artifact and (args.io_map or args.precision):
         raise BadInputError("--io-map and --precision apply to files given with --artifact")
     with _progress(args):
@@ -468,7 +483,8 @@ def cmd_check(args) -> int:
                                   allow_precision_change=args.allow_precision_change,
                                   emulate_cpu=not args.no_emulate_cpu, quantize=args.quantize,
                                   strategy=args.strategy, dynamic=dict(args.dynamic), calibration=args.calibration,
-                                  int8_io=args.int8_io, int8_kernels=args.int8_kernels, explain=not args.no_explain)
+                                  int8_io=args.int8_io, int8_kernels=args.int8_kernels, explain=not args.no_explain,
+                                  require=args.require)
     path = Path(args.out) / "report.json"
     _print_summary(report, args.quiet)
     gate = _gate(report, policy, path)

@@ -42,6 +42,8 @@ class Policy:
     size: tuple = ()
     regression: dict = field(default_factory=lambda: dict(REGRESSION_DEFAULTS))
     path: str | None = None
+    # [compatibility]: {"require": {target: (backend, ...)}, "min_coverage": {(target, backend): share}}
+    compatibility: dict = field(default_factory=dict)
 
     def thresholds(self, section: str, target: str, precision: str, output: str | None = None) -> dict:
         """The merged limits of every ``[[section]]`` rule that matches; more specific rules win."""
@@ -83,7 +85,7 @@ def load_policy(path) -> Policy:
 
 def policy_from_dict(data: dict, where: str = "policy", path: str | None = None) -> Policy:
     """Validate a parsed policy; ``where`` prefixes every error message."""
-    _known(data, ("require", "parity", "latency", "size", "regression"), where)
+    _known(data, ("require", "parity", "latency", "size", "regression", "compatibility"), where)
     require = _table(data, "require", where)
     _known(require, ("targets", "precisions", "statuses"), f"{where}: [require]")
     targets = _names(require, "targets", TARGET_NAMES, f"{where}: [require]")
@@ -98,7 +100,38 @@ def policy_from_dict(data: dict, where: str = "policy", path: str | None = None)
     return Policy(tuple(targets or ()), tuple(precisions or ("fp32",)),
                   tuple(statuses) if statuses is not None else None,
                   _rules(data, "parity", PARITY_KEYS, where), _rules(data, "latency", LATENCY_KEYS, where),
-                  _rules(data, "size", SIZE_KEYS, where), {**REGRESSION_DEFAULTS, **regression}, path)
+                  _rules(data, "size", SIZE_KEYS, where), {**REGRESSION_DEFAULTS, **regression}, path,
+                  _compatibility_policy(data, where))
+
+
+def _compatibility_policy(data: dict, where: str) -> dict:
+    """``[compatibility]``: backends each target's artifacts must run on, and the share of ops they must take.
+
+    ``min_coverage`` is one number for every listed backend, or a table per target (a number, or a
+    table per backend); without it a backend must take every op.
+    """
+    from validators.compatibility import all_backends
+
+    table, at = _table(data, "compatibility", where), f"{where}: [compatibility]"
+    known = all_backends()
+    _known(table, (*known, "min_coverage"), at)
+    required = {t: tuple(_names(table, t, known[t], at) or ()) for t in known if t in table}
+    required = {t: b for t, b in required.items() if b}
+    coverage = table.get("min_coverage")
+    if coverage is not None and not required:
+        raise PolicyError(f"{at} min_coverage needs a backend list, e.g. tflite = [\"gpu\"]")
+    limits = {}
+    if isinstance(coverage, dict):
+        _known(coverage, tuple(required), f"{at} min_coverage")
+        for target, value in coverage.items():
+            per = value if isinstance(value, dict) else {b: value for b in required[target]}
+            _known(per, required[target], f"{at} min_coverage.{target}")
+            for backend, share in per.items():
+                limits[(target, backend)] = _number(share, f"{at} min_coverage.{target}.{backend}", 0.0, 1.0)
+    elif coverage is not None:
+        share = _number(coverage, f"{at} min_coverage", 0.0, 1.0)
+        limits = {(t, b): share for t, backends in required.items() for b in backends}
+    return {"require": required, "min_coverage": limits} if required else {}
 
 
 def _known(table: dict, allowed, where: str) -> None:
@@ -307,6 +340,8 @@ def run_gate(report: Report, policy: Policy | None = None, baseline: Report | No
         _parity(t, policy, tally, quiet_missing=not status_ok)
         _latency(t, policy, tally, quiet_missing=not status_ok)
         _size(t, policy, tally, quiet_missing=not status_ok)
+        _compatible(t, policy, tally, quiet_missing=not status_ok)
+    _compatibility_targets(report, policy, tally)
     if baseline is not None:
         _regressions(report, baseline, policy, allowed, tally)
     return GateResult(tuple(tally.failures), tally.checks, tuple(tally.notes),
@@ -409,6 +444,39 @@ def _size(t: TargetResult, policy: Policy, tally: _Tally, quiet_missing: bool) -
         return
     tally.judge(t.size_bytes <= limits["max_bytes"], "size.max_bytes", t, actual=t.size_bytes,
                 limit=limits["max_bytes"], message=f"{t.size_bytes} bytes > {int(limits['max_bytes'])} bytes")
+
+
+def _compatible(t: TargetResult, policy: Policy, tally: _Tally, quiet_missing: bool) -> None:
+    """Each backend ``[compatibility]`` requires for this target takes every op (or ``min_coverage`` of them)."""
+    from ._compat import describe
+
+    backends = (policy.compatibility.get("require") or {}).get(t.target, ())
+    if not backends:
+        return
+    if not t.compatibility:
+        _missing(tally, quiet_missing, "compatibility", t, "compatibility results")
+        return
+    for backend in backends:
+        entry, rule = t.compatibility.get(backend), f"compatibility.{backend}"
+        limit = policy.compatibility["min_coverage"].get((t.target, backend))
+        if not isinstance(entry, dict) or not entry.get("checked"):
+            why = entry.get("reason") if isinstance(entry, dict) else "the report has no result for it"
+            tally.judge(False, rule, t, limit=limit, message=f"{backend}: not checked ({why}): cannot be proven")
+            continue
+        coverage = entry["ops_supported"] / entry["ops_total"] if entry.get("ops_total") else 0.0
+        ok = bool(entry.get("supported")) if limit is None else coverage >= limit
+        wanted = "every op" if limit is None else f"coverage >= {limit:g}"
+        tally.judge(ok, rule, t, actual=round(coverage, 4), limit=1.0 if limit is None else limit,
+                    message=f"{describe(backend, entry)} (coverage {coverage:.2f}; required: {wanted})")
+
+
+def _compatibility_targets(report: Report, policy: Policy, tally: _Tally) -> None:
+    """A target whose backends the policy requires must be in the report: absent, nothing was proven."""
+    present = {t.target for t in report.targets}
+    for target, backends in (policy.compatibility.get("require") or {}).items():
+        if target not in present:
+            tally.judge(False, f"compatibility.{backends[0]}", message=f"[compatibility] requires {target} on "
+                        f"{', '.join(backends)}, and the report has no {target} artifact")
 
 
 # ---- against a baseline ----------------------------------------------------------------------------

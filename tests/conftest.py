@@ -43,6 +43,15 @@ def keras_cnn_check(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def torch_video_check(tmp_path_factory):
+    """The Conv3d model to TFLite by litert-torch only: parity passes, the GPU delegate refuses CONV_3D."""
+    out = tmp_path_factory.mktemp("video")
+    model, example = models.video()
+    return ondevice.check(model, example, targets=("tflite",), out_dir=out, runs=10,
+                          strategy="torch-tflite-litert"), out
+
+
+@pytest.fixture(scope="session")
 def onnx_cnn_check(tmp_path_factory, torch_cnn_check):
     """The ONNX file exported from the torch CNN, used as a source in its own right."""
     _, torch_out = torch_cnn_check

@@ -149,3 +149,37 @@ def keras_tagger():
     outputs = keras.layers.Dense(4, name="tags")(x)
     model = keras.Model(inputs, outputs)
     return model, np.random.default_rng(7).normal(size=(1, 6, 8)).astype(np.float32)
+
+
+def video():
+    """A Conv3d clip classifier (3 channels, 4 frames of 8x8): its TFLite CONV_3D has no GPU delegate kernel."""
+    torch, nn = _torch()
+
+    class Clip(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv3d(3, 4, 3, padding=1)
+            self.head = nn.Linear(4, 5)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3, 4)))
+
+    torch.manual_seed(8)
+    return Clip().eval(), torch.randn(1, 3, 4, 8, 8)
+
+
+def gelu_mlp():
+    """Linear -> tanh-GELU: the dynamo ONNX exporter emits one Gelu node (no NNAPI kernel), the TorchScript
+    exporter at opset 17 its Tanh/Pow/Mul/Add decomposition (all NNAPI ops)."""
+    torch, nn = _torch()
+
+    class Mlp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return torch.nn.functional.gelu(self.fc(x), approximate="tanh")
+
+    torch.manual_seed(9)
+    return Mlp().eval(), torch.randn(1, 8)
