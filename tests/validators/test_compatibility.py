@@ -299,7 +299,7 @@ def test_require_skips_a_strategy_whose_artifact_the_backend_refuses(tmp_path):
     assert manifest["artifacts"][0]["options"]["require"] == {"nnapi": True}
 
 
-def test_require_that_no_strategy_meets_keeps_the_artifact_and_fails(tmp_path):
+def test_require_that_no_strategy_meets_keeps_the_artifact_and_fails(tmp_path, capsys):
     from ondevice.cli import main
 
     model_file = os.path.join(os.path.dirname(models.__file__), "models.py")
@@ -311,6 +311,11 @@ def test_require_that_no_strategy_meets_keeps_the_artifact_and_fails(tmp_path):
     assert entry["options"]["require"] == {"gpu": False}
     assert [(a["strategy"], a["status"], a["reason"]) for a in entry["attempts"]] == [
         ("torch-tflite-litert", "rejected", "required backend: gpu: 5 of 6 ops, 2 partitions; unsupported: CONV_3D")]
+    # The requirement travels with the artifact: validating the folder fails the target too.
+    capsys.readouterr()
+    code = main(["validate", f"{model_file}:video", str(tmp_path), "--runs", "5", "--quiet"])
+    verdict = capsys.readouterr().out.strip().splitlines()[-1]
+    assert code == 1 and "tflite: failed: required backend: gpu: 5 of 6 ops" in verdict and "CONV_3D" in verdict
 
 
 @pytest.mark.parametrize("spec, message", [
