@@ -14,7 +14,7 @@ from . import _dynamic
 # user's error (exit 2), not a conversion failure.
 check_dynamic = _dynamic.check_dynamic
 
-TARGETS = ("onnx", "tflite", "openvino")
+TARGETS = ("onnx", "tflite", "openvino", "executorch")
 QUANTIZE = (None, "fp16", "dynamic-int8", "int8")
 INT8_KERNELS = ("portable", "vnni")
 
@@ -48,6 +48,8 @@ class Converted:
     # input name -> the axes of job.dynamic the artifact really keeps dynamic (read back from the
     # artifact or the traced program); a requested axis missing here was fixed, and a note says why.
     dynamic_kept: dict = field(default_factory=dict)
+    # What a delegating runtime took: ops per delegate and those left on portable kernels (ExecuTorch).
+    delegation: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,8 @@ def strategy(source: str, target: str, name: str, order: int, summary: str):
     return register
 
 
-ROUTE_MODULES = ("torch_onnx", "torch_openvino", "torch_tflite", "keras_onnx", "keras_openvino", "keras_tflite",
-                 "onnx_onnx", "onnx_openvino", "onnx_tflite")
+ROUTE_MODULES = ("torch_onnx", "torch_openvino", "torch_tflite", "torch_executorch", "keras_onnx", "keras_openvino",
+                 "keras_tflite", "onnx_onnx", "onnx_openvino", "onnx_tflite")
 
 
 def _load_all() -> None:
@@ -114,6 +116,14 @@ def check_target(target: str) -> str:
     if target not in TARGETS:
         raise BadInputError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     return target
+
+
+def check_route(source: str, target: str) -> None:
+    """Refuse a target that no strategy reaches from ``source`` (the user's error, exit 2)."""
+    if not strategies_for(source, target):
+        starts = sorted({s.source for s in all_strategies() if s.target == target})
+        raise BadInputError(f"no route from {source} to {target}: {target} is made from {' or '.join(starts)} "
+                            "sources only")
 
 
 # ---- quantizers: a step after the float export, one registry per (target, precision) -----------
@@ -172,7 +182,7 @@ class Quantizer:
 
 
 _QUANTIZERS: dict[str, Quantizer] = {}
-QUANTIZER_MODULES = ("quantize_onnx", "quantize_openvino", "quantize_tflite")
+QUANTIZER_MODULES = ("quantize_onnx", "quantize_openvino", "quantize_tflite", "quantize_executorch")
 
 
 def quantizer(target: str, precisions, name: str, order: int, frameworks=None, summary: str = ""):

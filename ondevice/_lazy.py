@@ -23,6 +23,9 @@ _PACKAGES = {
     "ai_edge_litert": ("ai-edge-litert", "tflite"),
     "ai_edge_litert.interpreter": ("ai-edge-litert", "tflite"),
     "tflite_runtime.interpreter": ("tflite-runtime", "tflite"),
+    "executorch": ("executorch", "executorch"),
+    "executorch.runtime": ("executorch", "executorch"),
+    "executorch.exir": ("executorch", "executorch"),
 }
 
 # Quiet the frameworks that print on import; set before any of them loads.

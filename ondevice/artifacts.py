@@ -18,7 +18,7 @@ from .runtimes import TARGET_RUNTIMES, get_runner_class
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 _RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai_edge_litert",
-                    "tflite-runtime": "tflite_runtime", "tf-lite": "tensorflow"}
+                    "tflite-runtime": "tflite_runtime", "tf-lite": "tensorflow", "executorch": "executorch"}
 
 
 def sha256_of(path: Path) -> str:
@@ -51,6 +51,7 @@ class Artifact:
     float_artifact: str | None = None   # a quantized artifact's float sibling, relative to the manifest
     calibration: dict = field(default_factory=dict)   # what an int8 artifact was calibrated on
     precision: dict = field(default_factory=dict)     # validators.precision check: requested vs found
+    delegation: dict = field(default_factory=dict)    # ops each delegate took, and those left portable
 
     def seal(self) -> None:
         """Record the hash and size of the files as they are now."""
@@ -69,6 +70,7 @@ class Artifact:
             "inputs": [{**m.to_json(), "dtype": self.input_dtypes.get(m.artifact)} for m in self.inputs],
             "outputs": [m.to_json() for m in self.outputs], "probe": self.probe, "notes": self.notes,
             "float_artifact": self.float_artifact, "calibration": self.calibration, "precision": self.precision,
+            **({"delegation": self.delegation} if self.delegation else {}),
         }
 
     @classmethod
@@ -90,7 +92,8 @@ class Artifact:
             quantize=data.get("quantize"), attempts=data.get("attempts", []),
             versions=data.get("converter_versions", {}), options=data.get("options", {}),
             probe=data.get("probe", {}), notes=data.get("notes", []), float_artifact=data.get("float_artifact"),
-            calibration=data.get("calibration", {}), precision=data.get("precision", {}))
+            calibration=data.get("calibration", {}), precision=data.get("precision", {}),
+            delegation=data["delegation"] if isinstance(data.get("delegation"), dict) else {})
 
     @classmethod
     def _external(cls, data: dict, root: Path) -> "Artifact":

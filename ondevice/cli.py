@@ -10,7 +10,10 @@ from pathlib import Path
 
 from .errors import EXIT_INTERNAL, BadInputError, OndeviceError
 
-TARGETS = ("onnx", "tflite", "openvino")
+TARGETS = ("onnx", "tflite", "openvino", "executorch")
+# What --to means when not given: ExecuTorch is opted into (it comes with its own extra, and only
+# PyTorch sources reach it).
+DEFAULT_TARGETS = ("onnx", "tflite", "openvino")
 
 
 def _targets(text: str) -> list[str]:
@@ -114,7 +117,8 @@ def _source_args(p):
 
 
 def _export_args(p):
-    p.add_argument("--to", type=_targets, default=list(TARGETS), help="comma-separated: onnx,tflite,openvino")
+    p.add_argument("--to", type=_targets, default=list(DEFAULT_TARGETS),
+                   help="comma-separated: onnx,tflite,openvino,executorch (default: onnx,tflite,openvino)")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--dynamic", type=_dynamic, action="append", default=[], metavar="NAME:AXES")
     p.add_argument("--quantize", type=_precisions, default=None, metavar="fp16,dynamic-int8,int8",

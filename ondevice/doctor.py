@@ -15,13 +15,20 @@ _CHECKS = [
     ("converter", "onnx2tf", "onnx2tf", "ONNX -> TFLite"),
     ("converter", "litert-torch", "litert_torch", "PyTorch -> TFLite"),
     ("converter", "openvino", "openvino", "any -> OpenVINO IR"),
+    ("converter", "executorch", "executorch", "PyTorch -> ExecuTorch (.pte, XNNPACK delegate)"),
     ("quantizer", "nncf", "nncf", "OpenVINO int8 (weights and static)"),
     ("quantizer", "ai-edge-quantizer", "ai_edge_quantizer", "TFLite fp16 / int8"),
+    ("quantizer", "torchao", "torchao", "ExecuTorch int8 (pt2e, XNNPACK quantizer)"),
     ("runtime", "onnxruntime", "onnxruntime", "runs .onnx"),
     ("runtime", "openvino", "openvino", "runs OpenVINO IR"),
     ("runtime", "ai-edge-litert", "ai_edge_litert", "runs .tflite (default)"),
     ("runtime", "tflite-runtime", "tflite_runtime", "runs .tflite (NumPy 1 edge boxes)"),
+    ("runtime", "executorch", "executorch", "runs .pte (XNNPACK and portable kernels)"),
 ]
+# Each target and the runtimes (modules) that can run it: one is enough.
+_TARGET_RUNTIMES = {"onnx": ("onnxruntime",), "openvino": ("openvino",), "tflite": ("ai_edge_litert", "tflite_runtime"),
+                    "executorch": ("executorch",)}
+_EXTRAS = {"onnx": "onnx", "openvino": "openvino", "tflite": "tflite", "executorch": "executorch"}
 
 
 def doctor() -> int:
@@ -37,11 +44,12 @@ def doctor() -> int:
         state = version if usable else "missing"
         print(f"{role:10} {dist:18} {state:14} {purpose}")
     _print_cpu()
-    runtimes_ok = found["onnxruntime"] and found["openvino"] and (found["ai_edge_litert"] or found["tflite_runtime"])
-    if runtimes_ok:
+    missing = [t for t, modules in _TARGET_RUNTIMES.items() if not any(found[m] for m in modules)]
+    if not missing:
         print("PASSED (a runtime for every target is installed)")
         return 0
-    print("FAILED (a target has no runtime installed; pip install 'ondevice[all]')")
+    extras = ",".join(_EXTRAS[t] for t in missing)
+    print(f"FAILED (no runtime for {', '.join(missing)}; pip install 'ondevice[{extras}]')")
     return 2
 
 

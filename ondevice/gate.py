@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import BadInputError
 from .report import STATUS_EXIT, STATUSES, Report, TargetResult
 
-TARGET_NAMES = ("onnx", "tflite", "openvino")
+TARGET_NAMES = ("onnx", "tflite", "openvino", "executorch")
 PRECISIONS = ("fp32", "fp16", "dynamic-int8", "int8")
 SELECTORS = ("target", "precision", "output")
 PARITY_KEYS = ("atol", "rtol", "min_cosine", "min_snr_db", "min_top1_agreement", "min_topk_agreement")

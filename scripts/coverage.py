@@ -2,13 +2,16 @@
 
 Each family runs ``ondevice.check`` in its own process (a converter crash costs one row, not the
 run). PyTorch and Keras families come from tests/families.py; the ONNX route is measured on the
-ONNX file each PyTorch family exported. The table is generated, never edited by hand.
+ONNX file each PyTorch family exported. The table is generated, never edited by hand. ``--to``
+measures some targets only: their table then replaces its own marked section of the page (or is
+added at its end), and the rest of the page stays as the last full run left it.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -16,10 +19,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS = ("onnx", "tflite", "openvino")
+TARGETS = ("onnx", "tflite", "openvino", "executorch")
 
 
-def measure_one(family: str, out: Path, samples: int, every: bool) -> dict:
+def _routes(framework: str, targets) -> list[str]:
+    """The targets some strategy makes from ``framework`` (ExecuTorch is reached from PyTorch only)."""
+    from converters.registry import strategies_for
+
+    return [t for t in targets if strategies_for(framework, t)]
+
+
+def measure_one(family: str, out: Path, samples: int, every: bool, targets=TARGETS) -> dict:
     """check() one family (and, for PyTorch, its ONNX export as a source); rows as JSON-able dicts.
 
     With ``every``, each strategy of each route is also forced on its own (``strategy_rows``).
@@ -31,27 +41,33 @@ def measure_one(family: str, out: Path, samples: int, every: bool) -> dict:
     model, example = FAMILIES[family]()
     framework = family.split("_", 1)[0]
     sources = [(framework, model, example)]
-    rows = _check_rows(framework, family, lambda: ondevice.check(model, example, targets=TARGETS,
+    mine = _routes(framework, targets)
+    rows = _check_rows(framework, family, lambda: ondevice.check(model, example, targets=mine,
                                                                  out_dir=out / "source", samples=samples, runs=5),
-                       out / "source")
+                       out / "source") if mine else []
+    # The ONNX source is the file the PyTorch family exported: export one when ONNX itself is not measured.
     onnx_file = out / "source" / "model.onnx"
-    if framework == "torch" and onnx_file.exists():
+    if framework == "torch" and _routes("onnx", targets) and not onnx_file.exists():
+        ondevice.export(model, example, targets=["onnx"], out_dir=out / "onnx_source")
+        onnx_file = out / "onnx_source" / "model.onnx"
+    if framework == "torch" and onnx_file.exists() and _routes("onnx", targets):
         sources.append(("onnx", str(onnx_file), None))
-        rows += _check_rows("onnx", family, lambda: ondevice.check(str(onnx_file), targets=TARGETS,
+        rows += _check_rows("onnx", family, lambda: ondevice.check(str(onnx_file), targets=_routes("onnx", targets),
                                                                    out_dir=out / "onnx", samples=samples, runs=5),
                             out / "onnx")
-    strategy_rows = [row for kind, m, ex in sources for row in _every_strategy(kind, family, m, ex, out, samples)
-                     ] if every else []
+    strategy_rows = [row for kind, m, ex in sources
+                     for row in _every_strategy(kind, family, m, ex, out, samples, targets)] if every else []
     return {"rows": rows, "strategy_rows": strategy_rows}
 
 
-def _every_strategy(framework: str, family: str, model, example, out: Path, samples: int) -> list[dict]:
+def _every_strategy(framework: str, family: str, model, example, out: Path, samples: int,
+                    targets=TARGETS) -> list[dict]:
     """Each strategy of each route from ``framework``, forced alone: its error or why it failed."""
     import ondevice
     from converters.registry import strategies_for
 
     rows = []
-    for target in TARGETS:
+    for target in targets:
         for strategy in strategies_for(framework, target):
             started = time.perf_counter()
             report = ondevice.check(model, example, targets=[target], out_dir=out / "forced" / strategy.name,
@@ -82,12 +98,14 @@ def _check_rows(framework: str, family: str, run, out: Path) -> list[dict]:
     return rows
 
 
-def run_all(families: list[str], samples: int, timeout: int, every: bool) -> tuple[list[dict], list[dict]]:
+def run_all(families: list[str], samples: int, timeout: int, every: bool,
+            targets=TARGETS) -> tuple[list[dict], list[dict]]:
     """One subprocess per family; a crash or timeout becomes an error row for each target."""
     rows, strategy_rows = [], []
     for family in families:
         with tempfile.TemporaryDirectory(prefix=f"coverage-{family}-") as tmp:
-            cmd = [sys.executable, __file__, "--one", family, "--out", tmp, "--samples", str(samples)]
+            cmd = [sys.executable, __file__, "--one", family, "--out", tmp, "--samples", str(samples),
+                   "--to", ",".join(targets)]
             cmd += ["--every-strategy"] if every else []
             print(f"{family} ...", file=sys.stderr, flush=True)
             try:
@@ -101,7 +119,7 @@ def run_all(families: list[str], samples: int, timeout: int, every: bool) -> tup
                 found, reason = None, f"timed out after {timeout} s"
         rows += found or [{"family": family.split("_", 1)[1], "source": family.split("_", 1)[0], "target": t,
                            "status": "error", "strategy": None, "max_abs_err": None, "error": reason,
-                           "attempts": [], "seconds": None} for t in TARGETS]
+                           "attempts": [], "seconds": None} for t in _routes(family.split("_", 1)[0], targets)]
         for row in found or []:
             print(f"  {row['source']:5} {row['target']:8} {row['status']:16} {row['strategy']} "
                   f"{row['max_abs_err']}", file=sys.stderr, flush=True)
@@ -112,7 +130,7 @@ def _versions() -> dict:
     from ondevice._lazy import package_versions
 
     return package_versions("torch", "tensorflow", "keras", "onnx", "onnxruntime", "openvino", "onnx2tf",
-                            "tf2onnx", "litert-torch", "ai-edge-litert", "onnxsim")
+                            "tf2onnx", "litert-torch", "ai-edge-litert", "onnxsim", "executorch")
 
 
 def _commit() -> str:
@@ -163,10 +181,11 @@ def render_strategies(rows: list[dict]) -> list[str]:
     return lines
 
 
-def render(rows: list[dict], command: str, samples: int, strategy_rows: list[dict] = ()) -> str:
+def render(rows: list[dict], command: str, samples: int, strategy_rows: list[dict] = (),
+           title: str = "Coverage: every model family through every route") -> str:
     """The Markdown page: the table, then every rejected strategy with its reason."""
     passed = sum(r["status"] == "passed" for r in rows)
-    lines = ["# Coverage: every model family through every route", "",
+    lines = [f"# {title}", "",
              f"Generated by `{command}` at commit {_commit()} on {time.strftime('%Y-%m-%d')} "
              f"(Python {platform.python_version()}, "
              f"{platform.machine()}, CPU); do not edit by hand. Each row is one `ondevice.check` at float32 "
@@ -194,9 +213,31 @@ def render(rows: list[dict], command: str, samples: int, strategy_rows: list[dic
     return "\n".join(lines)
 
 
+def _targets(text: str) -> tuple:
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [t for t in names if t not in TARGETS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown targets {unknown}; known: {', '.join(TARGETS)}")
+    return names
+
+
+def merge_section(page: str, key: str, block: str) -> str:
+    """``page`` with its section for ``key`` (between marker comments) replaced by ``block``, or added at the end."""
+    start, end = f"<!-- coverage {key} -->", f"<!-- /coverage {key} -->"
+    # One heading level down: the section sits under the page's own title.
+    section = f"{start}\n" + re.sub(r"^(#+) ", r"#\1 ", block.strip(), flags=re.M) + f"\n{end}\n"
+    found = re.search(re.escape(start) + r".*?" + re.escape(end) + r"\n?", page, flags=re.S)
+    if found:
+        return page[:found.start()] + section + page[found.end():]
+    return page.rstrip("\n") + "\n\n" + section
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("families", nargs="*", help="family names from tests/families.py (default: all)")
+    parser.add_argument("--to", type=_targets, default=TARGETS,
+                        help=f"comma-separated targets to measure (default: {','.join(TARGETS)}); a subset "
+                             "replaces its own section of the page")
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per family")
     parser.add_argument("-o", "--output", default=str(ROOT / "docs" / "coverage.md"))
@@ -207,7 +248,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(measure_one(args.one, Path(args.out), args.samples, args.every_strategy)))
+        print(json.dumps(measure_one(args.one, Path(args.out), args.samples, args.every_strategy, args.to)))
         return 0
     sys.path.insert(0, str(ROOT))
     from tests.families import FAMILIES
@@ -215,9 +256,18 @@ def main(argv=None) -> int:
     unknown = [f for f in args.families if f not in FAMILIES]
     if unknown:
         parser.error(f"unknown families {unknown}; known: {', '.join(FAMILIES)}")
-    rows, strategy_rows = run_all(args.families or list(FAMILIES), args.samples, args.timeout, args.every_strategy)
-    command = " ".join(["scripts/coverage", *(["--every-strategy"] if args.every_strategy else []), *args.families])
-    Path(args.output).write_text(render(rows, command, args.samples, strategy_rows))
+    rows, strategy_rows = run_all(args.families or list(FAMILIES), args.samples, args.timeout, args.every_strategy,
+                                  args.to)
+    subset = set(args.to) != set(TARGETS)
+    command = " ".join(["scripts/coverage", *(["--every-strategy"] if args.every_strategy else []),
+                        *([f"--to {','.join(args.to)}"] if subset else []), *args.families])
+    output = Path(args.output)
+    if subset:
+        title = f"Coverage: {', '.join(args.to)}"
+        block = render(rows, command, args.samples, strategy_rows, title)
+        output.write_text(merge_section(output.read_text() if output.exists() else "", ",".join(args.to), block))
+    else:
+        output.write_text(render(rows, command, args.samples, strategy_rows))
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "strategy_rows": strategy_rows}, indent=1))
     print(f"wrote {args.output}: {sum(r['status'] == 'passed' for r in rows)} of {len(rows)} passed", file=sys.stderr)

@@ -8,10 +8,11 @@ what was requested.
 Classification, the same for every format:
 
 - ``int8``: activations are quantized with ranges fixed at conversion (TFLite int8/uint8/int16
-  activation tensors with a scale, ONNX QuantizeLinear nodes, IR FakeQuantize layers);
+  activation tensors with a scale, ONNX QuantizeLinear nodes, IR FakeQuantize layers, ExecuTorch
+  qint8 values in an XNNPACK graph or quantize_per_tensor kernels);
 - ``dynamic-int8``: int8 (or uint8/int4) weights but float activations, quantized per call if at
-  all (ONNX DynamicQuantizeLinear/MatMulInteger, IR u8/i8 weight constants);
-- ``fp16``: float16 weight constants and no integer weights;
+  all (ONNX DynamicQuantizeLinear/MatMulInteger, IR u8/i8 weight constants, XNNPACK qdint8 values);
+- ``fp16``: float16 weight constants and no integer weights (or, in a .pte, float16 activations);
 - ``fp32``: none of the above.
 """
 from __future__ import annotations
@@ -243,13 +244,50 @@ def _has_scale(tensor) -> bool:
     return q is not None and q.scale is not None and len(q.scale) > 0
 
 
+# ---- ExecuTorch -------------------------------------------------------------------------------
+
+def _inspect_pte(path: Path) -> PrecisionInfo:
+    """A .pte's constants and activations, inside its XNNPACK delegates as well as outside them.
+
+    XNNPACK's fp16 convolutions keep fp32 weights in the file (converted at load) while computing in
+    fp16, so float16 activations count as fp16 evidence beside float16 weights.
+    """
+    import numpy as np
+
+    from ._pte import read_program
+
+    program = read_program(path)
+    evidence = dict(program.activations)
+    static = any(op.startswith("quantized_decomposed.quantize_per_tensor") for op in program.kernels) \
+        or bool(program.activations.get("int8 activations") or program.activations.get("uint8 activations"))
+    dynamic = bool(program.activations.get("dynamically quantized activations")) or any(
+        "choose_qparams" in op for op in program.kernels)
+    for op, count in program.kernels.items():
+        if op.startswith("quantized_decomposed."):
+            evidence[op] = count
+    for dtype in ("float16", *_INT_WEIGHTS):
+        if program.constants.get(dtype):
+            evidence[f"{dtype} constants"] = program.constants[dtype]
+    weights = _float_weights(Counter(program.constants))
+    precision = _classify(weights, static, dynamic)
+    if precision == "fp32" and program.activations.get("float16 activations"):
+        precision = "fp16"
+    int8_max = None
+    for data in program.int8_weights:
+        if len(data) > _MIN_WEIGHT_ELEMENTS:
+            int8_max = _int_max(int8_max, np.frombuffer(data, dtype=np.int8))
+    return PrecisionInfo("executorch", precision, dict(program.constants), evidence, dict(program.io_dtypes),
+                         int8_max)
+
+
 # ---- public ----------------------------------------------------------------------------------
 
-_INSPECTORS = {"onnx": _inspect_onnx, "openvino": _inspect_ir, "tflite": _inspect_tflite}
+_INSPECTORS = {"onnx": _inspect_onnx, "openvino": _inspect_ir, "tflite": _inspect_tflite,
+               "executorch": _inspect_pte}
 
 
 def inspect(path, target: str) -> PrecisionInfo:
-    """Read ``path`` (an .onnx, .tflite or IR .xml) and return the precision it really has."""
+    """Read ``path`` (an .onnx, .tflite, IR .xml or .pte) and return the precision it really has."""
     if target not in _INSPECTORS:
         raise ValueError(f"unknown target {target!r}; known: {', '.join(_INSPECTORS)}")
     return _INSPECTORS[target](Path(path))

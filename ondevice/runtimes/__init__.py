@@ -6,12 +6,14 @@ TARGET_RUNTIMES = {
     "onnx": ("onnxruntime",),
     "openvino": ("openvino",),
     "tflite": ("litert", "tflite-runtime", "tf-lite"),
+    "executorch": ("executorch",),
 }
 SOURCE_RUNTIMES = {"torch": "torch", "keras": "keras", "onnx": "onnxruntime"}
 
 
 def _load_all() -> None:
-    from . import keras_runner, litert_runner, onnxruntime_runner, openvino_runner, torch_runner  # noqa: F401
+    from . import (executorch_runner, keras_runner, litert_runner, onnxruntime_runner,  # noqa: F401
+                   openvino_runner, torch_runner)
 
 
 __all__ = ["Runner", "get_runner_class", "register_runner", "TARGET_RUNTIMES", "SOURCE_RUNTIMES"]

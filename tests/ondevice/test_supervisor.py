@@ -89,7 +89,8 @@ def test_usage_error_through_the_console_ends_with_the_verdict(tmp_path):
     proc = ondevice("check", "m.onnx", "-o", tmp_path / "o", "--to", "unknown")
     assert proc.returncode == 2
     assert last_line(proc.stdout) == ("FAILED (bad invocation: ondevice check: argument --to: unknown target(s) "
-                                      "unknown; choose from onnx, tflite, openvino; see ondevice check --help)")
+                                      "unknown; choose from onnx, tflite, openvino, executorch; "
+                                      "see ondevice check --help)")
     assert "usage:" in proc.stderr
 
 
