@@ -78,6 +78,7 @@ def measure_artifact(out_dir: str, index: int, samples_path: str, outputs_path: 
     from validators import latency
 
     from .artifacts import ArtifactRunner, Artifacts
+    from .zoo.timing import alone
 
     artifact = Artifacts.load(out_dir, verify=False, external_ok=external).items[index]
     baseline = _rss_mb()
@@ -96,7 +97,8 @@ def measure_artifact(out_dir: str, index: int, samples_path: str, outputs_path: 
     parity_s = time.perf_counter() - start
     feeds = runner.feeds(samples[0])
     start = time.perf_counter()
-    timing = latency.measure(runner.runner.timed_call(feeds), threads, runs, warmup, budget_s).to_json()
+    with alone():   # in a zoo run, every other model is stopped while this one is timed
+        timing = latency.measure(runner.runner.timed_call(feeds), threads, runs, warmup, budget_s).to_json()
     timing["load_ms"] = load_ms
     stages = {"load": load_ms / 1e3, "parity_run": parity_s, "latency": time.perf_counter() - start}
     return {"runtime": runner.runtime, "latency": timing, "stages": stages,
