@@ -26,6 +26,7 @@ _PACKAGES = {
     "executorch": ("executorch", "executorch"),
     "executorch.runtime": ("executorch", "executorch"),
     "executorch.exir": ("executorch", "executorch"),
+    "ray": ("ray", "zoo"),
 }
 
 # Quiet the frameworks that print on import; set before any of them loads.

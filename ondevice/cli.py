@@ -100,6 +100,10 @@ def _dynamic(text: str) -> tuple[str, list[int]]:
 
 def _source_args(p):
     p.add_argument("source", help="file.py:factory, package.module:factory, model.keras|.h5|.pt2|.pt|.onnx")
+    _source_options(p)
+
+
+def _source_options(p):
     p.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE[:DTYPE]",
                    help="input name, shape (1x3x224x224) and dtype (default float32); repeat per input")
     p.add_argument("--trust-pickle", action="store_true",
@@ -223,7 +227,107 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="OUT", help="write the divergence (every layer) as JSON")
     p.add_argument("--all", action="store_true", help="print every paired layer, not the first 40")
     sub.add_parser("doctor", help="which frameworks, converters and runtimes are usable")
+    _zoo_parser(sub)
     return parser
+
+
+# ---- zoo: many models, each with check's options ----------------------------------------------------
+
+# check options the zoo command keeps for itself (the others apply to every model, where silent).
+_ZOO_OWN = ("out", "timeout", "quiet")
+
+
+class _OptionsParser(_Parser):
+    """check's options read from a zoo file: a bad one is the zoo file's error (exit 2, one line)."""
+
+    def error(self, message):
+        raise BadInputError(message)
+
+
+def _check_options(p, given_only: bool) -> None:
+    """Every option of check (no SOURCE); ``given_only``: absent from the result unless given."""
+    _source_options(p)
+    _export_args(p)
+    _validate_args(p, report_default=False)
+    if given_only:
+        for action in p._actions:
+            if action.dest not in (*_ZOO_OWN, "help"):
+                action.default = argparse.SUPPRESS
+
+
+def _model_options():
+    """(parse, defaults): a zoo model's option tokens parsed as check parses them, and check's defaults."""
+    given, full = _OptionsParser(prog="zoo", add_help=False), _OptionsParser(prog="zoo", add_help=False)
+    _check_options(given, given_only=True)
+    _check_options(full, given_only=False)
+
+    def parse(tokens: list, where: str) -> dict:
+        try:
+            options = vars(given.parse_args([*tokens, "-o", "-"]))
+        except BadInputError as exc:
+            raise BadInputError(f"{where}: {exc}") from None
+        return {k: v for k, v in options.items() if k not in _ZOO_OWN}
+
+    defaults = {k: v for k, v in vars(full.parse_args(["-o", "-"])).items() if k not in _ZOO_OWN}
+    return parse, defaults
+
+
+def _zoo_parser(sub) -> None:
+    p = sub.add_parser("zoo", help="check every model of a zoo in parallel, resumable and cached; writes a scorecard")
+    p.add_argument("zoo", help="ZOO.toml ([[model]] tables with source = ... and check's options) or a Python "
+                               "module with a MODELS list")
+    _check_options(p, given_only=True)
+    p.add_argument("--workers", type=_int_at_least(1), default=1,
+                   help="models checked at once (conversions overlap; latency is always measured alone)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the models OUT/zoo-status.json records as finished with the same source and options")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local processes, or Ray tasks (pip install 'ondevice[zoo]')")
+    p.add_argument("--address", default=None,
+                   help="join this Ray cluster (auto, or HOST:PORT of its head) instead of starting a private one")
+    p.add_argument("--baseline", default=None, metavar="PREVIOUS/scorecard.json",
+                   help="a previous zoo's scorecard: flag models and targets that regressed against it")
+    p.add_argument("--timeout-per-model", type=_seconds, default=1800.0, metavar="SECONDS",
+                   help="stop a model after this long running (default 1800); it fails, the others go on")
+    p.add_argument("--memory-per-model", type=_int_at_least(64), default=None, metavar="MiB",
+                   help="stop a model whose processes together hold more resident memory than this")
+    p.add_argument("--cache", default=None, metavar="FOLDER",
+                   help="the conversion cache (default OUT/.cache); share one folder between runs and output folders")
+    p.add_argument("--no-cache", action="store_true", help="convert every model, and keep nothing for next time")
+
+
+def cmd_zoo(args) -> int:
+    from ._lazy import available
+    from .errors import MissingDependency
+    from .zoo import scorecard
+    from .zoo.config import load_zoo
+    from .zoo.process import Limits
+    from .zoo.runner import Interrupted, ZooOptions, run_zoo
+
+    if args.address and args.executor != "ray":
+        raise BadInputError("--address names a Ray cluster: add --executor ray")
+    if args.executor == "ray" and not available("ray"):
+        raise MissingDependency("ray is not installed; install it with: pip install 'ondevice[zoo]' (package ray)")
+    parse, defaults = _model_options()
+    zoo = load_zoo(args.zoo, parse)
+    given = {k: v for k, v in vars(args).items() if k in defaults}
+    out = Path(args.out)
+    cache = None if args.no_cache else Path(args.cache) if args.cache else out / ".cache"
+    opts = ZooOptions(out, args.workers, args.resume, args.executor, args.address, args.baseline,
+                      Limits(args.timeout_per_model, args.memory_per_model), cache, args.quiet,
+                      bool(given.get("keep_work")))
+    try:
+        card, path = run_zoo(zoo, {**defaults, **given}, opts)
+    except Interrupted as exc:
+        print(_one_line(f"FAILED ({exc})"), flush=True)
+        return 130
+    for model in card["models"] if not args.quiet else ():
+        print(_one_line(f"{model['name']:24} {model['state']:16} {model.get('seconds') or 0:7.1f} s  "
+                        f"{model['verdict'] if model['exit_code'] else ''}".rstrip()))
+    for failure in (card.get("baseline") or {}).get("failures", []):
+        print(_one_line(f"baseline: FAIL {failure['line']}"))
+    print(_one_line(scorecard.verdict(card, path)), flush=True)
+    return card["exit_code"]
 
 
 def main(argv=None) -> int:
@@ -597,7 +701,7 @@ def cmd_doctor(args) -> int:
 
 
 COMMANDS = {"export": cmd_export, "validate": cmd_validate, "check": cmd_check, "report": cmd_report,
-            "gate": cmd_gate, "doctor": cmd_doctor, "explain": cmd_explain}
+            "gate": cmd_gate, "doctor": cmd_doctor, "explain": cmd_explain, "zoo": cmd_zoo}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,148 @@
+"""One model of a zoo run, in a process of its own: load, export (or restore from the cache), validate, gate.
+
+Started as ``python -m ondevice.zoo.job REQUEST.json`` by ``process.run_job``; it writes the model's
+outcome (exit code, verdict line, cache use) to the request's ``result`` path atomically and exits with
+the exit code, skipping interpreter teardown. Whatever it cannot say (a crash, a hang, memory) its
+supervisor says for it. It ends itself when its supervisor dies, so an interrupted run leaves nothing running.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from ..errors import EXIT_INTERNAL, OndeviceError
+
+
+def main(request_path: str) -> None:
+    request = json.loads(Path(request_path).read_text())
+    _die_with_parent(os.getppid())
+    started = time.monotonic()
+    try:
+        outcome = run_model(request)
+    except OndeviceError as exc:
+        outcome = {"exit_code": exc.exit_code, "verdict": f"FAILED ({exc})"}
+    except SystemExit as exc:
+        outcome = {"exit_code": EXIT_INTERNAL,
+                   "verdict": f"FAILED (user code called sys.exit({exc.code!r}) during the run; nothing was checked)"}
+    except Exception as exc:
+        traceback.print_exc()
+        outcome = {"exit_code": EXIT_INTERNAL, "verdict": f"FAILED (internal error: {type(exc).__name__}: {exc})"}
+    outcome["seconds"] = round(time.monotonic() - started, 3)
+    _write_atomic(Path(request["result"]), json.dumps(outcome, indent=2))
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(outcome["exit_code"])
+
+
+def run_model(request: dict) -> dict:
+    """``check`` of one model with the zoo's conversion cache; returns exit code, verdict and cache use."""
+    from .. import progress
+    from .._paths import REPORT_FILES, clear_previous, output_folder
+    from .._scratch import run_scratch
+    from ..api import _source
+    from ..gate import load_policy
+    from ..pipeline import default_threads, run_facts
+
+    opts, out = request["options"], Path(request["out"])
+    started = time.perf_counter()
+    with progress.reporting(enabled=True), run_scratch(out, opts.get("keep_work", False)):
+        clear_previous(output_folder(out), (*REPORT_FILES, "manifest.json"))
+        policy = load_policy(opts["policy"]) if opts.get("policy") else None
+        source = _source(request["source"], None, opts.get("input") or [], opts.get("trust_pickle", False),
+                         opts.get("trust_graph", False))
+        threads = opts.get("threads") or default_threads()
+        artifacts, cached = _export(source, opts, out, request.get("cache"), threads)
+        report = _validate(source, artifacts, opts, threads)
+        report.run = {**run_facts(started), "validate_s": report.run.get("wall_s")}
+        if cached is not None:
+            report.run["cache"] = cached
+            for target in report.targets:
+                if cached.get("hit") and target.artifact:
+                    target.notes.append(f"artifact from the conversion cache (key {cached['key'][:16]})")
+        return _publish(report, policy, out / "report.json", cached)
+
+
+def _export(source, opts: dict, out: Path, cache_dir, threads: int):
+    """The export's Artifacts, from the cache when it holds this key; (artifacts, cache record or None)."""
+    from .. import progress
+    from .._scratch import remove_previous_artifacts
+    from ..artifacts import Artifacts
+    from . import cache
+
+    if not cache_dir:
+        return _convert(source, opts, out, threads), None
+    key, parts = cache.key_for(source, opts)
+    remove_previous_artifacts(out, keep=[source.path] if source.path else [])
+    record = cache.restore(cache_dir, key, out)
+    if record is not None:
+        progress.stage("cache", f"artifacts restored from the conversion cache ({key[:16]})")
+        return Artifacts.load(out), {"hit": True, "key": key, "created": record.get("created")}
+    artifacts = _convert(source, opts, out, threads)
+    stored = cache.store(cache_dir, key, parts, artifacts)
+    return artifacts, {"hit": False, "key": key, "stored": stored is not None}
+
+
+def _convert(source, opts: dict, out: Path, threads: int):
+    from ..exporter import export_source
+
+    return export_source(source, opts["to"], out, quantize=opts.get("quantize"), strategy=opts.get("strategy"),
+                         dynamic=dict(opts.get("dynamic") or []), calibration=opts.get("calibration"),
+                         threads=threads, int8_io=opts.get("int8_io", False),
+                         int8_kernels=opts.get("int8_kernels", "portable"), require=opts.get("require") or [])
+
+
+def _validate(source, artifacts, opts: dict, threads: int):
+    from ..api import _tolerance
+    from ..pipeline import validate_artifacts
+
+    return validate_artifacts(source, artifacts, opts.get("samples", 8), opts.get("seed", 0), opts.get("inputs"),
+                              _tolerance(opts.get("atol"), opts.get("rtol")), threads, opts.get("runs", 50),
+                              allow_inconclusive=opts.get("allow_inconclusive", False),
+                              allow_precision_change=opts.get("allow_precision_change", False),
+                              emulate_cpu=not opts.get("no_emulate_cpu", False),
+                              explain=not opts.get("no_explain", False))
+
+
+def _publish(report, policy, path: Path, cached) -> dict:
+    """report.json (+ gate.json with a policy) and the readable forms; the model's exit code and verdict."""
+    from ..gate import run_gate
+    from ..render import write_readable
+
+    report.write(path)
+    gate = run_gate(report, policy, None, path) if policy is not None else None
+    if gate is not None:
+        gate.write(path.with_name("gate.json"))
+    write_readable(report, path, gate)
+    if gate is None or gate.passed:
+        return {"exit_code": report.exit_code, "verdict": report.verdict(path), "cache": cached}
+    reasons = "; ".join([*report.failures(), gate.summary()])
+    return {"exit_code": max(report.exit_code, gate.exit_code), "verdict": f"FAILED ({reasons}) - report: {path}",
+            "cache": cached}
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this model's whole process group when the supervisor that started it is gone (killed, Ctrl-C)."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.killpg(os.getpgrp(), 9)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    from .._lazy import quiet_environment
+
+    quiet_environment()
+    main(sys.argv[1])
