@@ -72,9 +72,9 @@ def to_dynamic_int8(job: QuantizeJob) -> Converted:
     return Converted(out, versions=package_versions("onnx", "onnxruntime"), notes=[_kernels_note(job)])
 
 
-@quantizer("onnx", "int8", "onnx-static-qdq", order=10,
+@quantizer("onnx", "int8", "onnx-static-qdq", order=10, keeps_float=True,
            summary="onnxruntime quantize_static: QDQ format, int8 activations (MinMax over the calibration set) "
-                   "and per-channel int8 weights")
+                   "and per-channel int8 weights; --keep-float nodes through nodes_to_exclude")
 def to_static_int8(job: QuantizeJob) -> Converted:
     """Static QDQ int8 after onnxruntime's pre-processing (shape inference and graph optimisation)."""
     q = require("onnxruntime.quantization")
@@ -84,14 +84,17 @@ def to_static_int8(job: QuantizeJob) -> Converted:
     out = job.output_path(".onnx")
     static = job.workdir / "static.onnx"
     notes = [f"calibrated on {len(job.calibration)} samples (MinMax)", _kernels_note(job)]
+    excluded = _excluded(job, source)
+    if excluded:
+        notes.append(f"kept in float (nodes_to_exclude): {', '.join(excluded)}")
     try:
         q.quantize_static(str(source), str(static), _reader(q, job.calibration), quant_format=q.QuantFormat.QDQ,
                           per_channel=True, reduce_range=_reduce_range(job), activation_type=q.QuantType.QInt8,
-                          weight_type=q.QuantType.QInt8)
+                          weight_type=q.QuantType.QInt8, nodes_to_exclude=excluded)
         if _has_op(static, "LSTM"):
             # QDQ has no LSTM: without this its weights would stay float32 in an "int8" model.
             q.quantize_dynamic(str(static), str(out), weight_type=q.QuantType.QInt8, op_types_to_quantize=["LSTM"],
-                               reduce_range=_reduce_range(job))
+                               reduce_range=_reduce_range(job), nodes_to_exclude=excluded)
             notes.append("LSTM ops have no static int8 form: int8 weights, activations quantized per call")
         else:
             static.replace(out)
@@ -101,6 +104,25 @@ def to_static_int8(job: QuantizeJob) -> Converted:
     if source == job.float_artifact.path:
         notes.append("onnxruntime pre-processing failed; quantized the float model as exported")
     return Converted(out, versions=package_versions("onnx", "onnxruntime"), notes=notes)
+
+
+def _excluded(job: QuantizeJob, model_path: Path) -> list[str]:
+    """job.keep_float (node names of the float artifact) as node names of the model quantized.
+
+    Pre-processing keeps node names as a rule; a node it renamed is found by the tensors it writes.
+    """
+    if not job.keep_float:
+        return []
+    onnx = require("onnx")
+    float_graph = onnx.load(str(job.float_artifact.path), load_external_data=False).graph
+    wanted = set(job.keep_float)
+    outputs = {o for node in float_graph.node if node.name in wanted for o in node.output if o}
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    found = [node.name for node in graph.node if node.name and (node.name in wanted or outputs & set(node.output))]
+    if not found:
+        raise StrategyFailed("none of the nodes to keep in float is in the model quantized: "
+                             f"{', '.join(sorted(wanted))}")
+    return found
 
 
 def _reduce_range(job: QuantizeJob) -> bool:

@@ -41,8 +41,9 @@ def to_int8_weights(job: QuantizeJob) -> Converted:
     return _nncf(job, "compress")
 
 
-@quantizer("openvino", "int8", "openvino-nncf-quantize", order=10,
-           summary="nncf.quantize: int8 weights and activations (FakeQuantize), MinMax ranges over the calibration set")
+@quantizer("openvino", "int8", "openvino-nncf-quantize", order=10, keeps_float=True,
+           summary="nncf.quantize: int8 weights and activations (FakeQuantize), MinMax ranges over the calibration "
+                   "set; --keep-float ops through ignored_scope")
 def to_int8(job: QuantizeJob) -> Converted:
     """Post-training int8 quantization calibrated on the job's samples."""
     if not job.calibration:
@@ -57,7 +58,7 @@ def _nncf(job: QuantizeJob, mode: str) -> Converted:
     samples = job.workdir / "calibration.npz"
     save_samples(samples, job.calibration)
     kwargs = {"xml": str(job.float_artifact.path), "out": str(out), "mode": mode, "samples_path": str(samples),
-              "input_names": job.input_names, "overflow_fix": _overflow_fix(job)}
+              "input_names": job.input_names, "overflow_fix": _overflow_fix(job), "ignored": list(job.keep_float)}
     try:
         call_isolated("converters.quantize_openvino:nncf_worker", kwargs, timeout=_TIMEOUT_S, env=_NNCF_ENV)
     except IsolatedFailure as exc:
@@ -66,6 +67,8 @@ def _nncf(job: QuantizeJob, mode: str) -> Converted:
         raise StrategyFailed(f"NNCF {mode} failed: {exc.reason}") from None
     notes = [f"calibrated on {len(job.calibration)} samples (MinMax ranges)", _OVERFLOW_NOTES[_overflow_fix(job)]] \
         if mode == "quantize" else []
+    if job.keep_float:
+        notes.append(f"kept in float (ignored_scope): {', '.join(job.keep_float)}")
     return Converted(out, files=_ir_files(out), versions=package_versions("openvino", "nncf"), notes=notes)
 
 
@@ -84,8 +87,9 @@ def _overflow_fix(job: QuantizeJob) -> str:
 
 
 def nncf_worker(xml: str, out: str, mode: str, samples_path: str, input_names: list,
-                overflow_fix: str = "enable") -> None:
-    """Runs in a fresh process: quantize or compress the IR at ``xml`` and save it at ``out`` (f32 kept)."""
+                overflow_fix: str = "enable", ignored: list | None = None) -> None:
+    """Runs in a fresh process: quantize or compress the IR at ``xml`` and save it at ``out`` (f32 kept);
+    ops named in ``ignored`` (friendly names) get no FakeQuantize on their inputs and keep float weights."""
     from pathlib import Path
 
     from ondevice.worker import load_samples_file
@@ -105,7 +109,10 @@ def nncf_worker(xml: str, out: str, mode: str, samples_path: str, input_names: l
         advanced = AdvancedQuantizationParameters(
             activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
             overflow_fix=OverflowFix.ENABLE if overflow_fix == "enable" else OverflowFix.DISABLE)
-        model = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds), advanced_parameters=advanced)
+        # validate=False: a friendly name NNCF folded away (a bias Add merged into its MatMul) is not an error.
+        scope = nncf.IgnoredScope(names=list(ignored), validate=False) if ignored else None
+        model = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds), advanced_parameters=advanced,
+                              ignored_scope=scope)
     # An int8 IR keeps its remaining float constants in f32: fp16 would be a second, unasked change.
     ov.save_model(model, out, compress_to_fp16=False)
 

@@ -10,6 +10,7 @@ Full-integer models keep float32 inputs and outputs (quantize/dequantize at the 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ondevice._isolate import IsolatedFailure, call_isolated
@@ -112,20 +113,26 @@ def _io_note(job: QuantizeJob) -> list[str]:
 
 # ---- any source: ai-edge-quantizer on the float .tflite ---------------------------------------
 
-@quantizer("tflite", ("fp16", "dynamic-int8", "int8"), "tflite-ai-edge-quantizer", order=20,
+@quantizer("tflite", ("fp16", "dynamic-int8", "int8"), "tflite-ai-edge-quantizer", order=20, keeps_float=True,
            summary="ai-edge-quantizer on the float .tflite: fp16 weights, int8 dynamic, or static int8 "
-                   "weights and activations calibrated on the samples (subprocess)")
+                   "weights and activations calibrated on the samples (subprocess); --keep-float ops through "
+                   "a no_quantize recipe entry per op")
 def edge_quantizer(job: QuantizeJob) -> Converted:
     """Quantize the float .tflite with an ai-edge-quantizer recipe for the precision."""
     out = job.output_path(".tflite")
     kwargs = {"float_path": str(job.float_artifact.path), "out_path": str(out), "precision": job.precision,
-              "samples_path": _save_calibration(job), "int8_io": job.int8_io}
+              "samples_path": _save_calibration(job), "int8_io": job.int8_io, "keep_float": list(job.keep_float)}
     _isolated("converters.quantize_tflite:edge_worker", kwargs, "ai-edge-quantizer")
-    return Converted(out, versions=package_versions("ai-edge-quantizer", "ai-edge-litert"), notes=_io_note(job))
+    notes = _io_note(job)
+    if job.keep_float:
+        notes.append(f"kept in float (no_quantize recipe entries): {', '.join(job.keep_float)}")
+    return Converted(out, versions=package_versions("ai-edge-quantizer", "ai-edge-litert"), notes=notes)
 
 
-def edge_worker(float_path: str, out_path: str, precision: str, samples_path: str | None, int8_io: bool) -> None:
-    """Runs in a fresh process: apply the precision's recipe and write ``out_path``."""
+def edge_worker(float_path: str, out_path: str, precision: str, samples_path: str | None, int8_io: bool,
+                keep_float: list | None = None) -> None:
+    """Runs in a fresh process: apply the precision's recipe and write ``out_path``; the ops whose first
+    output tensor is named in ``keep_float`` stay float (DEQUANTIZE before them, QUANTIZE after)."""
     aeq = require("ai_edge_quantizer.quantizer")
     recipe = require("ai_edge_quantizer.recipe")
     qtyping = require("ai_edge_quantizer.qtyping")
@@ -138,7 +145,12 @@ def edge_worker(float_path: str, out_path: str, precision: str, samples_path: st
         qt = aeq.Quantizer(float_path, recipe.dynamic_wi8_afp32())
     else:
         qt = aeq.Quantizer(float_path, recipe.static_wi8_ai8())
-        calibration = _min_max_ranges(float_path, recipe.static_wi8_ai8(), _load(samples_path))
+        for name in keep_float or ():
+            # An op's scope is its output tensor names, each followed by ";"; the last matching entry wins.
+            qt.update_quantization_recipe(regex=f"(^|;){re.escape(name)};",
+                                          operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                          algorithm_key=aeq.AlgorithmName.NO_QUANTIZE)
+        calibration = _min_max_ranges(float_path, qt.get_quantization_recipe(), _load(samples_path))
     qt.quantize(calibration, enable_progress_report=False).export_model(out_path, overwrite=True)
     if precision == "int8" and not int8_io:
         # ai-edge-quantizer quantizes the graph's inputs and outputs themselves; put float edges back.

@@ -157,6 +157,9 @@ class QuantizeJob:
     # "portable": int8 that holds on every x86 CPU (7-bit weights for onnxruntime, NNCF overflow fix);
     # "vnni": 8-bit weights, exact only where int8 dot products accumulate in 32 bits (VNNI, AMX).
     int8_kernels: str = "portable"
+    # Nodes of the float artifact to leave unquantized (--keep-float), by the name the target's quantizer
+    # takes: ONNX node names, OpenVINO friendly names, TFLite op output tensor names.
+    keep_float: tuple = ()
 
     @property
     def input_names(self) -> list[str]:
@@ -179,13 +182,15 @@ class Quantizer:
     order: int
     frameworks: tuple | None = None   # source frameworks it serves; None: any
     summary: str = ""
+    keeps_float: bool = False         # honours QuantizeJob.keep_float (leaves those nodes in float)
 
 
 _QUANTIZERS: dict[str, Quantizer] = {}
 QUANTIZER_MODULES = ("quantize_onnx", "quantize_openvino", "quantize_tflite", "quantize_executorch")
 
 
-def quantizer(target: str, precisions, name: str, order: int, frameworks=None, summary: str = ""):
+def quantizer(target: str, precisions, name: str, order: int, frameworks=None, summary: str = "",
+              keeps_float: bool = False):
     """Decorator registering ``fn(job) -> Converted`` as a quantizer; a duplicate name is refused."""
     precisions = (precisions,) if isinstance(precisions, str) else tuple(precisions)
     if target not in TARGETS:
@@ -197,7 +202,7 @@ def quantizer(target: str, precisions, name: str, order: int, frameworks=None, s
         if name in _QUANTIZERS:
             raise InternalError(f"quantizer {name!r} is registered twice")
         frameworks_ = tuple(frameworks) if frameworks else None
-        _QUANTIZERS[name] = Quantizer(name, target, precisions, fn, order, frameworks_, summary)
+        _QUANTIZERS[name] = Quantizer(name, target, precisions, fn, order, frameworks_, summary, keeps_float)
         return fn
 
     return register

@@ -26,7 +26,8 @@ def _tolerance(atol, rtol):
 
 def export(model, example_inputs=None, targets=TARGETS, out_dir="out", *, inputs=(), quantize=None,
            strategy=None, dynamic=None, threads=None, trust_pickle=False, calibration=None, int8_io=False,
-           int8_kernels="portable", trust_graph=False, keep_work=False, require=None):
+           int8_kernels="portable", trust_graph=False, keep_work=False, require=None, keep_float=None,
+           keep_float_cap=None):
     """Convert ``model`` to each target in ``out_dir``; returns the Artifacts (manifest written).
 
     ``quantize`` ("fp16", "dynamic-int8", "int8", or a list of them) adds quantized artifacts made
@@ -34,17 +35,21 @@ def export(model, example_inputs=None, targets=TARGETS, out_dir="out", *, inputs
     full-integer TFLite models int8 inputs and outputs; ``int8_kernels`` is "portable" (int8 exact on
     every x86 CPU) or "vnni" (8-bit weights, for fleets with VNNI or AMX). ``require`` ({"tflite":
     ["gpu"]} or ["tflite:gpu"]) keeps the first strategy whose artifact runs whole on those accelerator
-    backends. The converters work in ``out_dir/.work``, removed at the end unless ``keep_work``.
+    backends. ``keep_float`` ("auto" or a list of the source's layer names; int8 only) leaves layers in
+    float until int8 passes, within ``keep_float_cap`` (default 0.1) of the weight bytes (docs/quantization.md).
+    The converters work in ``out_dir/.work``, removed at the end unless ``keep_work``.
     """
     from ._scratch import run_scratch
     from .exporter import export_source
+    from .keep_float import parse
     from .pipeline import default_threads
 
+    keep = parse(keep_float, keep_float_cap)
     with run_scratch(out_dir, keep_work):
         source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
         return export_source(source, list(targets), out_dir, quantize=quantize, strategy=strategy,
                              dynamic=dynamic, calibration=calibration, threads=threads or default_threads(),
-                             int8_io=int8_io, int8_kernels=int8_kernels, require=require)
+                             int8_io=int8_io, int8_kernels=int8_kernels, require=require, keep_float=keep)
 
 
 def validate(model, artifacts, samples=8, seed=0, *, example_inputs=None, inputs=(), inputs_file=None,
@@ -91,18 +96,21 @@ def check(model, example_inputs=None, targets=TARGETS, out_dir="out", *, samples
           inputs_file=None, atol=None, rtol=None, threads=None, runs=50, allow_inconclusive=False,
           quantize=None, strategy=None, dynamic=None, trust_pickle=False, calibration=None, int8_io=False,
           allow_precision_change=False, int8_kernels="portable", trust_graph=False, keep_work=False,
-          require=None):
+          require=None, keep_float=None, keep_float_cap=None):
     """Export and validate in one step; writes OUT/report.json (+ .md, .html, junit.xml); returns the Report.
 
     Converters and runtimes work in ``out_dir/.work``, removed at the end unless ``keep_work``.
+    ``keep_float`` and ``keep_float_cap`` are export's.
     """
     from ._scratch import run_scratch
+    from .keep_float import parse
     from .pipeline import check_source
 
+    keep = parse(keep_float, keep_float_cap)
     with run_scratch(out_dir, keep_work):
         source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
         return check_source(source, list(targets), out_dir, samples, seed, inputs_file, _tolerance(atol, rtol),
                             threads, runs, allow_inconclusive=allow_inconclusive, quantize=quantize,
                             strategy=strategy, dynamic=dynamic, calibration=calibration, int8_io=int8_io,
                             allow_precision_change=allow_precision_change, int8_kernels=int8_kernels,
-                            require=require)
+                            require=require, keep_float=keep)

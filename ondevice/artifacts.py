@@ -52,6 +52,7 @@ class Artifact:
     calibration: dict = field(default_factory=dict)   # what an int8 artifact was calibrated on
     precision: dict = field(default_factory=dict)     # validators.precision check: requested vs found
     delegation: dict = field(default_factory=dict)    # ops each delegate took, and those left portable
+    keep_float: dict = field(default_factory=dict)    # --keep-float: layers left in float, rounds tried, cost
 
     def seal(self) -> None:
         """Record the hash and size of the files as they are now."""
@@ -71,6 +72,7 @@ class Artifact:
             "outputs": [m.to_json() for m in self.outputs], "probe": self.probe, "notes": self.notes,
             "float_artifact": self.float_artifact, "calibration": self.calibration, "precision": self.precision,
             **({"delegation": self.delegation} if self.delegation else {}),
+            **({"keep_float": self.keep_float} if self.keep_float else {}),
         }
 
     @classmethod
@@ -93,7 +95,8 @@ class Artifact:
             versions=data.get("converter_versions", {}), options=data.get("options", {}),
             probe=data.get("probe", {}), notes=data.get("notes", []), float_artifact=data.get("float_artifact"),
             calibration=data.get("calibration", {}), precision=data.get("precision", {}),
-            delegation=data["delegation"] if isinstance(data.get("delegation"), dict) else {})
+            delegation=data["delegation"] if isinstance(data.get("delegation"), dict) else {},
+            keep_float=data["keep_float"] if isinstance(data.get("keep_float"), dict) else {})
 
     @classmethod
     def _external(cls, data: dict, root: Path) -> "Artifact":

@@ -49,6 +49,16 @@ def _int_at_least(minimum: int):
     return parse
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction in (0, 1]")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -134,6 +144,12 @@ def _export_args(p):
     p.add_argument("--int8-kernels", choices=("portable", "vnni"), default="portable",
                    help="int8 exact on every x86 CPU (portable, default: 7-bit weights where 8 bits can "
                         "saturate without VNNI) or 8-bit weights for fleets with VNNI/AMX (vnni)")
+    p.add_argument("--keep-float", default=None, metavar="auto|LAYER,...",
+                   help="int8 only: leave layers in float until int8 passes its tolerances on the calibration "
+                        "samples (auto: the worst by explain's per-layer SNR lost, one per re-quantization), or "
+                        "these layers by the source's own names (module path, Keras layer name)")
+    p.add_argument("--keep-float-cap", type=_fraction, default=None, metavar="FRACTION",
+                   help="with --keep-float auto: the largest share of the weight bytes left in float (default 0.1)")
     p.add_argument("--strategy", default=None, help="force one strategy by name")
     p.add_argument("--require", action="append", default=[], metavar="TARGET:BACKEND[,BACKEND]",
                    help="keep the first strategy whose artifact also runs whole on these accelerator backends "
@@ -431,19 +447,24 @@ def cmd_export(args) -> int:
 
     _start_run(args.out)
     _requirements(args)
+    keep = _keep_float(args)
     with _progress(args):
         artifacts = export_source(_load(args), args.to, args.out, quantize=args.quantize, strategy=args.strategy,
                                   calibration=args.calibration, int8_io=args.int8_io,
                                   int8_kernels=args.int8_kernels, dynamic=dict(args.dynamic),
-                                  threads=args.threads or default_threads(), require=args.require)
+                                  threads=args.threads or default_threads(), require=args.require, keep_float=keep)
     for a in artifacts if not args.quiet else ():
         probe = a.probe.get("max_abs_err")
         print(_one_line(f"{a.target:9} {a.strategy:32} {a.path}  probe max abs err {probe:.3g}"))
+        _print_keep_float(a.keep_float)
     problems = [f"{f['target']}: {f['error']}" for f in artifacts.failures]
     problems += [f"{a.target}: quick parity probe failed (max abs err {a.probe.get('max_abs_err'):.3g})"
                  for a in artifacts if not a.probe.get("passed")]
     problems += [f"{a.target}: no strategy made an artifact that runs whole on {backend} (see the manifest's attempts)"
                  for a in artifacts for backend, met in (a.options.get("require") or {}).items() if not met]
+    problems += [f"{a.target}[int8]: --keep-float: {a.keep_float.get('stopped')}" for a in artifacts
+                 if a.keep_float and (a.keep_float.get("missing") or (a.keep_float.get("mode") == "auto"
+                                                                      and not a.keep_float.get("passed")))]
     manifest = Path(args.out) / "manifest.json"
     if problems:
         print(_one_line(f"FAILED ({'; '.join(problems)}) - manifest: {manifest}"))
@@ -451,6 +472,24 @@ def cmd_export(args) -> int:
         return max((4 if f.get("status") == "error" else 3 for f in artifacts.failures), default=1)
     print(f"PASSED ({', '.join(a.target for a in artifacts)}) - manifest: {manifest}")
     return 0
+
+
+def _keep_float(args):
+    """--keep-float and its cap as one KeepFloat, checked before the source loads (exit 2)."""
+    from .keep_float import parse
+
+    if args.keep_float is None and args.keep_float_cap is not None:
+        raise BadInputError("--keep-float-cap applies with --keep-float")
+    if args.keep_float is not None and "int8" not in (args.quantize or []):
+        raise BadInputError("--keep-float applies to full-integer models: add --quantize int8")
+    return parse(args.keep_float, args.keep_float_cap)
+
+
+def _print_keep_float(record, indent: str = "          ") -> None:
+    from .keep_float import summary_lines
+
+    for line in summary_lines(record) if record else ():
+        print(_one_line(f"{indent}{line}"))
 
 
 def _requirements(args) -> None:
@@ -484,6 +523,7 @@ def _print_summary(report, quiet: bool = False) -> None:
             from .render import divergence_line
 
             print(_one_line(f"          {divergence_line(t.divergence)}"))
+        _print_keep_float(t.keep_float)
 
 
 def _policy(args):
@@ -570,9 +610,11 @@ def cmd_check(args) -> int:
     _start_run(args.out)
     policy = _policy(args)
     if args.artifact and (args.quantize or args.strategy or args.dynamic or args.calibration or args.int8_io
-                          or args.require):
+                          or args.require or args.keep_float):
         raise BadInputError("--artifact validates files made elsewhere: --quantize, --strategy, --dynamic, "
-                            "--calibration, --int8-io and --require are export options and do not apply")
+                            "--calibration, --int8-io, --require and --keep-float are export options and do not "
+                            "apply")
+    keep = None if args.artifact else _keep_float(args)
     _requirements(args)
     if not args.artifact and (args.io_map or args.precision):
         raise BadInputError("--io-map and --precision apply to files given with --artifact")
@@ -592,7 +634,7 @@ def cmd_check(args) -> int:
                                   emulate_cpu=not args.no_emulate_cpu, quantize=args.quantize,
                                   strategy=args.strategy, dynamic=dict(args.dynamic), calibration=args.calibration,
                                   int8_io=args.int8_io, int8_kernels=args.int8_kernels, explain=not args.no_explain,
-                                  require=args.require)
+                                  require=args.require, keep_float=keep)
     path = Path(args.out) / "report.json"
     _print_summary(report, args.quiet)
     gate = _gate(report, policy, path)
@@ -670,6 +712,12 @@ def cmd_explain(args) -> int:
             print(_one_line(line))
         for entry in divergence.unpaired:
             print(_one_line(f"unpaired: {entry['source_layer']} ({entry['source_type']}): {entry['reason']}"))
+        if divergence.ranking:
+            print(f"{divergence.precision}: layers by SNR lost against the layer before them (what --keep-float "
+                  "auto keeps in float first):")
+            for rank, entry in enumerate(divergence.ranking, 1):
+                print(_one_line(f"   {rank:>3} {entry['source_layer']:32} lost {entry['snr_lost_db']:7.1f} dB  "
+                                f"(SNR {entry['snr_db']:.1f} dB)"))
     return _explain_verdict(divergence, artifact)
 
 

@@ -59,7 +59,8 @@ def _one_line(exc: BaseException) -> str:
 
 def export_source(source, targets, out_dir, quantize=None, strategy=None, dynamic=None,
                   calibration=None, threads: int = 1, int8_io: bool = False,
-                  int8_kernels: str = "portable", keep_work: bool = False, require=None) -> Artifacts:
+                  int8_kernels: str = "portable", keep_work: bool = False, require=None,
+                  keep_float=None) -> Artifacts:
     """Produce every requested target in ``out_dir``; targets no strategy can make go to ``failures``.
 
     ``quantize`` is None (float only), a precision, or a list of them; each quantized artifact is
@@ -69,14 +70,15 @@ def export_source(source, targets, out_dir, quantize=None, strategy=None, dynami
     removed at the end unless ``keep_work``; the previous export's artifacts are removed first.
     ``require`` ({target: [backend]} or ``"tflite:gpu"`` strings) keeps, per target, the first strategy
     whose artifact also runs whole on those accelerator backends (validators.compatibility).
+    ``keep_float`` (a ``keep_float.KeepFloat``) leaves layers of int8 artifacts in float until they pass.
     """
     with run_scratch(out_dir, keep_work):
         return _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibration, threads,
-                              int8_io, int8_kernels, require)
+                              int8_io, int8_kernels, require, keep_float)
 
 
 def _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibration, threads, int8_io,
-                   int8_kernels, require=None) -> Artifacts:
+                   int8_kernels, require=None, keep_float=None) -> Artifacts:
     from converters.registry import check_dynamic, check_route, check_target, get_strategy
 
     targets = [check_target(t) for t in targets]
@@ -85,7 +87,7 @@ def _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibr
     forced = get_strategy(strategy) if strategy else None
     dynamic = check_dynamic(dynamic or {}, source.inputs)   # a bad name or axis is the user's error
     precisions = _precisions(quantize, int8_io)
-    int8 = _Int8(int8_io, _int8_kernels(int8_kernels))
+    int8 = _Int8(int8_io, _int8_kernels(int8_kernels), keep_float)
     require = _requirements(require, targets)
     # Absolute: quantizers and converters run in subprocesses whose working directory is their own
     # scratch folder, where "out/model.tflite" names nothing (every subprocess quantizer failed so).
@@ -96,6 +98,7 @@ def _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibr
     remove_previous_artifacts(out_dir, keep=[source.path] if source.path else [])
     progress.stage("source", "running the example inputs")
     reference = fill_source_outputs(source, threads)
+    _keep_float_request(keep_float, precisions, source, threads)
     calib = _calibration(source, calibration, precisions)
     result = Artifacts(out_dir, source=source.to_json())
     for target in targets:
@@ -278,6 +281,7 @@ class _Int8:
 
     io: bool = False
     kernels: str = "portable"
+    keep_float: object = None   # keep_float.KeepFloat: layers left in float until int8 passes
 
 
 def _int8_kernels(name: str) -> str:
@@ -344,6 +348,9 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
     quantizers = quantizers_for(target, precision, source.framework)
     if not quantizers:
         return {**failure, "error": f"no quantizer makes {precision} {target} from a {source.framework} source"}
+    keep = int8.keep_float if precision == "int8" else None
+    if keep is not None and any(q.keeps_float for q in quantizers):
+        quantizers = [q for q in quantizers if q.keeps_float]   # one quantizer makes the plain and mixed ones
     samples = _artifact_calibration(float_artifact, calib, threads) if precision == "int8" else []
     attempts, fallback, crashes = [], None, []
     for qz in quantizers:
@@ -370,6 +377,10 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
             _mark_quantized(candidate, float_artifact, precision, calib, out_dir)
             # Recorded whether or not the probe passed: the manifest must agree with the report.
             precision_problem = _precision_problem(candidate)
+            if keep is not None and precision_problem is None:
+                # Before the probe's verdict: a plain int8 that fails it is what --keep-float is for.
+                candidate = _keep_float(candidate, qz, job, keep, (options, reference, threads, calib, out_dir))
+                reason = None if candidate.probe.get("passed") else reason or "quick parity probe failed"
             reason = reason or precision_problem
         if candidate is not None and reason is None:
             attempts.append(_entry(qz.name, "accepted", None, started))
@@ -385,6 +396,46 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
         return {**failure, "status": "error", "signal": crashes[0].signal_name, "attempts": attempts,
                 "error": f"{precision} quantization crashed ({crashes[0].signal_name}): {summary}"}
     return {**failure, "attempts": attempts, "error": f"no quantizer produced {precision} {target}: {summary}"}
+
+
+def _keep_float_request(keep, precisions, source, threads) -> None:
+    from .keep_float import check_request
+
+    check_request(keep, precisions, source, threads)
+
+
+def _keep_float(plain: Artifact, qz, job, keep, made: tuple) -> Artifact:
+    """``plain``, or the same quantizer's artifact with the layers that break int8 parity kept in float
+    (ondevice.keep_float); the artifact carries the record of what was tried. ``made``: how ``plain``
+    was probed and marked (options, reference outputs, threads, calibration, output folder)."""
+    from dataclasses import replace
+
+    from .keep_float import Search
+
+    options, reference, threads, calib, out_dir = made
+    if not qz.keeps_float:
+        plain.notes.append(f"--keep-float: {qz.name} cannot keep layers in float; plain int8")
+        return plain
+    rounds = []
+
+    def requantize(names: tuple) -> Artifact:
+        rounds.append(names)
+        workdir = _scratch.current().folder(f"{job.target}-{job.precision}-{qz.name}-keep{len(rounds)}")
+        progress.stage(f"{job.target}[{job.precision}]", f"re-quantizing with {len(names)} nodes in float "
+                                                           f"(round {len(rounds)})")
+        with quiet():
+            converted = qz.quantize(replace(job, workdir=workdir, keep_float=tuple(names)))
+        artifact, reason = _load_and_probe(converted, job.source, job.target, options, reference, threads,
+                                           job.precision)
+        if artifact is None:
+            raise OndeviceError(reason)
+        artifact.strategy = qz.name
+        _mark_quantized(artifact, job.float_artifact, job.precision, calib, out_dir)
+        _precision_problem(artifact)
+        return artifact
+
+    progress.stage(f"{job.target}[{job.precision}]", "--keep-float: judging int8 on the calibration samples")
+    return Search(keep, job.source, job.float_artifact, calib.samples, requantize, threads).run(plain)
 
 
 def _artifact_calibration(float_artifact: Artifact, calib: _Calibration, threads: int) -> list[dict]:

@@ -104,6 +104,7 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
                 outputs[artifact.path.resolve()] = load_samples_file(job.outputs_path)
             _vs_float(result, artifacts.float_sibling(artifact), outputs)
             _check_precision(result, artifact, allow_precision_change)
+            _keep_float(result, artifact)
             if explain:
                 with _stage(result, "explain"):
                     explain_budget = _explain(result, source, artifact, data[0], threads, explain_budget)
@@ -115,6 +116,7 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
             result.source_latency = source_latency
             results.append(result)
     _compatibility(results, artifacts, timeout_s)
+    _keep_float_latency(results, artifacts)
     for failure in artifacts.failures:
         results.append(TargetResult(failure["target"], failure.get("status", "conversion_error"),
                                     failure.get("quantize"), error=failure["error"],
@@ -215,6 +217,38 @@ def _compatibility(results: list, artifacts: Artifacts, timeout_s: float) -> Non
             result.error = "; ".join(filter(None, [result.error, "required backend: " + "; ".join(problems)]))
         elif problems:
             result.notes.append("required backend: " + "; ".join(problems))
+
+
+def _keep_float(result: TargetResult, artifact) -> None:
+    """--keep-float: what was kept in float goes into the result; a search that ended without int8 parity,
+    or layers asked for that the artifact could not keep, fail the target (the record has every round)."""
+    record = artifact.keep_float
+    if not record:
+        return
+    result.keep_float = dict(record)
+    problem = None
+    if record.get("mode") == "auto" and not record.get("passed"):
+        problem = (f"--keep-float auto: int8 still misses its tolerances after {len(record.get('rounds', [])) - 1} "
+                   f"re-quantizations ({record.get('stopped')}); the rounds tried are in keep_float.rounds")
+    elif record.get("missing"):
+        problem = f"--keep-float: {record.get('stopped')}"
+    if problem is None:
+        return
+    if result.status in ("passed", "inconclusive"):
+        result.status = "failed"
+    result.error = "; ".join(filter(None, [result.error, problem]))
+
+
+def _keep_float_latency(results: list, artifacts: Artifacts) -> None:
+    """Beside export's cost figures, the p50 this validation measured for the artifact and its float sibling."""
+    by_path = {Path(r.artifact).resolve(): r for r in results if r.artifact}
+    for result, artifact in zip(results, artifacts.items):
+        sibling = artifacts.float_sibling(artifact)
+        float_result = by_path.get(sibling.path.resolve()) if sibling is not None else None
+        if result.keep_float is None or float_result is None:
+            continue
+        result.keep_float["validation_p50_ms"] = {"mixed": (result.latency or {}).get("p50_ms"),
+                                                  "float": (float_result.latency or {}).get("p50_ms")}
 
 
 def _label(artifact) -> str:
@@ -415,11 +449,12 @@ def check_source(source, targets, out_dir, samples: int = 8, seed: int = 0, inpu
                  tolerance=None, threads=None, runs: int = 50, warmup: int = 5, allow_inconclusive=False,
                  quantize=None, strategy=None, dynamic=None, calibration=None, int8_io=False,
                  allow_precision_change=False, int8_kernels="portable", emulate_cpu=True,
-                 keep_work=False, explain=True, require=None) -> Report:
+                 keep_work=False, explain=True, require=None, keep_float=None) -> Report:
     """Export then validate; writes OUT/report.json, report.md, report.html and junit.xml.
 
     Converters and runtimes work in OUT/.work, removed at the end unless ``keep_work``. ``require``
     ({target: [backend]}) keeps the strategies whose artifacts run whole on those backends (export).
+    ``keep_float`` (a ``keep_float.KeepFloat``) leaves int8 layers in float until they pass (export).
     """
     from ._paths import REPORT_FILES, clear_previous, output_folder
     from ._scratch import run_scratch
@@ -431,7 +466,7 @@ def check_source(source, targets, out_dir, samples: int = 8, seed: int = 0, inpu
         threads = threads or default_threads()
         artifacts = export_source(source, targets, out_dir, quantize=quantize, strategy=strategy,
                                   dynamic=dynamic, calibration=calibration, threads=threads, int8_io=int8_io,
-                                  int8_kernels=int8_kernels, require=require)
+                                  int8_kernels=int8_kernels, require=require, keep_float=keep_float)
         report = validate_artifacts(source, artifacts, samples, seed, inputs_file, tolerance, threads, runs,
                                     warmup, allow_inconclusive, allow_precision_change=allow_precision_change,
                                     emulate_cpu=emulate_cpu, explain=explain)

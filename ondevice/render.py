@@ -122,6 +122,12 @@ def to_markdown(report: Report, gate=None) -> str:
     where = [f"- **{t.label}**: {_md_cell(divergence_line(t.divergence))}" for t in report.targets if t.divergence]
     if where:
         lines += ["", "### Where parity broke", *where]
+    for t in report.targets:
+        if isinstance(t.keep_float, dict):
+            lines += ["", f"### Mixed precision: {t.label}", "", _md_cell(keep_float_line(t.keep_float)), "",
+                      *_md_table(KEEP_FLOAT_HEADER, keep_float_rows(t.keep_float))]
+            cost = keep_float_cost(t.keep_float)
+            lines += ["", _md_cell(cost)] if cost else []
     delegated = [f"- **{t.label}**: {_md_cell(delegation_line(t.delegation))}" for t in report.targets
                  if isinstance(t.delegation, dict)]
     if delegated:
@@ -474,6 +480,10 @@ def _target_html(t: TargetResult) -> str:
         parts.append(f'<p class="muted">CPU classes: {escape(isa_summary(t))}</p>')
     if isinstance(t.delegation, dict):
         parts.append(f'<p class="muted">Delegates: {escape(delegation_line(t.delegation))}</p>')
+    if isinstance(t.keep_float, dict):
+        parts.append(f'<p>{escape(keep_float_line(t.keep_float))}</p>'
+                     + _html_table(KEEP_FLOAT_HEADER, keep_float_rows(t.keep_float), range(2, 6), "keep-float")
+                     + f'<p class="muted">{escape(keep_float_cost(t.keep_float))}</p>')
     if t.divergence:
         parts.append(f'<p class="error">{escape(divergence_line(t.divergence))}</p>' + divergence_svg(t.divergence))
     outs = _outputs(t)
@@ -481,6 +491,50 @@ def _target_html(t: TargetResult) -> str:
         parts.append(_html_table(OUTPUT_HEADER, [_output_cells(o) for o in outs], range(1, 8), "outputs"))
         parts.append('<div class="plots">' + "".join(error_svg(o) for o in outs) + "</div>")
     return f'<section class="target" id="target-{escape(t.target)}-{escape(_precision(t))}">{"".join(parts)}</section>'
+
+
+KEEP_FLOAT_HEADER = ["round", "layer added", "float weights", "max err / peak", "SNR dB", "cosine", "parity"]
+
+
+def keep_float_line(record: dict) -> str:
+    """--keep-float in one line: the layers kept in float, their share of the weights, the outcome."""
+    kept = ", ".join(str(entry.get("layer")) for entry in record.get("layers") or [] if isinstance(entry, dict))
+    reached = "int8 parity reached" if record.get("passed") else "int8 parity NOT reached"
+    return (f"--keep-float {record.get('mode')}: {kept or 'nothing'} kept in float "
+            f"({_fmt(100 * (record.get('float_weight_fraction') or 0), '.1f')}% of the weight bytes, cap "
+            f"{_fmt(100 * (record.get('cap') or 0), '.0f')}%); {reached} on {record.get('judged_on')}: "
+            f"{record.get('stopped')}")
+
+
+def keep_float_rows(record: dict) -> list[list[str]]:
+    """One row per quantization tried, the plain int8 first."""
+    rows = []
+    for row in record.get("rounds") or []:
+        if not isinstance(row, dict):
+            continue
+        if "snr_db" not in row:
+            rows.append([str(row.get("round")), str(row.get("added")), "-", "-", "-", "-", str(row.get("problem"))])
+            continue
+        rows.append([str(row.get("round")), str(row.get("added") or "(plain int8)"),
+                     f"{_fmt(100 * (row.get('float_weight_fraction') or 0), '.1f')}%",
+                     _fmt(row.get("max_abs_err_of_peak")), _fmt(row.get("snr_db"), ".1f"),
+                     _fmt(row.get("cosine"), ".5f"), "passed" if row.get("passed") else "failed"])
+    return rows
+
+
+def keep_float_cost(record: dict) -> str:
+    """Size and p50 of the mixed artifact against pure int8 and float, and how they were measured."""
+    cost = record.get("cost")
+    if not isinstance(cost, dict):
+        return ""
+    size, p50 = cost.get("size_bytes") or {}, cost.get("p50_ms") or {}
+    text = (f"size {_size(size.get('mixed'))} vs {_size(size.get('int8'))} pure int8 and {_size(size.get('float'))} "
+            f"float; p50 {_fmt(p50.get('mixed'))} ms vs {_fmt(p50.get('int8'))} ms pure int8 and "
+            f"{_fmt(p50.get('float'))} ms float ({cost.get('measured')})")
+    checked = record.get("validation_p50_ms")
+    if isinstance(checked, dict):
+        text += f"; this validation: p50 {_fmt(checked.get('mixed'))} ms vs {_fmt(checked.get('float'))} ms float"
+    return text
 
 
 def divergence_line(divergence: dict) -> str:

@@ -42,6 +42,7 @@ class TargetResult:
     divergence: dict | None = None         # parity failed: the first diverging layer (validators.divergence)
     delegation: dict | None = None         # ExecuTorch: ops each delegate took, ops left on portable kernels
     compatibility: dict | None = None      # backend -> ops it takes (validators.compatibility)
+    keep_float: dict | None = None         # --keep-float: layers left in float, rounds tried, size/latency cost
     inconclusive: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

@@ -18,6 +18,35 @@ def cnn():
     return build()
 
 
+def outlier_mlp():
+    """An MLP whose third layer makes two outlier features, 60x the others (the layer after it scales them
+    back down), as the outlier features of large transformers: float is exact, but int8 activations
+    quantized per tensor round the 14 small features to a few levels, and plain int8 fails parity on every
+    target. Keeping ``project`` (and, where the quantizer quantizes a node's output, ``expand``) in float
+    fixes it for 7% of the weight bytes."""
+    torch, nn = _torch()
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(32, 192)
+            self.fc2 = nn.Linear(192, 192)
+            self.expand = nn.Linear(192, 16)
+            self.act = nn.ReLU()
+            self.project = nn.Linear(16, 8)
+            with torch.no_grad():
+                self.expand.weight[:2] *= 60.0
+                self.expand.bias[:2] = 60.0
+                self.project.weight[:, :2] /= 60.0
+
+        def forward(self, x):
+            hidden = torch.relu(self.fc2(torch.relu(self.fc1(x))))
+            return self.project(self.act(self.expand(hidden)))
+
+    torch.manual_seed(21)
+    return Net().eval(), torch.randn(1, 32)
+
+
 def cnn_other_weights():
     """The same architecture as cnn() with different weights: validation against it must fail."""
     torch, _ = _torch()

@@ -152,7 +152,8 @@ def _resolve(claims, artifact, precision: str, unpaired: list) -> list[LayerErro
     for depth, src, index, how, m in claims:
         if m["rel_err"] > KEEP_SHARED_RATIO * best[index] + rel_tol:
             unpaired.append({"source_layer": src.name, "source_type": src.op_type,
-                             "reason": f"fused: {artifact[index].name} matches another layer better"})
+                             "reason": f"fused: {artifact[index].name} matches another layer better",
+                             "artifact_tensor": artifact[index].name})
             fused.setdefault(index, []).append(src.name)
             continue
         diverged = m["rel_err"] > rel_tol or m["cosine"] < min_cos
@@ -184,7 +185,8 @@ def _drop_rewritten(layers: list[LayerError], unpaired: list) -> list[LayerError
             for off in run:
                 unpaired.append({"source_layer": off.source_layer, "source_type": off.source_type,
                                  "reason": f"rewritten: {off.artifact_tensor} differs but {layer.source_layer} "
-                                           "agrees again (a folded scale or a decomposed op)"})
+                                           "agrees again (a folded scale or a decomposed op)",
+                                 "artifact_tensor": off.artifact_tensor})
         else:
             kept.extend(run)
         run = []
@@ -193,14 +195,19 @@ def _drop_rewritten(layers: list[LayerError], unpaired: list) -> list[LayerError
 
 
 def _ranking(layers: list[LayerError], top: int = 10) -> tuple:
-    """Layers by SNR lost against the layer before them: where quantization hurts most."""
+    return tuple(snr_lost(layers)[:top])
+
+
+def snr_lost(layers) -> list[dict]:
+    """Every paired layer by SNR lost against the layer before it, worst first: where quantization hurts
+    most (what ``--keep-float auto`` keeps in float first). The first paired layer is the baseline (0 dB)."""
     lost, previous = [], None
     for layer in layers:
         drop = 0.0 if previous is None else previous - layer.snr_db
         lost.append({"source_layer": layer.source_layer, "snr_db": _finite(layer.snr_db),
                      "snr_lost_db": _finite(drop)})
         previous = layer.snr_db
-    return tuple(sorted(lost, key=lambda e: -e["snr_lost_db"])[:top])
+    return sorted(lost, key=lambda e: -e["snr_lost_db"])
 
 
 def _metrics(reference, actual) -> dict | None:

@@ -101,9 +101,11 @@ def onnx_tensors(path, feeds: dict, threads: int = 1, limit_bytes: int = LIMIT_B
     types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.output]}
     existing = {o.name for o in model.graph.output}
     order, op_types = [], {}
+    constant = constant_tensors(model.graph)
     for node in model.graph.node:
         for name in node.output:
-            if name and types.get(name) in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
+            real = types.get(name) in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+            if name and name not in constant and real:
                 order.append(name)
                 op_types[name] = node.op_type
                 if name not in existing:
@@ -119,6 +121,16 @@ def onnx_tensors(path, feeds: dict, threads: int = 1, limit_bytes: int = LIMIT_B
     for name, value in zip(order, values):
         kept.keep(name, op_types[name], value)
     return kept
+
+
+def constant_tensors(graph) -> set:
+    """Node outputs computed from initializers alone (a QDQ model's dequantized weights): parameters,
+    not layer outputs; a bias named ``project.bias`` was paired with layer ``project`` by name."""
+    constant = {init.name for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" or (node.input and all(not i or i in constant for i in node.input)):
+            constant.update(o for o in node.output if o)
+    return constant
 
 
 def tflite_tensors(path, feeds: list, threads: int = 1, limit_bytes: int = LIMIT_BYTES) -> _Kept:
@@ -138,10 +150,26 @@ def tflite_tensors(path, feeds: list, threads: int = 1, limit_bytes: int = LIMIT
             continue
         for index in op["outputs"]:
             detail = details.get(int(index))
-            if detail is None or np.dtype(detail["dtype"]).kind != "f":
+            if detail is None:
                 continue
-            kept.keep(detail["name"], op["op_name"], interp.get_tensor(int(index)))
+            value = _real_value(detail, lambda i=int(index): interp.get_tensor(i))
+            if value is not None:
+                kept.keep(detail["name"], op["op_name"], value)
     return kept
+
+
+def _real_value(detail: dict, read):
+    """A tensor's real values: float as stored, integer activations dequantized by their one scale and
+    zero point (a full-integer model's layers are int8 tensors; skipping them left nothing to pair but
+    the output). Integers without one scale (indices, shapes) are not real values: None."""
+    kind = np.dtype(detail["dtype"]).kind
+    if kind == "f":
+        return read()
+    params = detail.get("quantization_parameters") or {}
+    scales, zeros = params.get("scales"), params.get("zero_points")
+    if kind not in "iu" or scales is None or zeros is None or len(scales) != 1:
+        return None
+    return ((read().astype(np.float32) - np.float32(zeros[0])) * np.float32(scales[0])).astype(np.float32)
 
 
 def openvino_tensors(path, feeds: list, threads: int = 1, limit_bytes: int = LIMIT_BYTES) -> _Kept:
