@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._common import ROOT, machine  # noqa: E402
+from benchmarks._common import ROOT, machine
 
 
 def main() -> None:

@@ -11,18 +11,16 @@ Goal: ours / direct <= 1.05 for in-process strategies.
 """
 from __future__ import annotations
 
-import sys
-
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._common import machine, table  # noqa: E402
-
-from converters._openvino import _telemetry_off  # noqa: E402  (the direct calls must not phone home either)
+from benchmarks._common import machine, table
+from converters._openvino import _telemetry_off  # the direct calls must not phone home either
 from ondevice._lazy import quiet_environment
 from ondevice._quiet import quiet
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._common import machine, table  # noqa: E402
+from benchmarks._common import machine, table
 
 MODELS = {"0.5 ms": (16, 64), "5 ms": (24, 96)}
 

@@ -31,7 +31,7 @@ def mobilenet_v2():
         for i in range(repeats):
             layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
             cin = cout
-    layers += conv_bn(cin, 1280, 1, 1) + [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, 1000)]
+    layers += [*conv_bn(cin, 1280, 1, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, 1000)]
     model = nn.Sequential(*layers)
     # With PyTorch's default init and BatchNorm statistics, a random network this deep loses the
     # input's signal layer by layer and its outputs barely depend on the input (ondevice reports

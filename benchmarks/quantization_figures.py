@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._common import machine, table  # noqa: E402
+from benchmarks._common import machine, table
 
 PRECISIONS = ("fp16", "dynamic-int8", "int8")
 TARGETS = ("onnx", "tflite", "openvino")

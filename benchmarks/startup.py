@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._common import ROOT, machine, median_time, table  # noqa: E402
+from benchmarks._common import ROOT, machine, median_time, table
 
 
 def main() -> None:

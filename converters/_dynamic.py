@@ -77,4 +77,4 @@ def onnx_input_shapes(onnx_path) -> dict:
 def ov_input_shapes(ov_model, names: list[str]) -> dict:
     """An OpenVINO model's input shapes, keyed by the source's names in port order (None: dynamic)."""
     return {name: [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
-            for name, port in zip(names, ov_model.inputs)}
+            for name, port in zip(names, ov_model.inputs, strict=True)}

@@ -62,7 +62,9 @@ def delegation_of(graph_module) -> dict:
     each lowered module, and the calls outside), but named by op (``aten.convolution.default``)
     rather than by graph-node name.
     """
-    delegated, portable, subgraphs, backends = Counter(), Counter(), 0, set()
+    delegated: Counter[str] = Counter()
+    portable: Counter[str] = Counter()
+    subgraphs, backends = 0, set()
     for node in graph_module.graph.nodes:
         if node.op == "get_attr" and node.name.startswith("lowered_module_"):
             lowered = getattr(graph_module, node.target)

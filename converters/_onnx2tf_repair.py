@@ -68,9 +68,8 @@ def _identity_before_conv_transpose(onnx, graph, shapes: dict) -> list[str]:
     for node in graph.node:
         source = producers.get(node.input[0]) if node.op_type == "ConvTranspose" and node.input else None
         weight = weights.get(node.input[1]) if source is not None and len(node.input) > 1 else None
-        raised = (source is not None and source.op_type in _RAISING and weight is not None
-                  and len(weight.dims) == 4 and len(shapes.get(source.input[0]) or [0] * 4) < 4)
-        if raised:
+        if (source is not None and source.op_type in _RAISING and weight is not None
+                and len(weight.dims) == 4 and len(shapes.get(source.input[0]) or [0] * 4) < 4):
             nodes.extend(_identity_conv(onnx, graph, node, int(weight.dims[0])))
             done.append(f"identity 1x1 Conv before ConvTranspose {node.name or node.output[0]!r} "
                         f"(its input comes from a rank-raising {source.op_type})")
@@ -94,8 +93,8 @@ def _transpose_before_flatten(onnx, graph, shapes: dict) -> list[str]:
     for node in graph.node:
         users = consumers.get(node.output[0], []) if node.op_type == "Reshape" else []
         after = users[0] if len(users) == 1 and users[0].op_type == "Transpose" else None
-        flattens = after is not None and _flattens_spatial(shapes.get(node.input[0]), constants.get(node.input[1]))
-        if flattens and _perm(after) == [0, 2, 1] and node.output[0] not in outputs:
+        if (after is not None and _flattens_spatial(shapes.get(node.input[0]), constants.get(node.input[1]))
+                and _perm(after) == [0, 2, 1] and node.output[0] not in outputs):
             replaced[after.name or after.output[0]] = True
             nodes.extend(_moved_transpose(onnx, graph, node, after, shapes[node.input[0]]))
             done.append(f"Reshape {node.name or node.output[0]!r} + Transpose(0, 2, 1) -> Transpose(0, 2, 3, 1) + "

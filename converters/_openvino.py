@@ -27,12 +27,12 @@ def _telemetry_off():
         module = importlib.import_module(name)
         if hasattr(module, "tm"):
             swapped.append((module, module.tm))
-            module.tm = stub
+            vars(module)["tm"] = stub
     try:
         yield
     finally:
         for module, original in swapped:
-            module.tm = original
+            vars(module)["tm"] = original
 
 
 def convert(model, what: str = "the model", **options):
@@ -49,7 +49,7 @@ def name_ports(ports, names: list[str], kind: str) -> None:
     """Give each IR port exactly the source's name (converters name some after internal tensors)."""
     if len(ports) != len(names):
         raise StrategyFailed(f"the IR has {len(ports)} {kind}s, the source {len(names)}")
-    for port, name in zip(ports, names):
+    for port, name in zip(ports, names, strict=True):
         if port.get_names() != {name}:
             port.get_tensor().set_names({name})
 

@@ -83,7 +83,7 @@ def order_outputs(model_proto, names: list[str]) -> None:
         return
     ordered = [by_name[name] for name in names]
     copies = [type(value)() for value in ordered]
-    for copy, value in zip(copies, ordered):
+    for copy, value in zip(copies, ordered, strict=True):
         copy.CopyFrom(value)
     del model_proto.graph.output[:]
     model_proto.graph.output.extend(copies)
@@ -162,7 +162,7 @@ def _run_tf2onnx(model, inputs: list, outputs: list):
 
 def _captured_constants(tf, concrete, n_args: int) -> dict:
     # A concrete function's inputs are its arguments followed by one placeholder per capture.
-    pairs = zip(concrete.inputs[n_args:], concrete.captured_inputs)
+    pairs = zip(concrete.inputs[n_args:], concrete.captured_inputs, strict=True)
     return {placeholder.name: value.numpy() for placeholder, value in pairs
             if value.dtype != tf.resource and hasattr(value, "numpy")}
 
@@ -211,7 +211,7 @@ def convert_via_tflite(job: ConversionJob) -> Converted:
         raise StrategyFailed(f"tf2onnx.from_tflite produced an invalid ONNX graph: {_first_line(exc)}") from None
     out = job.workdir / "model.onnx"
     onnx.save(proto, str(out))
-    notes = tflite_notes + ["converted from a TFLite flatbuffer (tf2onnx.from_tflite)"]
+    notes = [*tflite_notes, "converted from a TFLite flatbuffer (tf2onnx.from_tflite)"]
     return Converted(path=out, versions=tf2onnx_versions(), notes=notes)
 
 
@@ -230,7 +230,7 @@ def rename_io(model_proto, inputs: list[str], outputs: list[str]) -> None:
             raise StrategyFailed(f"the converted graph has {len(values)} tensors where the source has {len(names)}")
         current = [v.name for v in values]
         by_name = {n: next((c for c in current if _plain(c) == n), None) for n in names}
-        pairs = by_name.items() if all(by_name.values()) else zip(names, current)
+        pairs = by_name.items() if all(by_name.values()) else zip(names, current, strict=True)
         renames.update({old: new for new, old in pairs if old != new})
     _rename_tensors(graph, renames)
 

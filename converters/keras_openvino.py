@@ -9,10 +9,10 @@ import warnings
 
 from ondevice._lazy import require
 
-from .keras_onnx import export_onnx, tf2onnx_versions
-from .keras_tflite import batch_note, input_signature, output_names
 from ._dynamic import kept_from_shapes, ov_input_shapes
 from ._openvino import convert, save_ir
+from .keras_onnx import export_onnx, tf2onnx_versions
+from .keras_tflite import batch_note, input_signature, output_names
 from .onnx_openvino import onnx_to_openvino
 from .registry import ConversionJob, Converted, strategy
 

@@ -18,7 +18,7 @@ from ondevice._lazy import require
 from ondevice.specs import concrete_shape
 
 from ._dynamic import all_fixed, requested
-from .registry import ConversionJob, Converted, StrategyFailed, strategy
+from .registry import ConversionJob, Converted, QuantizeJob, StrategyFailed, strategy
 
 _TIMEOUT_S = 900
 # A free batch axis is what breaks recurrent models here (see above), so every axis is fixed.
@@ -28,7 +28,7 @@ _KERAS_FILES = (".keras", ".h5")
 
 # ---- helpers shared by the Keras routes -------------------------------------------------------
 
-def input_signature(job: ConversionJob, keep_dynamic: bool = False) -> list[list]:
+def input_signature(job: ConversionJob | QuantizeJob, keep_dynamic: bool = False) -> list[list]:
     """The source inputs as JSON-able ``[name, shape, dtype]``, every axis fixed (batch = example's).
 
     With ``keep_dynamic`` the axes of ``job.dynamic`` are None, for converters that keep them.
@@ -39,7 +39,7 @@ def input_signature(job: ConversionJob, keep_dynamic: bool = False) -> list[list
             for spec in job.source.inputs]
 
 
-def output_names(job: ConversionJob) -> list[str]:
+def output_names(job: ConversionJob | QuantizeJob) -> list[str]:
     """The names the artifact's outputs should carry: the source's, else the model's own."""
     names = [spec.name for spec in job.source.outputs or []]
     return names or list(getattr(job.source.model, "output_names", None) or [])
@@ -69,7 +69,7 @@ def _named_outputs(tf, result, names: list[str]) -> dict:
     flat = tf.nest.flatten(result)
     if len(names) != len(flat):
         names = [f"output_{i}" for i in range(len(flat))]
-    return dict(zip(names, flat))
+    return dict(zip(names, flat, strict=True))
 
 
 def variable_holder(model):
@@ -93,7 +93,8 @@ def batch_note(job: ConversionJob, kept: dict | None = None) -> list[str]:
     """A note when the Keras model's batch axis was free and conversion fixed it (not kept dynamic)."""
     tensors = getattr(job.source.model, "inputs", None) or []
     names = [spec.name for spec in job.source.inputs]
-    free = [name for name, t in zip(names, tensors) if t.shape and t.shape[0] is None]
+    # strict=False: a subclassed model has no symbolic ``inputs``, so nothing to pair and no note.
+    free = [name for name, t in zip(names, tensors, strict=False) if t.shape and t.shape[0] is None]
     if any(0 not in (kept or {}).get(name, []) for name in free):
         batch = concrete_shape(job.source.inputs[0])[0] if job.source.inputs else 1
         return [f"batch axis fixed to {batch} for conversion"]

@@ -33,7 +33,8 @@ def onnx_to_openvino(onnx_path: Path, workdir: Path, inputs=None, outputs=None, 
     """
     model = convert(str(onnx_path), "the ONNX file")
     onnx_inputs, onnx_outputs = onnx_io_names(onnx_path)
-    kept, notes = {}, []
+    kept: dict[str, list[int]] = {}
+    notes: list[str] = []
     if job is not None:
         kept, notes = kept_from_shapes(job, onnx_input_shapes(onnx_path), "the ONNX file holds it static")
         if keep is not None:

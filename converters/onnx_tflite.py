@@ -214,10 +214,10 @@ _BOILERPLATE = ("trace log", "Read this and deal", "Alternatively,", "If the inp
 def telling_line(output: str, fallback: str = "", op_types: dict | None = None) -> str:
     """The one line of an onnx2tf log that best names why it failed: the op and the exception."""
     lines = [_ANSI.sub("", line).strip() for line in (output or "").splitlines()]
-    errors = [l.split("ERROR:", 1)[1].strip() for l in lines
-              if "ERROR:" in l and not any(b in l for b in _BOILERPLATE)]
+    errors = [line.split("ERROR:", 1)[1].strip() for line in lines
+              if "ERROR:" in line and not any(b in line for b in _BOILERPLATE)]
     op_name = next((e.split("onnx_op_name:", 1)[1].strip() for e in errors if "onnx_op_name:" in e), None)
-    exceptions = [l for l in lines if _EXCEPTION.match(l)]
+    exceptions = [line for line in lines if _EXCEPTION.match(line)]
     others = [e for e in errors if "onnx_op_name:" not in e]
     # Without a traceback, onnx2tf's first ERROR lines say what failed; the last one is advice.
     cause = exceptions[-1] if exceptions else ("; ".join(others[:2]) if others else fallback or "(no output)")
@@ -263,7 +263,7 @@ def _restore_names(tflite: Path, output_names: list, restore: dict) -> dict:
     for index in graph.inputs:
         name = _decode(graph.tensors[index].name)
         graph.tensors[index].name = restore.get(name, name).encode()
-    for index, name in zip(graph.outputs, output_names):
+    for index, name in zip(graph.outputs, output_names, strict=True):
         graph.tensors[index].name = name.encode()
     flatbuffer_utils.write_model(model, str(tflite))
 

@@ -81,7 +81,7 @@ def _half(model):
     torch = require("torch")
     tree_map = torch.utils._pytree.tree_map
 
-    class Half(torch.nn.Module):
+    class Half(torch.nn.Module):  # type: ignore[name-defined]  # torch here is the lazily imported module
         def __init__(self, inner):
             super().__init__()
             self.inner = copy.deepcopy(inner).half()

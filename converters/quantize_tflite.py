@@ -17,7 +17,7 @@ from ondevice._isolate import IsolatedFailure, call_isolated
 from ondevice._lazy import require
 
 from .keras_tflite import keras_model_file
-from .registry import ConverterCrashed, Converted, QuantizeJob, StrategyFailed, quantizer
+from .registry import Converted, ConverterCrashed, QuantizeJob, StrategyFailed, quantizer
 from .torch_onnx import package_versions
 
 _TIMEOUT_S = 900

@@ -6,8 +6,9 @@ import logging
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
-from ondevice._lazy import package_versions, require  # noqa: F401  (re-exported to the routes)
+from ondevice._lazy import package_versions, require
 
 from ._dynamic import kept_from_shapes, onnx_input_shapes, requested
 from .registry import ConversionJob, Converted, StrategyFailed, strategy
@@ -47,8 +48,8 @@ def export_onnx(source, path: Path, dynamo: bool, dynamic: dict | None = None, p
     """
     torch = require("torch")
     path = Path(path)
-    options = dict(input_names=[s.name for s in source.inputs],
-                   output_names=[s.name for s in source.outputs] or None, verbose=False)
+    options: dict[str, Any] = {"input_names": [s.name for s in source.inputs],
+                   "output_names": [s.name for s in source.outputs] or None, "verbose": False}
     if dynamo:
         # external_data=False keeps weights inside the file; torch still externalises them
         # by itself past the 2 GB protobuf limit. verbose=False stops its progress prints.
@@ -96,8 +97,8 @@ def export_program(source, dynamic: dict):
 def _trace(torch, model, args, names, dynamic):
     """One torch.export at widened sizes; falls back to static shapes when widening breaks the model."""
     auto = torch.export.Dim.AUTO
-    shapes = tuple({a: auto for a in dynamic.get(n, [])} or None for n in names)
-    widened = tuple(_widen(torch, arg, dynamic.get(n, [])) for n, arg in zip(names, args))
+    shapes = tuple(dict.fromkeys(dynamic.get(n, []), auto) or None for n in names)
+    widened = tuple(_widen(torch, arg, dynamic.get(n, [])) for n, arg in zip(names, args, strict=True))
     try:
         with quiet_torch_export():
             program = torch.export.export(model, widened, dynamic_shapes=shapes if dynamic else None)
@@ -123,7 +124,7 @@ def _symbolic_axes(program, names, dynamic) -> dict:
 
     placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
     kept = {}
-    for graph_name, name in zip(program.graph_signature.user_inputs, names):
+    for graph_name, name in zip(program.graph_signature.user_inputs, names, strict=True):
         value = placeholders[graph_name].meta.get("val")
         # A specialised axis can still be a SymInt, one whose value is a constant.
         axes = [a for a in dynamic.get(name, []) if value is not None and not is_concrete_int(value.shape[a])]
@@ -160,7 +161,7 @@ def onnx_with_dynamic(job: ConversionJob, path: Path, dynamo: bool) -> tuple[dic
         # the axes are declared here and only validation at several sizes can prove them.
         export_onnx(job.source, path, dynamo, dynamic=dynamic)
         kept, notes = kept_from_shapes(job, onnx_input_shapes(path), "the TorchScript export kept it static")
-        return kept, notes + ["dynamic axes declared by TorchScript tracing, not proven by the exporter"]
+        return kept, [*notes, "dynamic axes declared by TorchScript tracing, not proven by the exporter"]
     program, traced, notes = export_program(job.source, dynamic)
     export_onnx(job.source, path, dynamo, program=program)
     kept, _ = kept_from_shapes(job, onnx_input_shapes(path), "")

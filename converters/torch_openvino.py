@@ -39,7 +39,7 @@ def _via_onnx(job: ConversionJob, dynamo: bool) -> Converted:
     converted = onnx_to_openvino(onnx_path, job.workdir, job=job, keep=kept)
     exporter = "dynamo" if dynamo else "TorchScript"
     converted.versions = {**package_versions("torch", *(["onnxscript"] if dynamo else [])), **converted.versions}
-    converted.notes = notes + [f"converted from the {exporter} ONNX export (intermediate.onnx)"]
+    converted.notes = [*notes, f"converted from the {exporter} ONNX export (intermediate.onnx)"]
     return converted
 
 

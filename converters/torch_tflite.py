@@ -84,7 +84,7 @@ def _sample_inputs(source) -> tuple[tuple, dict | None]:
     positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if positional[:len(names)] != names or any(p.kind == p.POSITIONAL_ONLY for p in params[:len(names)]):
         return args, None
-    return (), dict(zip(names, args))
+    return (), dict(zip(names, args, strict=True))
 
 
 @contextlib.contextmanager

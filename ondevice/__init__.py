@@ -13,5 +13,15 @@ from .errors import BadInputError, CheckFailed, ConversionError, OndeviceError
 from .report import Report, load_report
 
 __version__ = "0.1.0"
-__all__ = ["export", "validate", "check", "load_report", "Report", "OndeviceError", "BadInputError",
-           "ConversionError", "CheckFailed", "__version__"]
+__all__ = [
+           "BadInputError",
+           "CheckFailed",
+           "ConversionError",
+           "OndeviceError",
+           "Report",
+           "__version__",
+           "check",
+           "export",
+           "load_report",
+           "validate",
+]

@@ -74,7 +74,7 @@ def _text(data) -> str:
 
 def last_line(output: str) -> str:
     """The last meaningful line of a tool's output (its error, usually)."""
-    lines = [l.strip() for l in output.strip().splitlines() if l.strip()]
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else "(no output)"
 
 

@@ -61,7 +61,7 @@ def telemetry_off() -> None:
     ~/intel/openvino_ga_cid and ~/intel/stats and send usage events. Both fall back to their own
     no-op stub when ``openvino_telemetry`` cannot be imported, which a None in sys.modules ensures.
     """
-    sys.modules.setdefault("openvino_telemetry", None)
+    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]  # None blocks the import
 
 
 def require(module: str) -> ModuleType:
@@ -86,11 +86,11 @@ def available(module: str) -> bool:
     return importlib.util.find_spec(module.split(".")[0]) is not None
 
 
-def package_versions(*names: str) -> dict:
+def package_versions(*names: str) -> dict[str, str]:
     """Installed versions of the named distributions, from metadata (nothing imported; absent ones left out)."""
     import importlib.metadata as metadata
 
-    found = {}
+    found: dict[str, str] = {}
     for name in names:
         try:
             found[name] = metadata.version(name)
@@ -104,9 +104,9 @@ def is_instance_of(obj: object, module: str, qualname: str) -> bool:
     mod = sys.modules.get(module)
     if mod is None:
         return False
-    cls = mod
+    cls: object = mod
     for part in qualname.split("."):
         cls = getattr(cls, part, None)
         if cls is None:
             return False
-    return isinstance(obj, cls)
+    return isinstance(cls, type) and isinstance(obj, cls)

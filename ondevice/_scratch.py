@@ -77,6 +77,13 @@ def current() -> Scratch | None:
     return _active
 
 
+def active() -> Scratch:
+    """The active run's scratch space; inside ``run_scratch`` only (outside, a bug: InternalError)."""
+    if _active is None:
+        raise InternalError("no scratch space: export steps run inside run_scratch()")
+    return _active
+
+
 def keeping() -> bool:
     """True when the active run keeps its scratch folder for debugging."""
     return _active is not None and _active.keep
@@ -119,7 +126,7 @@ def _close(space: Scratch) -> None:
         previous = record["previous"]
     if not space.keep:
         shutil.rmtree(space.root, ignore_errors=True)
-    if previous:
+    if previous and space.out_dir is not None:
         # This run failed before its export removed them: the next export will.
         _write_record(space.out_dir, {"previous": previous, "installed": []})
 

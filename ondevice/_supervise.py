@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 CHILD_ENV = "ONDEVICE_VERDICT_FILE"
@@ -102,14 +102,10 @@ def _recorded(status: Path) -> int | None:
 
 
 def _kill_group(child: subprocess.Popen) -> None:
-    try:
+    with suppress(ProcessLookupError, PermissionError):
         os.killpg(child.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
+    with suppress(subprocess.TimeoutExpired):
         child.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 @contextmanager
@@ -120,10 +116,8 @@ def _forwarding(child: subprocess.Popen):
         return
 
     def forward(signum, _frame):
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(child.pid, signum)
-        except ProcessLookupError:
-            pass
 
     previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED}
     try:
@@ -140,10 +134,8 @@ def run_child(run) -> None:
     _supervised = True
     code = run(sys.argv[1:])
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass
     try:
         tmp = f"{status}.tmp"
         Path(tmp).write_text(json.dumps({"exit_code": code}))

@@ -1,8 +1,9 @@
 """The Python API: export, validate, check. Each accepts a live model or a SOURCE string."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 TARGETS = ("onnx", "tflite", "openvino")
 

@@ -76,7 +76,7 @@ class Artifact:
         }
 
     @classmethod
-    def from_json(cls, data: dict, root: Path, external: bool = False) -> "Artifact":
+    def from_json(cls, data: dict, root: Path, external: bool = False) -> Artifact:
         """An entry of a manifest in ``root``; every path it names must lie inside ``root`` (``external``:
         the manifest ondevice wrote itself for files made elsewhere, which names them absolutely)."""
         if external:
@@ -99,7 +99,7 @@ class Artifact:
             keep_float=data["keep_float"] if isinstance(data.get("keep_float"), dict) else {})
 
     @classmethod
-    def _external(cls, data: dict, root: Path) -> "Artifact":
+    def _external(cls, data: dict, root: Path) -> Artifact:
         paths = [data["path"], *(f["path"] for f in data["files"])]
         if not all(isinstance(p, str) and os.path.isabs(p) for p in paths):
             raise BadInputError("an external artifact's paths must be absolute")
@@ -159,7 +159,7 @@ class Artifacts:
         return write_text_atomic(self.out_dir / MANIFEST, json.dumps(data, indent=2))
 
     @classmethod
-    def load(cls, out_dir, verify: bool = True, external_ok: bool = False) -> "Artifacts":
+    def load(cls, out_dir, verify: bool = True, external_ok: bool = False) -> Artifacts:
         """Read OUT/manifest.json; with ``verify`` refuse artifacts whose hash changed.
 
         A manifest ondevice wrote for files made elsewhere names paths outside its folder; it is
@@ -181,7 +181,7 @@ class Artifacts:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BadInputError(f"malformed manifest {path}: {type(exc).__name__}: {exc}") from None
         if verify:
-            for item, raw in zip(items, data["artifacts"]):
+            for item, raw in zip(items, data["artifacts"], strict=True):
                 item.verify(out_dir, raw.get("files", []))
         return cls(out_dir, items, data.get("failures", []), data.get("source", {}), external)
 

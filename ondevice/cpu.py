@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 # /proc/cpuinfo flag -> the name reports use. Only features that change int8/fp16/bf16 numerics or speed.
 _X86_FEATURES = {
@@ -20,7 +21,7 @@ _ARM_FEATURES = {"asimd": "neon", "asimddp": "dotprod", "i8mm": "i8mm", "sve": "
                  "fphp": "fp16", "asimdhp": "fp16", "bf16": "bf16"}
 
 
-def cpu_info(cpuinfo: str | None = None) -> dict:
+def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
     """``{"vendor", "model", "cores", "arch", "isa": [...], "isa_class"}`` for this machine.
 
     ``cpuinfo`` is the text of /proc/cpuinfo (read when None; absent on non-Linux systems, where
@@ -60,7 +61,7 @@ def isa_class(isa: list[str], arch: str = "x86_64") -> str:
     return "baseline"
 
 
-def has_vnni(info: dict) -> bool:
+def has_vnni(info: dict[str, Any]) -> bool:
     """True when int8 dot products accumulate in 32 bits (VNNI, AMX, ARM dotprod/i8mm)."""
     return info["isa_class"] in ("amx", "avx512-vnni", "avx-vnni", "i8mm", "dotprod")
 
@@ -72,7 +73,7 @@ def has_vnni(info: dict) -> bool:
 EMULATED_CPU = {"isa_class": "avx2", "model": "Haswell", "emulator": "qemu-x86_64"}
 
 
-def emulator_command(native: dict) -> tuple[list[str] | None, str]:
+def emulator_command(native: dict[str, Any]) -> tuple[list[str] | None, str]:
     """The command prefix that runs a process on an emulated AVX2 CPU, or None and why not."""
     import shutil
 
@@ -84,7 +85,7 @@ def emulator_command(native: dict) -> tuple[list[str] | None, str]:
     return [qemu, "-cpu", EMULATED_CPU["model"]], "emulated"
 
 
-def describe(info: dict) -> str:
+def describe(info: dict[str, Any]) -> str:
     """One line for reports: ``AMD EPYC, 2 cores, avx512-vnni (avx2 avx512f ...)``."""
     if not info:
         return "unknown CPU"
@@ -92,7 +93,7 @@ def describe(info: dict) -> str:
     return f"{info.get('model', '?')}, {info.get('cores', '?')} cores, {info.get('isa_class', '?')} ({features})"
 
 
-def _first_block(text: str) -> dict:
+def _first_block(text: str) -> dict[str, str]:
     """The key: value pairs of the first processor in /proc/cpuinfo."""
     fields: dict[str, str] = {}
     for line in text.splitlines():

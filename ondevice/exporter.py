@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import progress
-from . import _scratch
+from validators.parity import Tolerance, compare
+
+from . import _scratch, progress
 from ._quiet import quiet
 from ._scratch import remove_previous_artifacts, run_scratch
 from .artifacts import Artifact, ArtifactRunner, Artifacts, runtime_for
@@ -23,7 +24,6 @@ from .errors import BadInputError, OndeviceError
 from .layout import match_io
 from .runtimes import SOURCE_RUNTIMES, get_runner_class
 from .specs import TensorSpec, load_samples, make_samples, samples_digest
-from validators.parity import Tolerance, compare
 
 
 def reference_runner(source, threads: int = 1):
@@ -53,7 +53,7 @@ def fill_source_outputs(source, threads: int = 1) -> dict:
 
 
 def _one_line(exc: BaseException) -> str:
-    lines = [l for l in str(exc).strip().splitlines() if l.strip()]
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
     return (lines[0] if lines else type(exc).__name__)[:400]
 
 
@@ -94,7 +94,7 @@ def _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibr
     out_dir = Path(out_dir).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     # OUT ends up holding this export's artifacts only; a source kept in OUT is not one to remove.
-    _scratch.current().protect(source.path)
+    _scratch.active().protect(source.path)
     remove_previous_artifacts(out_dir, keep=[source.path] if source.path else [])
     progress.stage("source", "running the example inputs")
     reference = fill_source_outputs(source, threads)
@@ -114,7 +114,7 @@ def _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibr
             made = _quantize_target(source, outcome, precision, out_dir, reference, calib, threads, int8)
             (result.items if isinstance(made, Artifact) else result.failures).append(made)
     result.write_manifest()
-    _scratch.current().listed()
+    _scratch.active().listed()
     return result
 
 
@@ -134,7 +134,7 @@ def _export_target(source, target, out_dir, forced, reference, dynamic, threads,
     for number, strat in enumerate(strategies, 1):
         progress.stage(target, f"converting with {strat.name} (strategy {number} of {len(strategies)})")
         started = time.perf_counter()
-        workdir = _scratch.current().folder(f"{target}-{strat.name}")
+        workdir = _scratch.active().folder(f"{target}-{strat.name}")
         job = ConversionJob(source, target, workdir, dynamic=dynamic)
         candidate, reason = _attempt(strat, job, reference, threads)
         if candidate is not None:
@@ -242,7 +242,7 @@ def _install(artifact: Artifact, out_dir: Path, attempts: list, stem: str = "mod
     final = out_dir / f"{stem}{_SUFFIX[artifact.target]}"
     # Side files keep their names: the artifact refers to them by name (model.bin, external data).
     moves = [(artifact.path, final), *((side, out_dir / Path(side).name) for side in artifact.files)]
-    _scratch.current().will_install([dest for _, dest in moves])   # a killed run's are removed next run
+    _scratch.active().will_install([dest for _, dest in moves])   # a killed run's are removed next run
     mode = _scratch.file_mode()
     for src, dest in moves:
         shutil.move(str(src), dest)
@@ -269,7 +269,9 @@ def _precisions(quantize, int8_io: bool) -> list[str]:
     from converters.registry import check_precision
 
     names = [] if quantize is None else [quantize] if isinstance(quantize, str) else list(quantize)
-    precisions = list(dict.fromkeys(check_precision(name) for name in names))
+    for name in names:
+        check_precision(name)
+    precisions = list(dict.fromkeys(names))
     if int8_io and "int8" not in precisions:
         raise BadInputError("--int8-io applies to full-integer models: add --quantize int8")
     return precisions
@@ -356,7 +358,7 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
     for qz in quantizers:
         progress.stage(f"{target}[{precision}]", f"quantizing with {qz.name}")
         started = time.perf_counter()
-        workdir = _scratch.current().folder(f"{target}-{precision}-{qz.name}")
+        workdir = _scratch.active().folder(f"{target}-{precision}-{qz.name}")
         job = QuantizeJob(source, target, precision, float_artifact, workdir, samples, int8.io, int8.kernels)
         try:
             with quiet():
@@ -420,7 +422,7 @@ def _keep_float(plain: Artifact, qz, job, keep, made: tuple) -> Artifact:
 
     def requantize(names: tuple) -> Artifact:
         rounds.append(names)
-        workdir = _scratch.current().folder(f"{job.target}-{job.precision}-{qz.name}-keep{len(rounds)}")
+        workdir = _scratch.active().folder(f"{job.target}-{job.precision}-{qz.name}-keep{len(rounds)}")
         progress.stage(f"{job.target}[{job.precision}]", f"re-quantizing with {len(names)} nodes in float "
                                                            f"(round {len(rounds)})")
         with quiet():

@@ -10,6 +10,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import BadInputError
 from .report import STATUS_EXIT, STATUSES, Report, TargetResult
@@ -124,7 +125,7 @@ def _compatibility_policy(data: dict, where: str) -> dict:
     if isinstance(coverage, dict):
         _known(coverage, tuple(required), f"{at} min_coverage")
         for target, value in coverage.items():
-            per = value if isinstance(value, dict) else {b: value for b in required[target]}
+            per = value if isinstance(value, dict) else dict.fromkeys(required[target], value)
             _known(per, required[target], f"{at} min_coverage.{target}")
             for backend, share in per.items():
                 limits[(target, backend)] = _number(share, f"{at} min_coverage.{target}.{backend}", 0.0, 1.0)
@@ -302,7 +303,7 @@ class _Tally:
     def judge(self, ok: bool, rule: str, t: TargetResult | None = None, **details) -> bool:
         self.checks += 1
         if not ok:
-            where = {"target": t.target, "precision": precision_of(t)} if t is not None else {}
+            where: dict[str, Any] = {"target": t.target, "precision": precision_of(t)} if t is not None else {}
             self.failures.append(Failure(rule, **where, **details))
         return ok
 

@@ -12,13 +12,20 @@ two pairings fit (``AmbiguousMatch``, answered with ``--io-map``).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .errors import BadInputError, ConversionError
 from .runtimes.base import clean_name
 from .specs import TensorSpec
+
+Perm = tuple[int, ...]   # source axis for each artifact axis, as np.transpose takes it
+Shape = tuple[Any, ...]
+# A source tensor's partner: the artifact tensor, the evidence that paired them, and the --io-map entry if any.
+_Pair = tuple[TensorSpec, str, "IOHint | None"]
 
 _LAYOUT_NAMES = {(0, 2, 3, 1): "NCHW->NHWC", (0, 2, 1): "NCW->NWC", (0, 2, 3, 4, 1): "NCDHW->NDHWC",
                  (0, 3, 1, 2): "NHWC->NCHW", (0, 4, 1, 2, 3): "NDHWC->NCDHW"}
@@ -30,34 +37,34 @@ class IOMap:
 
     source: str
     artifact: str
-    perm: tuple | None = None     # source array -> artifact array
+    perm: Perm | None = None      # source array -> artifact array
     matched_by: str = "name"      # "name", "order", "position" (args_0, Identity_1...), "shape" or "io-map"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.source, "artifact_name": self.artifact,
                 "perm": list(self.perm) if self.perm else None,
                 "layout": _LAYOUT_NAMES.get(self.perm) if self.perm else None, "matched_by": self.matched_by}
 
     @classmethod
-    def from_json(cls, data: dict) -> "IOMap":
+    def from_json(cls, data: dict[str, Any]) -> IOMap:
         perm = tuple(data["perm"]) if data.get("perm") else None
         return cls(data["name"], data["artifact_name"], perm, data.get("matched_by", "name"))
 
 
-def channels_last_perm(rank: int) -> tuple | None:
+def channels_last_perm(rank: int) -> Perm | None:
     """The permutation that moves axis 1 last (what onnx2tf does to rank >= 3 tensors)."""
     if rank < 3:
         return None
     return (0, *range(2, rank), 1)
 
 
-def _compatible(source_shape, artifact_shape) -> bool:
+def _compatible(source_shape: Shape, artifact_shape: Shape) -> bool:
     if len(source_shape) != len(artifact_shape):
         return False
-    return all(a is None or s is None or a == s for s, a in zip(source_shape, artifact_shape))
+    return all(a is None or s is None or a == s for s, a in zip(source_shape, artifact_shape, strict=True))
 
 
-def _perm_for(src: TensorSpec, art: TensorSpec, channels_last: bool) -> tuple | None | bool:
+def _perm_for(src: TensorSpec, art: TensorSpec, channels_last: bool) -> Perm | bool | None:
     """The permutation from src to art, None for none needed, False when no known one fits."""
     if _compatible(src.shape, art.shape):
         return None
@@ -75,11 +82,11 @@ def match_io(source: list[TensorSpec], artifact: list[TensorSpec], channels_last
     if all(s.name in by_name for s in source):
         pairs = [(s, by_name[s.name], "name") for s in source]
     else:
-        pairs = [(s, a, "order") for s, a in zip(source, artifact)]
+        pairs = [(s, a, "order") for s, a in zip(source, artifact, strict=True)]
     maps = []
     for src, art, how in pairs:
         perm = _perm_for(src, art, channels_last)
-        if perm is False:
+        if isinstance(perm, bool):
             raise ConversionError(f"{kind} {src.name!r} has shape {list(src.shape)} in the source but "
                                   f"{art.name!r} has {list(art.shape)} in the artifact")
         maps.append(IOMap(src.name, art.name, perm, how))
@@ -106,12 +113,12 @@ class AmbiguousMatch(BadInputError):
     """Two pairings of source and artifact tensors fit the evidence; the user must pick with --io-map."""
 
 
-def layout_perms(rank: int) -> list[tuple]:
+def layout_perms(rank: int) -> list[Perm]:
     """The moves converters make to a rank-``rank`` tensor: channels last (onnx2tf's NCHW -> NHWC,
     NCL -> NLC, NCDHW -> NDHWC) and channels first (a channels-last source exported channels first)."""
     if rank < 3:
         return []
-    last = channels_last_perm(rank)
+    last = (0, *range(2, rank), 1)
     first = (0, rank - 1, *range(1, rank - 1))
     return [last] if first == last else [last, first]
 
@@ -126,10 +133,10 @@ def moves_layout(source_framework: str, target: str) -> bool:
     return target == "tflite" and source_framework in ("torch", "onnx")
 
 
-def _fitting_perms(src: TensorSpec, art: TensorSpec, layout_moves: bool) -> list[tuple | None]:
+def _fitting_perms(src: TensorSpec, art: TensorSpec, layout_moves: bool) -> list[Perm | None]:
     """Every plausible permutation (None: as is) under which ``src`` has ``art``'s shape (one that
     moves only axes of size 1 is the same as none, and dropped when none fits)."""
-    fits = []
+    fits: list[Perm | None] = []
     if _compatible(src.shape, art.shape):
         fits.append(None)
         if not layout_moves:
@@ -141,7 +148,7 @@ def _fitting_perms(src: TensorSpec, art: TensorSpec, layout_moves: bool) -> list
     return fits
 
 
-def _keeps_order(shape, perm) -> bool:
+def _keeps_order(shape: Shape, perm: Perm) -> bool:
     """True when ``perm`` only moves axes of size 1: the data is the same as without it."""
     moved = [p for p in perm if shape[p] != 1]
     return moved == sorted(moved)
@@ -165,7 +172,7 @@ class IOHint:
 
     source: str
     artifact: str
-    perm: tuple | None = None
+    perm: Perm | None = None
     given_perm: bool = False
 
 
@@ -191,7 +198,7 @@ def _looks_like_perm(text: str) -> bool:
 
 
 def match_external(source: list[TensorSpec], artifact: list[TensorSpec], kind: str, layout_moves: bool,
-                   hints: list[IOHint] = ()) -> list[IOMap]:
+                   hints: Sequence[IOHint] = ()) -> list[IOMap]:
     """Pair every source tensor with one artifact tensor of a file made by any tool.
 
     Evidence in order: ``hints`` (--io-map), equal names, names that encode a position
@@ -211,29 +218,30 @@ def match_external(source: list[TensorSpec], artifact: list[TensorSpec], kind: s
     return [_with_perm(s, *pairs[s.name], kind, layout_moves) for s in source]
 
 
-def _hinted_pairs(source, artifact, kind: str, hints) -> dict:
+def _hinted_pairs(source: list[TensorSpec], artifact: list[TensorSpec], kind: str,
+                  hints: Sequence[IOHint]) -> dict[str, _Pair]:
     by_src = {s.name: s for s in source}
     by_art = {a.name: a for a in artifact}
-    pairs = {}
+    pairs: dict[str, _Pair] = {}
     for hint in hints:
         if hint.source in by_src and hint.artifact in by_art:
             pairs[hint.source] = (by_art[hint.artifact], "io-map", hint)
     return pairs
 
 
-def _named_pairs(source, artifact, taken: dict) -> dict:
+def _named_pairs(source: list[TensorSpec], artifact: list[TensorSpec], taken: dict[str, _Pair]) -> dict[str, _Pair]:
     """Pairs by equal names, then by names that encode a position."""
     used = {p[0].name for p in taken.values()}
     free = [a for a in artifact if a.name not in used]
-    pairs = {}
-    by_name = {}
+    pairs: dict[str, _Pair] = {}
+    by_name: dict[str, list[TensorSpec]] = {}
     for a in free:
         by_name.setdefault(clean_name(a.name), []).append(a)
     for s in source:
         if s.name not in taken and len(by_name.get(s.name, [])) == 1:
             pairs[s.name] = (by_name[s.name][0], "name", None)
     used |= {p[0].name for p in pairs.values()}
-    positions = {}
+    positions: dict[int, list[TensorSpec]] = {}
     for a in artifact:
         index = positional_index(clean_name(a.name))
         if a.name not in used and index is not None:
@@ -244,10 +252,11 @@ def _named_pairs(source, artifact, taken: dict) -> dict:
     return pairs
 
 
-def _shape_pairs(source, artifact, kind: str, layout_moves: bool) -> dict:
+def _shape_pairs(source: list[TensorSpec], artifact: list[TensorSpec], kind: str,
+                 layout_moves: bool) -> dict[str, _Pair]:
     """The one assignment of the remaining tensors in which every pair fits by shape."""
     options = {s.name: [a for a in artifact if _fitting_perms(s, a, layout_moves)] for s in source}
-    found = []
+    found: list[dict[str, TensorSpec]] = []
     _assign(source, options, {}, found)
     if len(found) == 1:
         return {name: (art, "shape", None) for name, art in found[0].items()}
@@ -263,7 +272,8 @@ def _shape_pairs(source, artifact, kind: str, layout_moves: bool) -> dict:
                          f"ondevice will not guess; say which, e.g. {example}")
 
 
-def _assign(source, options: dict, chosen: dict, found: list) -> None:
+def _assign(source: list[TensorSpec], options: dict[str, list[TensorSpec]], chosen: dict[str, TensorSpec],
+            found: list[dict[str, TensorSpec]]) -> None:
     """Every perfect matching (at most two are needed to know it is not unique)."""
     if len(found) > 1:
         return
@@ -278,7 +288,8 @@ def _assign(source, options: dict, chosen: dict, found: list) -> None:
             del chosen[src.name]
 
 
-def _with_perm(src: TensorSpec, art: TensorSpec, how: str, hint, kind: str, layout_moves: bool) -> IOMap:
+def _with_perm(src: TensorSpec, art: TensorSpec, how: str, hint: IOHint | None, kind: str,
+               layout_moves: bool) -> IOMap:
     """The pair with its permutation; a pair that fits several ways (1x8x8: as is, or NCL -> NLC) is asked about."""
     if hint is not None and hint.given_perm:
         moved = tuple(src.shape[p] for p in hint.perm) if hint.perm else tuple(src.shape)

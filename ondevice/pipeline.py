@@ -7,10 +7,15 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
+
+from validators import latency as latency_check
+from validators.parity import CALIBRATION_HINT, Tolerance, compare, compare_vs_float, constant_artifact_passes
+from validators.precision import check_precision
 
 from . import progress
-from ._lazy import package_versions
 from ._isolate import IsolatedFailure, call_isolated
+from ._lazy import package_versions
 from ._quiet import quiet
 from .artifacts import Artifacts
 from .errors import BadInputError
@@ -18,10 +23,7 @@ from .exporter import export_source, fill_source_outputs, reference_runner
 from .report import Report, TargetResult, environment
 from .specs import load_samples, make_samples, samples_digest
 from .worker import load_samples_file, save_samples
-from .zoo.timing import alone as timed_alone   # a zoo run times one model at a time
-from validators import latency as latency_check
-from validators.precision import check_precision
-from validators.parity import CALIBRATION_HINT, Tolerance, compare, compare_vs_float, constant_artifact_passes
+from .zoo.timing import alone as timed_alone  # a zoo run times one model at a time
 
 _REPORTED_PACKAGES = ("ondevice", "numpy", "torch", "tensorflow", "keras", "onnx", "onnxruntime", "openvino",
                       "onnx2tf", "tf2onnx", "litert-torch", "ai-edge-litert", "tflite-runtime", "executorch")
@@ -145,7 +147,7 @@ class _OtherShape:
 
     def judge(self, result: TargetResult, artifact, job, tol) -> None:
         """Add this shape's parity to ``result``; a failure here fails the target."""
-        entry = {"inputs": {n: list(s) for n, s in self.shapes.items()}}
+        entry: dict[str, Any] = {"inputs": {n: list(s) for n, s in self.shapes.items()}}
         if not self.fits(artifact):
             entry.update(checked=False, reason="the artifact fixed these axes at export (see the manifest)")
         elif result.status != "error" and job.extra_outputs_path.exists():
@@ -159,7 +161,7 @@ class _OtherShape:
 
 def _other_shape(source, artifacts, ref_runner, seed: int, path: Path) -> _OtherShape | None:
     """Samples with every axis an artifact kept dynamic grown by OTHER_SHAPE_GROWTH, or None."""
-    axes = {}
+    axes: dict[str, set[int]] = {}
     for artifact in artifacts:
         for name, kept in (artifact.options.get("dynamic_kept") or {}).items():
             axes.setdefault(name, set()).update(kept)
@@ -207,7 +209,7 @@ def _compatibility(results: list, artifacts: Artifacts, timeout_s: float) -> Non
     count = len(artifacts.items)
     progress.stage("compatibility", f"checking {count} artifact{'s' * (count != 1)} against accelerator backends")
     found = check_isolated([(a.path.resolve(), a.target) for a in artifacts.items], min(timeout_s, 300))
-    for result, artifact, entries in zip(results, artifacts.items, found):
+    for result, artifact, entries in zip(results, artifacts.items, found, strict=True):
         result.compatibility = entries or None
         sibling = artifacts.float_sibling(artifact)
         required = (artifact.options.get("require") or (sibling.options.get("require") if sibling else None)) or {}
@@ -242,7 +244,7 @@ def _keep_float(result: TargetResult, artifact) -> None:
 def _keep_float_latency(results: list, artifacts: Artifacts) -> None:
     """Beside export's cost figures, the p50 this validation measured for the artifact and its float sibling."""
     by_path = {Path(r.artifact).resolve(): r for r in results if r.artifact}
-    for result, artifact in zip(results, artifacts.items):
+    for result, artifact in zip(results, artifacts.items, strict=True):
         sibling = artifacts.float_sibling(artifact)
         float_result = by_path.get(sibling.path.resolve()) if sibling is not None else None
         if result.keep_float is None or float_result is None:
@@ -257,7 +259,7 @@ def _label(artifact) -> str:
 
 def _vs_float(result: TargetResult, sibling, outputs: dict) -> None:
     """Quantization error alone: a quantized artifact against its float sibling's outputs."""
-    if sibling is None or result.status == "error":
+    if sibling is None or result.status == "error" or result.artifact is None or result.quantize is None:
         return
     float_outputs = outputs.get(sibling.path.resolve())
     quantized = outputs.get(Path(result.artifact).resolve())
@@ -289,7 +291,7 @@ def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, reference, tol,
     result.isa_checks.append(entry)
     sibling = artifacts.float_sibling(artifact)
     float_native = outputs.get(sibling.path.resolve()) if sibling is not None else None
-    if launcher is None or not emulate or result.status == "error" or float_native is None:
+    if launcher is None or not emulate or result.status == "error" or sibling is None or float_native is None:
         entry["reason"] = (why if launcher is None else "turned off (--no-emulate-cpu)" if not emulate
                            else "the native run failed" if result.status == "error"
                            else "no float sibling to check the emulator against")

@@ -14,7 +14,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-_current: "_Reporter | None" = None
+_current: _Reporter | None = None
 _REDRAW_S = 0.5
 
 

@@ -111,7 +111,7 @@ def to_markdown(report: Report, gate=None) -> str:
         lines += ["", f"### Gate: {'PASSED' if gate.passed else 'FAILED'} (exit {gate.exit_code})", "",
                   gate.summary() + (f" (policy `{gate.policy}`)" if gate.policy else "")]
         if gate.failures:
-            lines += [""] + _md_table(GATE_HEADER, [_gate_cells(f) for f in gate.failures])
+            lines += ["", *_md_table(GATE_HEADER, [_gate_cells(f) for f in gate.failures])]
         lines += [f"- note: {n}" for n in gate.notes]
     problems = [f"- **{t.target}** ({_precision(t)}): {_md_cell(t.error)}" for t in report.targets if t.error]
     if problems:
@@ -134,15 +134,15 @@ def to_markdown(report: Report, gate=None) -> str:
         lines += ["", "### Delegates", *delegated]
     compat = compatibility_rows(report)
     if compat:
-        lines += ["", "### Accelerator compatibility", ""] + _md_table(COMPATIBILITY_HEADER, compat)
+        lines += ["", "### Accelerator compatibility", "", *_md_table(COMPATIBILITY_HEADER, compat)]
     rows = [[t.target, *_output_cells(o)] for t in report.targets for o in _outputs(t)]
     if rows:
         lines += ["", "<details><summary>Errors per output</summary>", ""]
-        lines += _md_table(["target", *OUTPUT_HEADER], rows) + ["", "</details>"]
+        lines += [*_md_table(["target", *OUTPUT_HEADER], rows), "", "</details>"]
     timing_rows = _timing_rows(report)
     if timing_rows:
         lines += ["", f"<details><summary>Where the time went ({_md_cell(_run_line(report))})</summary>", ""]
-        lines += _md_table(TIMING_HEADER, timing_rows) + ["", "</details>"]
+        lines += [*_md_table(TIMING_HEADER, timing_rows), "", "</details>"]
     return "\n".join(lines) + "\n"
 
 
@@ -340,7 +340,7 @@ def latency_svg(report: Report) -> str:
     parts.append(_text(left + width / 2, height - 2, "milliseconds per inference (log scale)", "middle", 10, _MUTED))
     for index, (label, lat) in enumerate(rows):
         parts += _latency_row(top + row_h * index + row_h / 2, label, lat, x, left + width)
-    return "\n".join(parts + ["</svg>"])
+    return "\n".join([*parts, "</svg>"])
 
 
 def _latency_legend() -> str:
@@ -417,7 +417,7 @@ def error_svg(out: dict) -> str:
         ax = left + pos * bar_w
         parts += [f'<line x1="{ax:.1f}" x2="{ax:.1f}" y1="{top - 4}" y2="{top + plot_h}" stroke="{_BAD}" '
                   f'stroke-dasharray="4 3"/>', _text(ax + 3, top + 4, f"atol {out['atol']:g}", size=9, colour=_BAD)]
-    return "\n".join(parts + ["</svg>"])
+    return "\n".join([*parts, "</svg>"])
 
 
 # ---- HTML ------------------------------------------------------------------------------------------
@@ -539,7 +539,7 @@ def keep_float_cost(record: dict) -> str:
 
 def divergence_line(divergence: dict) -> str:
     """One line naming the first diverging layer (or why there is none)."""
-    if divergence.get("error") or divergence.get("note") and not divergence.get("layers"):
+    if divergence.get("error") or (divergence.get("note") and not divergence.get("layers")):
         return f"first divergence not located: {divergence.get('error') or divergence.get('note')}"
     counts = divergence.get("counts") or {}
     tally = (f"{counts.get('by_name', 0)} layers paired by name, {counts.get('by_value', 0)} by value, "
@@ -565,7 +565,7 @@ def divergence_svg(divergence: dict, width: int = 560, height: int = 150) -> str
     span, dmax = max(hi - lo, 1), max(max(depths), 1.0)
     x = lambda d: left + (right - left) * d / dmax                       # noqa: E731
     y = lambda e: bottom - (bottom - top) * (math.log10(e) - lo) / span  # noqa: E731
-    points = " ".join(f"{x(d):.1f},{y(e):.1f}" for d, e in zip(depths, errs))
+    points = " ".join(f"{x(d):.1f},{y(e):.1f}" for d, e in zip(depths, errs, strict=True))
     parts = [f'<svg class="plot divergence" role="img" aria-label="error against depth" width="{width}" '
              f'height="{height}" viewBox="0 0 {width} {height}">',
              f'<polyline fill="none" stroke="{_INK}" stroke-width="1.5" points="{points}"/>']
@@ -574,7 +574,7 @@ def divergence_svg(divergence: dict, width: int = 560, height: int = 150) -> str
     parts.append(_text((left + right) / 2, height - 6, "layer depth (source order); y: max abs err / peak", "middle",
                        10, _MUTED))
     first = divergence.get("first") or {}
-    for d, e, layer in zip(depths, errs, layers):
+    for d, e, layer in zip(depths, errs, layers, strict=True):
         if layer.get("source_layer") == first.get("source_layer") and d == float(first.get("depth", -1)):
             parts.append(f'<circle cx="{x(d):.1f}" cy="{y(e):.1f}" r="5" fill="#c62828"/>')
             parts.append(_text(x(d) + 8, y(e) + 4, str(first.get("source_layer")), "start", 11, "#c62828"))
@@ -584,11 +584,13 @@ def divergence_svg(divergence: dict, width: int = 560, height: int = 150) -> str
 def delegation_line(delegation: dict) -> str:
     """``XnnpackBackend took 41 of 61 ops (67%) in 8 subgraphs; portable kernels: aten.mean.dim x1``."""
     total, taken = delegation.get("ops_total") or 0, delegation.get("ops_delegated") or 0
-    portable = delegation.get("portable_ops") if isinstance(delegation.get("portable_ops"), dict) else {}
+    portable = delegation.get("portable_ops")
+    portable = portable if isinstance(portable, dict) else {}
     left = ", ".join(f"{op} x{n}" for op, n in portable.items()) or "none"
     if not delegation.get("subgraphs"):
         return f"no delegate: all {total} ops on portable kernels"
-    backends = delegation.get("backends") if isinstance(delegation.get("backends"), list) else []
+    backends = delegation.get("backends")
+    backends = backends if isinstance(backends, list) else []
     share = f" ({100 * taken / total:.0f}%)" if all(isinstance(v, (int, float)) for v in (taken, total)) and total \
         else ""
     return (f"{'/'.join(map(str, backends)) or 'a delegate'} took {taken} of {total} ops{share} in "

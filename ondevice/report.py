@@ -7,9 +7,12 @@ import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ._paths import write_text_atomic
 from .errors import BadInputError
+
+Json = dict[str, Any]   # a JSON object as json.loads gives it
 
 SCHEMA_VERSION = 1
 STATUS_EXIT = {"passed": 0, "failed": 1, "inconclusive": 1, "conversion_error": 3, "error": 4}
@@ -29,20 +32,20 @@ class TargetResult:
     strategy: str | None = None
     size_bytes: int | None = None
     runtime: str | None = None
-    parity: dict | None = None
-    latency: dict | None = None
-    source_latency: dict | None = None
-    footprint: dict | None = None
-    parity_vs_float: dict | None = None    # quantized artifacts: judged against their float sibling
-    precision: dict | None = None          # requested vs found in the artifact file
-    shapes: list | None = None             # parity at a second shape, for axes kept dynamic
-    isa_checks: list | None = None         # int8: parity per CPU class (native, emulated AVX2)
-    timings: dict = field(default_factory=dict)   # stage -> seconds (strategy:<name>, export, load, latency...)
-    io: dict | None = None                 # each source input/output's artifact tensor, layout and how matched
-    divergence: dict | None = None         # parity failed: the first diverging layer (validators.divergence)
-    delegation: dict | None = None         # ExecuTorch: ops each delegate took, ops left on portable kernels
-    compatibility: dict | None = None      # backend -> ops it takes (validators.compatibility)
-    keep_float: dict | None = None         # --keep-float: layers left in float, rounds tried, size/latency cost
+    parity: Json | None = None
+    latency: Json | None = None
+    source_latency: Json | None = None
+    footprint: Json | None = None
+    parity_vs_float: Json | None = None    # quantized artifacts: judged against their float sibling
+    precision: Json | None = None          # requested vs found in the artifact file
+    shapes: list[Json] | None = None             # parity at a second shape, for axes kept dynamic
+    isa_checks: list[Json] | None = None         # int8: parity per CPU class (native, emulated AVX2)
+    timings: dict[str, Any] = field(default_factory=dict)   # stage -> seconds (strategy:<name>, export, load, latency...)
+    io: Json | None = None                 # each source input/output's artifact tensor, layout and how matched
+    divergence: Json | None = None         # parity failed: the first diverging layer (validators.divergence)
+    delegation: Json | None = None         # ExecuTorch: ops each delegate took, ops left on portable kernels
+    compatibility: Json | None = None      # backend -> ops it takes (validators.compatibility)
+    keep_float: Json | None = None         # --keep-float: layers left in float, rounds tried, size/latency cost
     inconclusive: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -51,7 +54,7 @@ class TargetResult:
         """``onnx`` for a float artifact, ``onnx[int8]`` for a quantized one."""
         return f"{self.target}[{self.quantize}]" if self.quantize else self.target
 
-    def to_json(self) -> dict:
+    def to_json(self) -> Json:
         return dict(self.__dict__)
 
 
@@ -59,12 +62,12 @@ class TargetResult:
 class Report:
     """Truthy when every target passed; round-trips through ``report.json``."""
 
-    source: dict
-    environment: dict
-    inputs: dict
+    source: Json
+    environment: Json
+    inputs: Json
     targets: list[TargetResult]
     allow_inconclusive: bool = False
-    run: dict = field(default_factory=dict)   # the whole run: wall_s, peak_rss_mb
+    run: dict[str, Any] = field(default_factory=dict)   # the whole run: wall_s, peak_rss_mb
 
     @property
     def exit_code(self) -> int:
@@ -81,13 +84,13 @@ class Report:
     def __bool__(self) -> bool:
         return self.passed
 
-    def to_json(self) -> dict:
+    def to_json(self) -> Json:
         return {"schema_version": SCHEMA_VERSION, "passed": self.passed, "exit_code": self.exit_code,
                 "allow_inconclusive": self.allow_inconclusive, "source": self.source,
                 "environment": self.environment, "inputs": self.inputs,
                 "targets": [t.to_json() for t in self.targets], "run": self.run}
 
-    def write(self, path) -> Path:
+    def write(self, path: str | os.PathLike[str]) -> Path:
         """Write JSON, or Markdown / HTML / JUnit XML for a ``.md`` / ``.html`` / ``.xml`` path.
 
         Artifact paths in the JSON become relative to its folder.
@@ -115,7 +118,7 @@ class Report:
             out.append(f"{t.label}: {t.status}" + (f": {t.error}" if t.error else ""))
         return out
 
-    def verdict(self, path=None) -> str:
+    def verdict(self, path: object = None) -> str:
         """The one line every command ends with."""
         where = f" - report: {path}" if path else ""
         if self.passed:
@@ -123,7 +126,7 @@ class Report:
         return f"FAILED ({'; '.join(self.failures()) or 'no targets'}){where}"
 
 
-def load_report(path) -> Report:
+def load_report(path: str | os.PathLike[str]) -> Report:
     """Read a report.json written by ``Report.write``."""
     from ._schema import report_problem
 
@@ -149,7 +152,7 @@ def load_report(path) -> Report:
                   data.get("run") if isinstance(data.get("run"), dict) else {})
 
 
-def environment(threads: int, packages: dict) -> dict:
+def environment(threads: int, packages: dict[str, str]) -> Json:
     """Where the numbers were measured: interpreter, platform, threads, packages and the CPU."""
     from .cpu import cpu_info
 

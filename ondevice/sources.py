@@ -1,12 +1,14 @@
 """Turn a SOURCE (factory reference, model file or live object) into a Source."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
 import io
 import sys
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +61,7 @@ def framework_of(model: Any) -> str:
                         "pass a torch.nn.Module, a keras.Model, an onnx.ModelProto or a model file path")
 
 
-def load_source(spec: str, declared: list[TensorSpec] = (), trust_pickle: bool = False,
+def load_source(spec: str, declared: Sequence[TensorSpec] = (), trust_pickle: bool = False,
                 trust_graph: bool = False) -> Source:
     """Load SOURCE text as given on the command line; pickles and file-touching graphs only when trusted."""
     source = _load_source(spec, declared, trust_pickle, trust_graph)
@@ -78,7 +80,7 @@ def _load_source(spec: str, declared, trust_pickle: bool, trust_graph: bool) -> 
         if (path / "saved_model.pb").exists():
             return _from_saved_model(path, declared, spec, trust_graph)
         raise BadInputError(f"{spec} is a folder but not a SavedModel (no saved_model.pb)")
-    loaders = {".onnx": _from_onnx_file, ".keras": _from_keras_file, ".h5": _from_keras_file,
+    loaders: dict[str, Callable[..., Source]] = {".onnx": _from_onnx_file, ".keras": _from_keras_file, ".h5": _from_keras_file,
                ".pt2": _from_pt2, ".pt": _from_torch_file, ".pth": _from_torch_file}
     if suffix not in loaders:
         raise BadInputError(f"unsupported model file {spec}: expected one of {', '.join(sorted(loaders))}, "
@@ -92,17 +94,16 @@ def _load_source(spec: str, declared, trust_pickle: bool, trust_graph: bool) -> 
     return loaders[suffix](path, declared, spec)
 
 
-def from_object(model: Any, example_inputs: Any = None, declared: list[TensorSpec] = (),
+def from_object(model: Any, example_inputs: Any = None, declared: Sequence[TensorSpec] = (),
                 spec: str = "<python object>") -> Source:
     """A Source from a live model and its example inputs (the Python API's entry)."""
     framework = framework_of(model)
     if framework in ("onnx", "file"):
         return load_source(str(model), declared)
     if framework == "torch":
-        try:
+        # An exported program's module refuses eval(); it has no train mode to leave.
+        with contextlib.suppress(AttributeError, NotImplementedError, RuntimeError):
             model.eval()
-        except (AttributeError, NotImplementedError, RuntimeError):
-            pass  # an exported program's module refuses eval(); it has no train mode to leave
         example = _normalise_example(example_inputs, _torch_input_names(model))
     else:
         example = _normalise_example(example_inputs, _keras_input_names(model))
@@ -114,10 +115,10 @@ def from_object(model: Any, example_inputs: Any = None, declared: list[TensorSpe
         raise BadInputError("no example inputs and no --input given: cannot tell the model's input shapes")
     check_inputs(inputs, spec)
     source = Source(spec, framework, model, inputs, example or None)
-    if source.example and declared:
-        # Declared shapes win; sample within the example's ranges.
-        if any(tuple(s.shape) != tuple(np.shape(source.example[s.name])) for s in inputs):
-            source.example = None
+    # Declared shapes win; sample within the example's ranges.
+    example_shapes = {n: tuple(np.shape(a)) for n, a in (source.example or {}).items()}
+    if declared and example_shapes and any(tuple(s.shape) != example_shapes[s.name] for s in inputs):
+        source.example = None
     return source
 
 
@@ -134,6 +135,8 @@ def _from_factory(spec: str, declared) -> Source:
                 raise BadInputError(f"factory file not found: {target}")
             module_name = f"_ondevice_factory_{abs(hash(str(file.resolve())))}"
             module_spec = importlib.util.spec_from_file_location(module_name, file)
+            if module_spec is None or module_spec.loader is None:
+                raise BadInputError(f"factory file {target} cannot be imported as Python")
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[module_name] = module
             module_spec.loader.exec_module(module)

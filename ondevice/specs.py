@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -25,19 +26,19 @@ class TensorSpec:
     """
 
     name: str
-    shape: tuple
+    shape: tuple[Any, ...]   # int, or None (or a symbol's name) for a dynamic axis
     dtype: str = "float32"
     low: float | None = None
     high: float | None = None
     mean: float | None = None
     std: float | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
     @property
     def is_integer(self) -> bool:
-        return np.issubdtype(np.dtype(self.dtype), np.integer) or self.dtype == "bool"
+        return bool(np.issubdtype(np.dtype(self.dtype), np.integer)) or self.dtype == "bool"
 
 
 def parse_input_spec(text: str) -> TensorSpec:
@@ -75,7 +76,7 @@ def memory_budget() -> int:
     try:
         import psutil
 
-        return psutil.virtual_memory().available // 2
+        return int(psutil.virtual_memory().available) // 2
     except Exception:   # no psutil, or no /proc: assume a small machine
         return 2**31
 
@@ -136,7 +137,7 @@ def merge_specs(declared: Iterable[TensorSpec], inferred: list[TensorSpec]) -> l
     return out
 
 
-def concrete_shape(spec: TensorSpec) -> tuple:
+def concrete_shape(spec: TensorSpec) -> tuple[int, ...]:
     """The spec's shape with dynamic axes fixed to 1."""
     return tuple(1 if (d is None or (isinstance(d, int) and d < 0) or isinstance(d, str)) else int(d) for d in spec.shape)
 
@@ -202,7 +203,7 @@ def load_samples(path: str, specs: list[TensorSpec]) -> list[dict[str, np.ndarra
         raise BadInputError(f"inputs file {path}: cannot convert to the inputs' dtypes: {exc}") from None
 
 
-def _npz_array(data, spec: TensorSpec, path) -> np.ndarray:
+def _npz_array(data: Any, spec: TensorSpec, path: object) -> np.ndarray:
     """One array of an .npz, its header checked first (dtype, rank, size)."""
     try:
         with data.zip.open(f"{spec.name}.npy") as handle:
@@ -224,7 +225,8 @@ def _npz_array(data, spec: TensorSpec, path) -> np.ndarray:
         raise BadInputError(f"inputs file {path}: array {spec.name!r} of shape {list(shape)} needs {_size(size)}, "
                             "more than this machine can spare")
     try:
-        return data[spec.name]
+        array: np.ndarray = data[spec.name]
+        return array
     except Exception as exc:
         raise BadInputError(f"inputs file {path}: array {spec.name!r} is unreadable: {exc}") from None
 

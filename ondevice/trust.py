@@ -56,7 +56,7 @@ def check_pt2(data: bytes, spec: str) -> bytes | None:
         member = name[len(root) + 1:]
         if member.endswith("/"):
             continue
-        if member.endswith(".pt") and not member.startswith("data/sample_inputs/") or "_obj_" in member:
+        if (member.endswith(".pt") and not member.startswith("data/sample_inputs/")) or "_obj_" in member:
             raise UntrustedInput(f"{spec} holds a pickled member {member!r}; {_PT2_HINT}")
         if not any(p.fullmatch(member) for p in _PT2_MEMBERS):
             raise UntrustedInput(f"{spec} holds {member!r}, which is not part of a torch.export archive; "

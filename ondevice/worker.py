@@ -11,6 +11,7 @@ import resource
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,8 @@ FAULT_ENV = "ONDEVICE_INJECT_FAULT"
 
 def save_samples(path: Path, samples: list[dict]) -> None:
     """Samples (one dict of arrays each) to one .npz, names kept in an index."""
-    arrays, index = {}, []
+    arrays: dict[str, Any] = {}
+    index = []
     for i, sample in enumerate(samples):
         names = list(sample)
         index.append(names)
@@ -59,7 +61,7 @@ def run_artifact(out_dir: str, indices: list, samples_path: str, outputs_paths: 
     items = Artifacts.load(out_dir, verify=False).items
     samples = load_samples_file(Path(samples_path))
     runtimes = []
-    for index, outputs_path in zip(indices, outputs_paths):
+    for index, outputs_path in zip(indices, outputs_paths, strict=True):
         runner = ArtifactRunner(items[index], threads)
         save_samples(Path(outputs_path), [runner.run(s) for s in samples])
         runtimes.append(runner.runtime)
@@ -91,7 +93,7 @@ def measure_artifact(out_dir: str, index: int, samples_path: str, outputs_path: 
     start = time.perf_counter()
     outputs = [runner.run(s) for s in samples]
     save_samples(Path(outputs_path), outputs)
-    if extra_samples_path:
+    if extra_samples_path and extra_outputs_path:
         extra = [runner.run(s) for s in load_samples_file(Path(extra_samples_path))]
         save_samples(Path(extra_outputs_path), extra)
     parity_s = time.perf_counter() - start

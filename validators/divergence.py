@@ -20,9 +20,14 @@ layers are always listed, so "no divergence found" never hides a region that was
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+Json = dict[str, Any]
 
 # precision -> (largest max|err| / peak|source| a layer may show, smallest cosine)
 LAYER_TOLERANCE = {"fp32": (1e-3, 0.99999), "fp16": (3e-2, 0.9995), "dynamic-int8": (0.1, 0.995),
@@ -38,6 +43,10 @@ class Tensor:
     name: str
     op_type: str
     value: np.ndarray
+
+
+# A source layer's claim on an artifact tensor: (depth, source tensor, artifact index, how paired, metrics).
+_Claim = tuple[int, Tensor, int, str, Json]
 
 
 @dataclass(frozen=True)
@@ -57,9 +66,9 @@ class LayerError:
     peak: float               # max |source| of this tensor: what the error is scaled to
     rel_err: float            # max_abs_err / peak
     diverged: bool
-    fused_with: tuple = ()    # source layers whose output the converter folded into this tensor
+    fused_with: tuple[str, ...] = ()    # source layers whose output the converter folded into this tensor
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {k: (_finite(v) if isinstance(v, float) else list(v) if isinstance(v, tuple) else v)
                 for k, v in asdict(self).items()}
 
@@ -68,22 +77,22 @@ class LayerError:
 class Divergence:
     """The per-layer table, the first divergence (None: none found) and the layers left unpaired."""
 
-    layers: tuple
-    unpaired: tuple           # {"source_layer", "source_type", "reason"}
+    layers: tuple[LayerError, ...]
+    unpaired: tuple[Json, ...]   # {"source_layer", "source_type", "reason"}
     precision: str = "fp32"
     artifact_tensors: int = 0
-    ranking: tuple = ()       # quantized: layers by SNR lost, worst first
+    ranking: tuple[Json, ...] = ()       # quantized: layers by SNR lost, worst first
 
     @property
     def first(self) -> LayerError | None:
         return next((layer for layer in self.layers if layer.diverged), None)
 
-    def counts(self) -> dict:
+    def counts(self) -> dict[str, Any]:
         by = [layer.paired_by for layer in self.layers]
         return {"by_name": by.count("name"), "by_value": by.count("value"), "unpaired": len(self.unpaired),
                 "source_layers": len(self.layers) + len(self.unpaired), "artifact_tensors": self.artifact_tensors}
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         first = self.first
         return {"first": None if first is None else {
                     "source_layer": first.source_layer, "artifact_tensor": first.artifact_tensor,
@@ -97,11 +106,13 @@ class Divergence:
 def locate(source: list[Tensor], artifact: list[Tensor], precision: str | None = None) -> Divergence:
     """Pair ``source`` with ``artifact`` tensors and find the first layer whose error exceeds its threshold."""
     precision = precision or "fp32"
-    by_numel = {}
+    by_numel: dict[int, list[int]] = {}
     for index, tensor in enumerate(artifact):
         if tensor.value.dtype.kind == "f":
             by_numel.setdefault(tensor.value.size, []).append(index)
-    claims, unpaired, last = [], [], 0
+    claims: list[_Claim] = []
+    unpaired: list[Json] = []
+    last = 0
     for depth, src in enumerate(source):
         found = _pair(src, artifact, by_numel.get(np.asarray(src.value).size, []), last)
         if found is None:
@@ -116,7 +127,7 @@ def locate(source: list[Tensor], artifact: list[Tensor], precision: str | None =
     return Divergence(tuple(layers), tuple(unpaired), precision, len(artifact), ranking)
 
 
-def _pair(src: Tensor, artifact: list[Tensor], candidates: list[int], last: int):
+def _pair(src: Tensor, artifact: list[Tensor], candidates: list[int], last: int) -> tuple[int, str, Json] | None:
     """(artifact index, how, metrics) for the best match of ``src``, or None.
 
     A name is evidence enough (a diverged layer keeps its name but not its values); by value, the
@@ -136,19 +147,20 @@ def _pair(src: Tensor, artifact: list[Tensor], candidates: list[int], last: int)
     return (valued[0], "value", valued[1]) if valued else None
 
 
-def _best(src: Tensor, artifact: list[Tensor], pool: list[int], floor: float):
-    scored = [(i, _metrics(src.value, artifact[i].value)) for i in pool]
-    scored = [(i, m) for i, m in scored if m is not None and m["cosine"] >= floor]
+def _best(src: Tensor, artifact: list[Tensor], pool: list[int], floor: float) -> tuple[int, Json] | None:
+    metrics = [(i, _metrics(src.value, artifact[i].value)) for i in pool]
+    scored = [(i, m) for i, m in metrics if m is not None and m["cosine"] >= floor]
     return max(scored, key=lambda item: (item[1]["cosine"], -item[1]["rel_err"])) if scored else None
 
 
-def _resolve(claims, artifact, precision: str, unpaired: list) -> list[LayerError]:
+def _resolve(claims: list[_Claim], artifact: list[Tensor], precision: str, unpaired: list[Json]) -> list[LayerError]:
     """Keep, per artifact tensor, the source layers that match it about as well as the best one."""
-    best = {}
-    for depth, src, index, how, m in claims:
+    best: dict[int, float] = {}
+    for _depth, _src, index, _how, m in claims:
         best[index] = min(best.get(index, np.inf), m["rel_err"])
     rel_tol, min_cos = LAYER_TOLERANCE[precision]
-    layers, fused = [], {}
+    layers: list[LayerError] = []
+    fused: dict[int, list[str]] = {}
     for depth, src, index, how, m in claims:
         if m["rel_err"] > KEEP_SHARED_RATIO * best[index] + rel_tol:
             unpaired.append({"source_layer": src.name, "source_type": src.op_type,
@@ -168,7 +180,7 @@ def _resolve(claims, artifact, precision: str, unpaired: list) -> list[LayerErro
 REWRITE_RUN = 2   # at most this many off layers in a row, then agreement again: a rewrite, not a break
 
 
-def _drop_rewritten(layers: list[LayerError], unpaired: list) -> list[LayerError]:
+def _drop_rewritten(layers: list[LayerError], unpaired: list[Json]) -> list[LayerError]:
     """Layers that are off while the layer right after them agrees again were rewritten, not broken.
 
     OpenVINO folds a BatchNorm's scale into the Conv before it, and its shift into the residual Add
@@ -176,7 +188,8 @@ def _drop_rewritten(layers: list[LayerError], unpaired: list) -> list[LayerError
     layer matches exactly. An error that vanishes within REWRITE_RUN layers cannot explain a parity
     miss at the outputs; such layers are listed as unpaired, never reported as a divergence.
     """
-    kept, run = [], []
+    kept: list[LayerError] = []
+    run: list[LayerError] = []
     for layer in layers:
         if layer.diverged:
             run.append(layer)
@@ -194,14 +207,15 @@ def _drop_rewritten(layers: list[LayerError], unpaired: list) -> list[LayerError
     return kept + run
 
 
-def _ranking(layers: list[LayerError], top: int = 10) -> tuple:
+def _ranking(layers: list[LayerError], top: int = 10) -> tuple[Json, ...]:
     return tuple(snr_lost(layers)[:top])
 
 
-def snr_lost(layers) -> list[dict]:
+def snr_lost(layers: Iterable[LayerError]) -> list[Json]:
     """Every paired layer by SNR lost against the layer before it, worst first: where quantization hurts
     most (what ``--keep-float auto`` keeps in float first). The first paired layer is the baseline (0 dB)."""
-    lost, previous = [], None
+    lost: list[Json] = []
+    previous: float | None = None
     for layer in layers:
         drop = 0.0 if previous is None else previous - layer.snr_db
         lost.append({"source_layer": layer.source_layer, "snr_db": _finite(layer.snr_db),
@@ -210,10 +224,10 @@ def snr_lost(layers) -> list[dict]:
     return sorted(lost, key=lambda e: -e["snr_lost_db"])
 
 
-def _metrics(reference, actual) -> dict | None:
+def _metrics(reference: ArrayLike, actual: ArrayLike) -> Json | None:
     """Errors of ``actual`` against ``reference`` under the best-fitting layout (None: no layout fits)."""
     ref = np.asarray(reference, dtype=np.float64)
-    best = None
+    best: Json | None = None
     for candidate in _aligned(ref, np.asarray(actual, dtype=np.float64)):
         m = _errors(ref.ravel(), candidate.ravel())
         if best is None or m["cosine"] > best["cosine"]:
@@ -221,7 +235,7 @@ def _metrics(reference, actual) -> dict | None:
     return best
 
 
-def _aligned(ref: np.ndarray, act: np.ndarray):
+def _aligned(ref: np.ndarray, act: np.ndarray) -> Iterator[np.ndarray]:
     """``act`` rearranged into ``ref``'s layout in every way a converter may have laid it out."""
     squeezed_ref = tuple(d for d in ref.shape if d != 1)
     squeezed_act = tuple(d for d in act.shape if d != 1)
@@ -235,7 +249,7 @@ def _aligned(ref: np.ndarray, act: np.ndarray):
         yield act.reshape(ref.shape)   # same element count, no known layout: compare in storage order
 
 
-def _layout_perms(rank: int) -> list[tuple]:
+def _layout_perms(rank: int) -> list[tuple[int, ...]]:
     if rank < 3:
         return []
     last = (0, *range(2, rank), 1)
@@ -243,7 +257,7 @@ def _layout_perms(rank: int) -> list[tuple]:
     return [last] if last == first else [last, first]
 
 
-def _errors(ref: np.ndarray, act: np.ndarray) -> dict:
+def _errors(ref: np.ndarray, act: np.ndarray) -> dict[str, Any]:
     err = np.abs(act - ref)
     peak = float(np.max(np.abs(ref))) if ref.size else 0.0
     norms = float(np.linalg.norm(ref) * np.linalg.norm(act))
@@ -255,7 +269,7 @@ def _errors(ref: np.ndarray, act: np.ndarray) -> dict:
             "snr_db": snr, "peak": peak, "rel_err": max_err / peak if peak > 0 else (0.0 if max_err == 0 else np.inf)}
 
 
-def name_patterns(layer: str) -> list[re.Pattern]:
+def name_patterns(layer: str) -> list[re.Pattern[str]]:
     """How converters spell a source layer's name inside their tensor names.
 
     ``layer1.0.conv1`` (a module path): ``/layer1/layer1.0/conv1/`` (TorchScript ONNX exporter, kept by
@@ -275,6 +289,6 @@ def name_patterns(layer: str) -> list[re.Pattern]:
     return [re.compile(p) for p in patterns]
 
 
-def _finite(x) -> float:
+def _finite(x: float) -> float:
     x = float(x)
     return x if np.isfinite(x) else (1e30 if x > 0 else -1e30)

@@ -7,8 +7,9 @@ previous round's, at most 10 rounds: first calls often compile, allocate or fill
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
@@ -31,9 +32,9 @@ class LatencyResult:
     warmup: int
     threads: int
     first_ms: float
-    p50_ci95_ms: tuple
+    p50_ci95_ms: tuple[Any, ...]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["p50_ci95_ms"] = list(self.p50_ci95_ms)
         return data
@@ -73,7 +74,7 @@ def measure(run: Callable[[], object], threads: int, runs: int = DEFAULT_RUNS, w
     """Time ``run()``; the first call is recorded apart as ``first_ms``."""
     first = _timed(run)
     warmed = 1 + warm_up(run, warmup)
-    times = []
+    times: list[float] = []
     deadline = None if budget_s is None else time.perf_counter() + budget_s
     while len(times) < runs:
         times.append(_timed(run))

@@ -23,8 +23,11 @@ are written into the report beside each metric.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
+
+Outputs = dict[str, np.ndarray]   # one sample's outputs by name
 
 # precision -> (atol, rtol, atol is relative to the output's peak, min cosine, min SNR dB, min top-1)
 DEFAULT_TOLERANCES = {
@@ -51,7 +54,7 @@ class Tolerance:
     precision: str = "fp32"
 
     @classmethod
-    def default(cls, precision: str | None = None) -> "Tolerance":
+    def default(cls, precision: str | None = None) -> Tolerance:
         """The documented default set for ``precision`` (None: float32)."""
         name = precision or "fp32"
         return cls(*DEFAULT_TOLERANCES[name], precision=name)
@@ -72,7 +75,7 @@ class OutputParity:
     passed: bool
     problem: str | None = None
     # Counts of |artifact - source| per decade bin over every element; the HTML report plots it.
-    abs_err_hist: dict | None = None
+    abs_err_hist: dict[str, Any] | None = None
     kind: str = "float"              # "float", "classifier" ([batch, classes]) or "exact" (integers)
     peak: float | None = None        # max |source|, the scale a peak-relative atol is taken of
     top1_agreement: float | None = None
@@ -85,7 +88,7 @@ class OutputParity:
     def __bool__(self) -> bool:
         return self.passed
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -99,7 +102,7 @@ class ParityResult:
     def __bool__(self) -> bool:
         return self.passed
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"passed": self.passed, "samples": self.samples, "outputs": [o.to_json() for o in self.outputs]}
 
     def problems(self) -> list[str]:
@@ -117,7 +120,7 @@ def _failed(name: str, tol: Tolerance, problem: str) -> OutputParity:
 
 def compare_output(name: str, reference: list[np.ndarray], actual: list[np.ndarray], tol: Tolerance) -> OutputParity:
     """Judge one output across all samples."""
-    shapes = {(np.shape(r), np.shape(a)) for r, a in zip(reference, actual)}
+    shapes = {(np.shape(r), np.shape(a)) for r, a in zip(reference, actual, strict=True)}
     mismatched = [(r, a) for r, a in shapes if r != a]
     if mismatched:
         r, a = mismatched[0]
@@ -170,7 +173,8 @@ def _nan_problem(ref: np.ndarray, act: np.ndarray) -> str | None:
     return None
 
 
-def _element_problem(err, within, atol, rtol, act, ref) -> str | None:
+def _element_problem(err: np.ndarray, within: np.ndarray, atol: float, rtol: float, act: np.ndarray,
+                     ref: np.ndarray) -> str | None:
     if bool(np.all(within)):
         return None
     worst = int(np.argmax(err - (atol + rtol * np.abs(ref))))
@@ -188,7 +192,7 @@ def _statistical_problem(tol: Tolerance, cosine: float, snr: float, top1: float 
     return None
 
 
-def _agreement(reference: list, actual: list, atol: float) -> tuple[float, float, int]:
+def _agreement(reference: list[Any], actual: list[Any], atol: float) -> tuple[float, float, int]:
     """Top-1 agreement (near ties within atol forgiven) and top-k agreement, over every row."""
     ref = np.concatenate([np.asarray(r, dtype=np.float64) for r in reference])
     act = np.concatenate([np.asarray(a, dtype=np.float64) for a in actual])
@@ -204,7 +208,7 @@ def _agreement(reference: list, actual: list, atol: float) -> tuple[float, float
 HIST_EDGES = (0.0, *(10.0 ** k for k in range(-10, 2)), 1e30)
 
 
-def _histogram(err: np.ndarray) -> dict:
+def _histogram(err: np.ndarray) -> dict[str, Any]:
     """Element counts per decade of absolute error; non-finite errors land in the last bin."""
     counts, _ = np.histogram(np.minimum(err, HIST_EDGES[-1]), bins=HIST_EDGES)
     return {"edges": list(HIST_EDGES), "counts": [int(c) for c in counts]}
@@ -229,7 +233,7 @@ def _snr_db(ref: np.ndarray, act: np.ndarray) -> float:
     return float(10 * np.log10(max(signal, 1e-300) / noise))
 
 
-def compare(reference: list[dict], actual: list[dict], tol: Tolerance) -> ParityResult:
+def compare(reference: list[Outputs], actual: list[Outputs], tol: Tolerance) -> ParityResult:
     """Judge every output over every sample; ``reference`` and ``actual`` hold one dict per sample."""
     names = list(reference[0])
     outputs = []
@@ -241,7 +245,7 @@ def compare(reference: list[dict], actual: list[dict], tol: Tolerance) -> Parity
     return ParityResult(all(o.passed for o in outputs), len(reference), tuple(outputs), tol.precision)
 
 
-def compare_vs_float(float_outputs: list[dict], quantized_outputs: list[dict], precision: str) -> ParityResult:
+def compare_vs_float(float_outputs: list[Outputs], quantized_outputs: list[Outputs], precision: str) -> ParityResult:
     """The quantization error alone: a quantized artifact judged against its float sibling's outputs.
 
     Judged by the same precision's tolerances as against the source, so a report can show which
@@ -250,14 +254,14 @@ def compare_vs_float(float_outputs: list[dict], quantized_outputs: list[dict], p
     return compare(float_outputs, quantized_outputs, Tolerance.default(precision))
 
 
-def constant_artifact_passes(reference: list[dict], tol: Tolerance) -> dict[str, str]:
+def constant_artifact_passes(reference: list[Outputs], tol: Tolerance) -> dict[str, str]:
     """Outputs on which an artifact returning the source's per-element average would pass ``tol``.
 
     Parity on such an output cannot fail, so it proves nothing: the verdict is inconclusive. Judged
     by ``compare`` itself, so peak-relative atol, cosine, SNR and top-1 all count, as they do for a
     real artifact.
     """
-    found = {}
+    found: dict[str, str] = {}
     if len(reference) < 2:
         return found
     for name in reference[0]:

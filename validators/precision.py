@@ -17,10 +17,20 @@ Classification, the same for every format:
 """
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:   # annotations only: numpy and onnx are imported where they are used
+    from xml.etree.ElementTree import Element
+
+    import numpy as np
+    from numpy.typing import ArrayLike
+    from onnx import GraphProto
 
 PRECISIONS = ("fp32", "fp16", "dynamic-int8", "int8")
 _INT_WEIGHTS = ("int8", "uint8", "int4", "uint4")
@@ -32,9 +42,9 @@ class PrecisionInfo:
 
     target: str
     precision: str
-    weight_bytes: dict = field(default_factory=dict)   # dtype name -> bytes of constant tensors
-    evidence: dict = field(default_factory=dict)       # marker (op or tensor kind) -> count
-    io_dtypes: dict = field(default_factory=dict)      # graph input/output name -> dtype name
+    weight_bytes: dict[str, int] = field(default_factory=dict)   # dtype name -> bytes of constant tensors
+    evidence: dict[str, int] = field(default_factory=dict)       # marker (op or tensor kind) -> count
+    io_dtypes: dict[str, str] = field(default_factory=dict)      # graph input/output name -> dtype name
     # Largest |q| over the signed int8 weight tensors (None without any): at most 64 means 7-bit
     # weights, whose u8 x s8 pair sums cannot saturate 16 bits on x86 CPUs without VNNI.
     int8_weight_max: int | None = None
@@ -49,7 +59,7 @@ class PrecisionInfo:
     def total_weight_bytes(self) -> int:
         return int(sum(self.weight_bytes.values()))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "total_weight_bytes": self.total_weight_bytes,
                 "int8_weight_bits": self.int8_weight_bits}
 
@@ -67,7 +77,7 @@ class PrecisionCheck:
     def __bool__(self) -> bool:
         return self.passed
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"requested": self.requested, "found": self.found, "passed": self.passed,
                 "problem": self.problem, **{k: v for k, v in self.info.to_json().items() if k != "precision"}}
 
@@ -77,11 +87,14 @@ class PrecisionCheck:
 _SIGNIFICANT_SHARE = 0.05
 
 
-def _classify(weight_bytes: dict, static: bool, dynamic: bool) -> str:
+def _classify(weight_bytes: dict[str, int], static: bool, dynamic: bool) -> str:
     if static:
         return "int8"
     total = sum(weight_bytes.get(t, 0) for t in ("float32", "float16", "bfloat16", *_INT_WEIGHTS)) or 1
-    share = lambda types: sum(weight_bytes.get(t, 0) for t in types) / total  # noqa: E731
+
+    def share(types: tuple[str, ...]) -> float:
+        return sum(weight_bytes.get(t, 0) for t in types) / total
+
     if dynamic or share(_INT_WEIGHTS) >= _SIGNIFICANT_SHARE:
         return "dynamic-int8"
     if share(("float16",)) >= _SIGNIFICANT_SHARE:
@@ -100,7 +113,7 @@ def _inspect_onnx(path: Path) -> PrecisionInfo:
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    weights: Counter = Counter()
+    weights: Counter[str] = Counter()
     int8_max = None
     for graph in _onnx_graphs(model.graph):
         for tensor in graph.initializer:
@@ -125,17 +138,17 @@ def _inspect_onnx(path: Path) -> PrecisionInfo:
 _MIN_WEIGHT_ELEMENTS = 16
 
 
-def _int_max(current: int | None, values) -> int | None:
+def _int_max(current: int | None, values: ArrayLike) -> int | None:
     import numpy as np
 
-    values = np.asarray(values)
-    if values.size == 0:
+    array = np.asarray(values)
+    if array.size == 0:
         return current
-    found = int(np.abs(values.astype(np.int32)).max())
+    found = int(np.abs(array.astype(np.int32)).max())
     return found if current is None else max(current, found)
 
 
-def _onnx_graphs(graph):
+def _onnx_graphs(graph: GraphProto) -> Iterator[GraphProto]:
     """The graph and every subgraph (Loop/If/Scan bodies) inside it."""
     yield graph
     for node in graph.node:
@@ -146,7 +159,7 @@ def _onnx_graphs(graph):
                 yield from _onnx_graphs(sub)
 
 
-def _float_weights(weights: Counter) -> dict:
+def _float_weights(weights: Counter[str]) -> dict[str, int]:
     # Integer shapes and indices (int32/int64) are constants too but say nothing about precision.
     return {k: v for k, v in weights.items() if k in ("float32", "float16", "bfloat16", *_INT_WEIGHTS)}
 
@@ -159,12 +172,12 @@ _IR_TYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "i8": "int8
 
 def _inspect_ir(path: Path) -> PrecisionInfo:
     root = ElementTree.parse(str(path)).getroot()
-    weights: Counter = Counter()
-    types: Counter = Counter()
-    io = {}
+    weights: Counter[str] = Counter()
+    types: Counter[str] = Counter()
+    io: dict[str, str] = {}
     int8_max = None
     for layer in root.iter("layer"):
-        kind = layer.get("type")
+        kind = layer.get("type", "")
         types[kind] += 1
         data = layer.find("data")
         if kind == "Const" and data is not None:
@@ -173,7 +186,7 @@ def _inspect_ir(path: Path) -> PrecisionInfo:
             if dtype == "int8" and int(data.get("size", 0)) > _MIN_WEIGHT_ELEMENTS:
                 int8_max = _int_max(int8_max, _ir_constant(path, data))
         elif kind == "Parameter" and data is not None:
-            io[layer.get("name")] = _IR_TYPES.get(data.get("element_type", ""), "?")
+            io[layer.get("name", "")] = _IR_TYPES.get(data.get("element_type", ""), "?")
     evidence = {"FakeQuantize": types["FakeQuantize"]} if types["FakeQuantize"] else {}
     for dtype in ("float16", *_INT_WEIGHTS):
         if weights.get(dtype):
@@ -182,7 +195,7 @@ def _inspect_ir(path: Path) -> PrecisionInfo:
     return PrecisionInfo("openvino", precision, dict(weights), evidence, io, int8_max)
 
 
-def _ir_constant(xml: Path, data):
+def _ir_constant(xml: Path, data: Element) -> np.ndarray:
     """One int8 constant as an array, read from the IR's .bin (empty when the .bin is short)."""
     import numpy as np
 
@@ -201,8 +214,8 @@ def _inspect_tflite(path: Path) -> PrecisionInfo:
 
     model = flatbuffer_utils.read_model(str(path))
     names = {value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
-    weights: Counter = Counter()
-    evidence: Counter = Counter()
+    weights: Counter[str] = Counter()
+    evidence: Counter[str] = Counter()
     static = False
     int8_max = None
     for graph in model.subgraphs:
@@ -212,7 +225,8 @@ def _inspect_tflite(path: Path) -> PrecisionInfo:
             size = _buffer_size(buffer)
             if size:
                 weights[dtype] += size
-                if dtype == "int8" and size > _MIN_WEIGHT_ELEMENTS and buffer.data is not None and len(buffer.data):
+                if dtype == "int8" and size > _MIN_WEIGHT_ELEMENTS and buffer and buffer.data is not None \
+                        and len(buffer.data):
                     int8_max = _int_max(int8_max, np.frombuffer(bytes(buffer.data), dtype=np.int8))
             elif dtype in ("int8", "uint8", "int16") and _has_scale(tensor):
                 static = True
@@ -231,7 +245,7 @@ _TFLITE_DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "INT8": "int8", "U
                   "INT32": "int32", "INT64": "int64", "BOOL": "bool", "INT4": "int4", "FLOAT64": "float64"}
 
 
-def _buffer_size(buffer) -> int:
+def _buffer_size(buffer: Any) -> int:
     if buffer is None:
         return 0
     if buffer.data is not None and len(buffer.data):
@@ -239,7 +253,7 @@ def _buffer_size(buffer) -> int:
     return int(buffer.size or 0) if (buffer.offset or 0) > 1 else 0   # data stored past the flatbuffer
 
 
-def _has_scale(tensor) -> bool:
+def _has_scale(tensor: Any) -> bool:
     q = tensor.quantization
     return q is not None and q.scale is not None and len(q.scale) > 0
 
@@ -286,14 +300,14 @@ _INSPECTORS = {"onnx": _inspect_onnx, "openvino": _inspect_ir, "tflite": _inspec
                "executorch": _inspect_pte}
 
 
-def inspect(path, target: str) -> PrecisionInfo:
+def inspect(path: str | os.PathLike[str], target: str) -> PrecisionInfo:
     """Read ``path`` (an .onnx, .tflite, IR .xml or .pte) and return the precision it really has."""
     if target not in _INSPECTORS:
         raise ValueError(f"unknown target {target!r}; known: {', '.join(_INSPECTORS)}")
     return _INSPECTORS[target](Path(path))
 
 
-def check_precision(path, target: str, requested: str | None) -> PrecisionCheck:
+def check_precision(path: str | os.PathLike[str], target: str, requested: str | None) -> PrecisionCheck:
     """Compare the precision found in the artifact with the one requested (None: float32)."""
     wanted = requested or "fp32"
     info = inspect(path, target)

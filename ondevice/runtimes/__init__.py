@@ -12,8 +12,7 @@ SOURCE_RUNTIMES = {"torch": "torch", "keras": "keras", "onnx": "onnxruntime"}
 
 
 def _load_all() -> None:
-    from . import (executorch_runner, keras_runner, litert_runner, onnxruntime_runner,  # noqa: F401
-                   openvino_runner, torch_runner)
+    from . import executorch_runner, keras_runner, litert_runner, onnxruntime_runner, openvino_runner, torch_runner  # noqa: F401
 
 
-__all__ = ["Runner", "get_runner_class", "register_runner", "TARGET_RUNTIMES", "SOURCE_RUNTIMES"]
+__all__ = ["SOURCE_RUNTIMES", "TARGET_RUNTIMES", "Runner", "get_runner_class", "register_runner"]

@@ -78,7 +78,7 @@ def keras_layers(model, feeds: dict, input_names: list[str], limit_bytes: int = 
     with quiet():
         values = probe(args if len(args) > 1 else args[0], training=False)
     kept = _Kept(limit_bytes)
-    for layer, value in zip(layers, values if isinstance(values, (list, tuple)) else [values]):
+    for layer, value in zip(layers, values if isinstance(values, (list, tuple)) else [values], strict=True):
         value = np.asarray(value)
         if value.dtype.kind == "f":
             kept.keep(layer.name, type(layer).__name__, value)
@@ -118,7 +118,7 @@ def onnx_tensors(path, feeds: dict, threads: int = 1, limit_bytes: int = LIMIT_B
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     values = session.run(order, feeds)
     kept = _Kept(limit_bytes)
-    for name, value in zip(order, values):
+    for name, value in zip(order, values, strict=True):
         kept.keep(name, op_types[name], value)
     return kept
 
@@ -140,12 +140,12 @@ def tflite_tensors(path, feeds: list, threads: int = 1, limit_bytes: int = LIMIT
     interpreter_cls = _lazy.require("ai_edge_litert.interpreter").Interpreter
     interp = interpreter_cls(model_path=str(path), num_threads=threads, experimental_preserve_all_tensors=True)
     interp.allocate_tensors()
-    for detail, value in zip(interp.get_input_details(), feeds):
+    for detail, value in zip(interp.get_input_details(), feeds, strict=True):
         interp.set_tensor(detail["index"], np.ascontiguousarray(value, dtype=detail["dtype"]))
     interp.invoke()
     details = {d["index"]: d for d in interp.get_tensor_details()}
     kept = _Kept(limit_bytes)
-    for op in interp._get_ops_details():   # noqa: SLF001 - the only way to map tensors to the ops that make them
+    for op in interp._get_ops_details():   # the only way to map tensors to the ops that make them
         if op["op_name"] == "DELEGATE":
             continue
         for index in op["outputs"]:
@@ -194,7 +194,7 @@ def openvino_tensors(path, feeds: list, threads: int = 1, limit_bytes: int = LIM
     request.infer(feeds)
     kept = _Kept(limit_bytes)
     for op, i in outputs:
-        number = where.get((op.get_friendly_name(), i))
-        if number is not None:
-            kept.keep(op.get_friendly_name(), op.get_type_name(), np.array(request.get_output_tensor(number).data))
+        found = where.get((op.get_friendly_name(), i))
+        if found is not None:
+            kept.keep(op.get_friendly_name(), op.get_type_name(), np.array(request.get_output_tensor(found).data))
     return kept

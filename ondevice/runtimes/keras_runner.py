@@ -42,7 +42,7 @@ class KerasRunner(Runner):
         else:
             values = [result]
         names = [s.name for s in self.outputs] or keras_output_names(self._model)
-        return {name: np.asarray(v) for name, v in zip(names, values)}
+        return {name: np.asarray(v) for name, v in zip(names, values, strict=True)}
 
     def versions(self):
         keras = _lazy.require("keras")

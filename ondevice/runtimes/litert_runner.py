@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class _InterpreterRunner(Runner):
         return TensorSpec(clean_name(detail["name"]), shape, dtype)
 
     def run(self, feeds):
-        for spec, detail in zip(self.inputs, self._in):
+        for spec, detail in zip(self.inputs, self._in, strict=True):
             value = _quantize(feeds[spec.name], detail) if _quantized(detail) else feeds[spec.name]
             value = np.ascontiguousarray(value, dtype=detail["dtype"])
             if tuple(detail["shape"]) != value.shape:
@@ -48,7 +49,7 @@ class _InterpreterRunner(Runner):
             self._interp.set_tensor(detail["index"], value)
         self._interp.invoke()
         return {spec.name: _dequantize(np.array(self._interp.get_tensor(d["index"])), d)
-                for spec, d in zip(self.outputs, self._out)}
+                for spec, d in zip(self.outputs, self._out, strict=True)}
 
     def timed_call(self, feeds):
         """Inputs written into the interpreter's tensors once; each call is one ``invoke()``."""
@@ -69,11 +70,11 @@ def _unique(specs: list[TensorSpec], details, interpreter, kind: str) -> list[Te
     names = [s.name for s in specs]
     if len(set(names)) == len(names):
         return specs
-    signatures = getattr(interpreter, "_get_full_signature_list", lambda: {})() or {}
+    signatures: dict[str, Any] = getattr(interpreter, "_get_full_signature_list", dict)() or {}
     by_index = {}
     if len(signatures) == 1:
         by_index = {index: name for name, index in next(iter(signatures.values())).get(kind, {}).items()}
-    return [replace(s, name=by_index.get(d["index"]) or f"{s.name}_{i}") for i, (s, d) in enumerate(zip(specs, details))]
+    return [replace(s, name=by_index.get(d["index"]) or f"{s.name}_{i}") for i, (s, d) in enumerate(zip(specs, details, strict=True))]
 
 
 def _quantized(detail) -> bool:

@@ -33,14 +33,14 @@ class OnnxRuntimeRunner(Runner):
 
     def run(self, feeds):
         values = self._session.run(self._output_names, feeds)
-        return {name: np.asarray(v) for name, v in zip(self._output_names, values)}
+        return {name: np.asarray(v) for name, v in zip(self._output_names, values, strict=True)}
 
     def timed_call(self, feeds):
         """IOBinding: inputs bound once from the arrays' own memory, outputs kept by onnxruntime."""
         binding = self._session.io_binding()
         # onnxruntime reads these arrays' memory on every call: the closure keeps them alive.
         arrays = [np.ascontiguousarray(feeds[spec.name]) for spec in self.inputs]
-        for spec, array in zip(self.inputs, arrays):
+        for spec, array in zip(self.inputs, arrays, strict=True):
             binding.bind_cpu_input(spec.name, array)
         for name in self._output_names:
             binding.bind_output(name, "cpu")

@@ -36,7 +36,7 @@ class OpenVinoRunner(Runner):
     def run(self, feeds):
         ordered = [feeds[spec.name] for spec in self.inputs]
         result = self._request.infer(ordered)
-        return {spec.name: np.array(result[port]) for spec, port in zip(self.outputs, self._compiled.outputs)}
+        return {spec.name: np.array(result[port]) for spec, port in zip(self.outputs, self._compiled.outputs, strict=True)}
 
     def timed_call(self, feeds):
         """Input tensors that share the arrays' memory, set once; ``infer()`` then copies nothing in."""

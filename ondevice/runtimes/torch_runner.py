@@ -45,7 +45,7 @@ class TorchRunner(Runner):
         with torch.inference_mode():
             pairs = flatten_outputs(self._model(*args))
         names = [s.name for s in self.outputs] or output_names(pairs)
-        return {name: _numpy(value) for name, (_, value) in zip(names, pairs)}
+        return {name: _numpy(value) for name, (_, value) in zip(names, pairs, strict=True)}
 
     def versions(self):
         return {"torch": self._torch.__version__}

@@ -173,7 +173,7 @@ def test_torch_dynamic_batch_runs_at_other_batch_sizes(tmp_path, strategy):
 
 def test_torch_axis_the_model_pins_is_fixed_with_a_note(tmp_path):
     """A learned position table of length 8 pins the sequence axis: only the batch stays dynamic."""
-    model, source, job = _job(families.torch_transformer, "onnx", tmp_path, {"tokens": [0, 1]})
+    model, _source, job = _job(families.torch_transformer, "onnx", tmp_path, {"tokens": [0, 1]})
     converted = get_strategy("torch-onnx-dynamo").convert(job)
     assert converted.dynamic_kept == {"tokens": [0]}
     assert any("'tokens' axis 1 fixed to 8" in note for note in converted.notes), converted.notes
@@ -208,7 +208,7 @@ def test_keras_dynamic_batch_and_time(tmp_path, strategy):
     makes of a Keras 3 GRU, dynamic or not; the direct strategy wins that route.)
     """
     target = get_strategy(strategy).target
-    model, source, job = _job(families.keras_audio, target, tmp_path, {"mels": [0, 1]})
+    model, _source, job = _job(families.keras_audio, target, tmp_path, {"mels": [0, 1]})
     converted = get_strategy(strategy).convert(job)
     assert converted.dynamic_kept == {"mels": [0, 1]}
     rng = np.random.default_rng(2)
@@ -224,9 +224,9 @@ def test_onnx_source_symbolic_axes_kept_only_when_asked(tmp_path):
     """An ONNX file with a symbolic batch: the IR pins it unless --dynamic names it."""
     _, _, job = _job(families.torch_cnn, "onnx", tmp_path, {"input": [0]})
     dynamic_onnx = get_strategy("torch-onnx-dynamo").convert(job).path
-    from ondevice.sources import load_source
-
     import openvino as ov
+
+    from ondevice.sources import load_source
 
     shapes = {}
     for dynamic in ({}, {"input": [0]}):
@@ -300,7 +300,7 @@ def test_onnx2tf_repairs_compute_the_same_function(exported_onnx, tmp_path, name
     assert len(done) == 1, done
     ops = lambda path: [n.op_type for n in onnx.load(str(path)).graph.node]   # noqa: E731
     assert ops(original)[:len(before)] == before and ops(repaired)[:len(after)] == after
-    model, example = getattr(families, name)()
+    _model, example = getattr(families, name)()
     feeds = {next(iter(onnx.load(str(original)).graph.input)).name: example.numpy()}
     assert np.array_equal(_run_onnx(original, feeds)[0], _run_onnx(repaired, feeds)[0])
 

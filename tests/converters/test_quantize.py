@@ -22,7 +22,7 @@ from ondevice.exporter import RANDOM_CALIBRATION_WARNING, _calibration, _precisi
 from ondevice.specs import TensorSpec, load_samples, make_samples, samples_digest, spec_from_array
 from tests import models
 from validators.parity import compare_vs_float
-from validators.precision import check_precision, inspect
+from validators.precision import inspect
 
 TARGETS = ("onnx", "tflite", "openvino")
 PRECISIONS = ("fp16", "int8")
@@ -258,7 +258,7 @@ def test_unreadable_calibration_is_the_users_error(tmp_path):
     with pytest.raises(BadInputError, match="calibration file not found"):
         _calibration(source, tmp_path / "missing.npz", ["int8"])
     np.savez(tmp_path / "other.npz", y=np.zeros((2, 1, 4), np.float32))
-    with pytest.raises(BadInputError, match="calibration file .* lacks arrays for x"):
+    with pytest.raises(BadInputError, match=r"calibration file .* lacks arrays for x"):
         _calibration(source, tmp_path / "other.npz", ["int8"])
 
 
@@ -335,7 +335,8 @@ def test_vnni_kernels_keep_8_bit_weights_and_fail_on_avx2(tmp_path):
 def test_cpu_info_reads_isa_classes():
     from ondevice.cpu import cpu_info, has_vnni
 
-    zen2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B12\nflags\t\t: fpu sse avx avx2 fma f16c\n\n"
+    zen2 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B12\n"
+            "flags\t\t: fpu sse avx avx2 fma f16c\n\n")
     info = cpu_info(zen2)
     assert info["isa_class"] == "avx2" and info["isa"] == ["avx2", "f16c", "fma"] and not has_vnni(info)
     assert info["model"] == "AMD EPYC 7B12" and info["vendor"] == "AuthenticAMD"

@@ -34,7 +34,7 @@ def _target(report, name):
 @pytest.mark.parametrize("fixture,framework,target,bound", ROUTES,
                          ids=[f"{f.split('_check')[0]}-{t}" for f, _, t, _ in ROUTES])
 def test_route_passes_parity(request, fixture, framework, target, bound):
-    report, out = request.getfixturevalue(fixture)
+    report, _out = request.getfixturevalue(fixture)
     result = _target(report, target)
     assert result.status == "passed", result.error
     assert result.strategy in {s.name for s in strategies_for(framework, target)}
@@ -52,7 +52,7 @@ def test_route_passes_parity(request, fixture, framework, target, bound):
 
 @pytest.mark.parametrize("fixture", ["torch_cnn_check", "keras_cnn_check", "onnx_cnn_check"])
 def test_manifest_records_every_artifact(request, fixture):
-    report, out = request.getfixturevalue(fixture)
+    _report, out = request.getfixturevalue(fixture)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["schema_version"] == 1
     assert manifest["failures"] == []

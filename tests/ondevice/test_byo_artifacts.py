@@ -110,7 +110,7 @@ def test_lstm_files_match_by_position_and_shape(plain_files, tmp_path, capsys):
 def test_two_input_two_output_transformer_through_every_converter(plain_files, tmp_path, capsys):
     two = plain_files["two"]
     files = [two["dynamo"], two["legacy"], two["litert"], two["onnx2tf"], two["openvino"]]
-    code, report = _validate(f"{BYO}:torch_two_streams", files, tmp_path / "report.json", "--precision", "fp16")
+    _code, report = _validate(f"{BYO}:torch_two_streams", files, tmp_path / "report.json", "--precision", "fp16")
     out = capsys.readouterr().out
     targets = report["targets"]
     assert [t["target"] for t in targets] == ["onnx", "onnx", "tflite", "tflite", "openvino"]

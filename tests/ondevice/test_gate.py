@@ -122,7 +122,7 @@ def test_slower_beyond_percentage_but_inside_the_intervals_is_noise(real):
     def gate_with(new_ci, base_ci):
         """p50 +50%; both runs' CIs set as multiples of the baseline p50."""
         base, now = copy.deepcopy(baseline), copy.deepcopy(baseline)
-        for old, new in zip(base.targets, now.targets):
+        for old, new in zip(base.targets, now.targets, strict=True):
             p50 = old.latency["p50_ms"]
             old.latency["p50_ci95_ms"] = [base_ci[0] * p50, base_ci[1] * p50]
             new.latency["p50_ms"] = 1.5 * p50
@@ -240,7 +240,7 @@ def test_specific_rules_override_general_ones():
 
 def test_agreement_rules_and_rules_the_report_cannot_prove(real, tmp_path):
     """Top-k agreement is judged where measured; where the report lacks it the rule fails closed."""
-    path, data = real
+    _path, data = real
 
     def agreement(top1, topk):
         def change(d):

@@ -50,7 +50,7 @@ def test_markdown_for_a_pull_request(torch_cnn_check, failing_gate):
     for target in ("onnx", "tflite", "openvino"):
         assert f"| {target} | passed | fp32 |" in md
     assert "### Gate: FAILED (exit 1)" in md
-    rows = [line for line in md.splitlines() if line.startswith("| regression.") or line.startswith("| size.")]
+    rows = [line for line in md.splitlines() if line.startswith(("| regression.", "| size."))]
     assert [r.split(" | ")[0] for r in rows] == ["| size.max_bytes", "| regression.latency_p50"]
     assert "<details><summary>Errors per output</summary>" in md
     _, out = torch_cnn_check

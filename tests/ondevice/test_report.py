@@ -36,7 +36,7 @@ def test_report_json_schema(torch_cnn_check):
 
 
 def test_report_round_trips_and_markdown(torch_cnn_check, tmp_path):
-    report, out = torch_cnn_check
+    _report, out = torch_cnn_check
     loaded = load_report(out / "report.json")
     assert bool(loaded) and loaded.exit_code == 0
     assert [t.status for t in loaded.targets] == ["passed"] * 3
@@ -57,7 +57,7 @@ def test_same_seed_same_inputs(torch_cnn_check, tmp_path):
 
 def test_stage_timings_and_run_facts(torch_cnn_check):
     """Where the time went: per-target stages that add up, and the run's wall time and peak memory."""
-    report, out = torch_cnn_check
+    _report, out = torch_cnn_check
     data = json.loads((out / "report.json").read_text())
     run = data["run"]
     assert 0 < run["validate_s"] < run["wall_s"] and run["peak_rss_mb"] > 100

@@ -32,7 +32,7 @@ def test_float_samples_follow_example_range_and_seed():
     spec = spec_from_array("img", np.random.default_rng(0).random((1, 3, 8, 8)).astype(np.float32))
     a = make_samples([spec], 4, seed=5)
     b = make_samples([spec], 4, seed=5)
-    assert all(np.array_equal(x["img"], y["img"]) for x, y in zip(a, b))
+    assert all(np.array_equal(x["img"], y["img"]) for x, y in zip(a, b, strict=True))
     assert min(s["img"].min() for s in a) >= 0 and max(s["img"].max() for s in a) <= 1
 
 

@@ -9,7 +9,6 @@ import pytest
 
 from validators.precision import check_precision, inspect
 
-
 # ---- ONNX ------------------------------------------------------------------------------------
 
 def _onnx_model(path, weight_dtype=np.float32, nodes=()):
