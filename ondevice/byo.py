@@ -1,4 +1,4 @@
-"""Artifacts made by any tool: ``.onnx``, ``.tflite`` and ``.xml`` + ``.bin`` files, or a folder of them.
+"""Artifacts made by any tool: ``.onnx``, ``.tflite``, ``.xml`` + ``.bin`` and ``.pte`` files, or a folder of them.
 
 Conversion scripts already produce these with their own converters. ondevice describes each file
 the way its own export would -- target from the suffix, precision read from the file, inputs and
@@ -17,7 +17,7 @@ from .errors import BadInputError
 from .layout import IOHint, match_external, parse_io_map, moves_layout
 from .runtimes import get_runner_class
 
-SUFFIX_TARGETS = {".onnx": "onnx", ".tflite": "tflite", ".xml": "openvino"}
+SUFFIX_TARGETS = {".onnx": "onnx", ".tflite": "tflite", ".xml": "openvino", ".pte": "executorch"}
 EXTERNAL_STRATEGY = "external"   # the report's strategy for a file ondevice did not make
 
 
@@ -28,7 +28,7 @@ def is_export_folder(paths) -> bool:
 
 
 def collect(paths) -> list[Path]:
-    """The artifact files named by ``paths``: files as given, folders by their .onnx/.tflite/.xml files."""
+    """The artifact files named by ``paths``: files as given, folders by their .onnx/.tflite/.xml/.pte files."""
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     found = []
     for path in paths:
@@ -37,11 +37,11 @@ def collect(paths) -> list[Path]:
         if path.is_dir():
             inside = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIX_TARGETS and p.is_file())
             if not inside:
-                raise BadInputError(f"{path} holds neither {MANIFEST} nor any .onnx, .tflite or .xml file")
+                raise BadInputError(f"{path} holds neither {MANIFEST} nor any .onnx, .tflite, .xml or .pte file")
             found.extend(inside)
         elif path.suffix.lower() not in SUFFIX_TARGETS:
-            raise BadInputError(f"{path}: not an artifact ondevice can run; expected .onnx, .tflite or .xml (+ .bin), "
-                                "or a folder of them")
+            raise BadInputError(f"{path}: not an artifact ondevice can run; expected .onnx, .tflite, .xml (+ .bin) "
+                                "or .pte, or a folder of them")
         else:
             found.append(path)
     unique = list(dict.fromkeys(p.resolve() for p in found))
@@ -166,6 +166,8 @@ def _producer(path: Path, target: str) -> dict:
             root = ElementTree.parse(str(path)).getroot()
             version = root.find("rt_info/Runtime_version")
             return {"producer": f"openvino {version.get('value')}"} if version is not None else {}
+        if target == "executorch":
+            return {}   # a .pte names no producer
         from ai_edge_litert.tools import flatbuffer_utils
 
         description = flatbuffer_utils.read_model(str(path)).description

@@ -186,7 +186,7 @@ def _byo_args(p, check: bool):
     """Options for artifact files made by any tool (no manifest)."""
     if check:
         p.add_argument("--artifact", action="extend", nargs="+", default=[], metavar="FILE",
-                       help="validate these .onnx/.tflite/.xml files (or a folder of them) made by any tool "
+                       help="validate these .onnx/.tflite/.xml/.pte files (or a folder of them) made by any tool "
                             "instead of exporting; reports and ondevice's manifest for them go to -o")
     p.add_argument("--io-map", action="append", default=[], metavar="SRC=ART[:PERM]",
                    help="pair a source input/output with an artifact tensor (PERM: source axes in artifact "
@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check exported artifacts against their source")
     _source_args(p)
     p.add_argument("out", nargs="+", metavar="ARTIFACTS",
-                   help="the folder `export` wrote (holds manifest.json), or .onnx/.tflite/.xml files made by any "
+                   help="the folder `export` wrote (holds manifest.json), or .onnx/.tflite/.xml/.pte files made by any "
                         "tool, or a folder of them")
     _validate_args(p, report_default=True)
     _byo_args(p, check=False)

@@ -76,7 +76,7 @@ class Checker:
 
 _CHECKERS: dict[str, Checker] = {}
 # Modules that register checkers of their own (a target added elsewhere names its module here).
-CHECKER_MODULES: tuple = ()
+CHECKER_MODULES: tuple = ("validators.compatibility_executorch",)
 
 
 def checker(target: str, backends):

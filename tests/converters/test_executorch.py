@@ -23,6 +23,7 @@ from ondevice.specs import make_samples
 from tests import families, models
 from tests.conftest import FACTORY_FILE
 from validators._pte import read_program
+from validators.compatibility import check_artifact
 from validators.parity import Tolerance, compare
 from validators.precision import inspect
 
@@ -105,6 +106,18 @@ def test_portable_strategy_runs_without_a_delegate(tmp_path):
     assert program.delegates == [] and program.kernels["aten.convolution.out"] == 2
     assert artifact.probe["passed"] is True and artifact.probe["max_abs_err"] < BOUND
     assert inspect(artifact.path, "executorch").precision == "fp32"
+    xnnpack = check_artifact(artifact.path, "executorch")["xnnpack"]
+    assert xnnpack.checked and not xnnpack and xnnpack.ops_supported == 0 and xnnpack.partitions == 0
+    assert "aten.convolution.out" in xnnpack.unsupported
+
+
+def test_compatibility_reads_the_xnnpack_share_from_the_file(exported):
+    """validators.compatibility's executorch entry: XNNPACK graph nodes taken, portable kernel calls not."""
+    cnn = check_artifact(exported("torch_cnn")[0].get("executorch").path, "executorch")["xnnpack"]
+    assert cnn and cnn.coverage == 1.0 and cnn.partitions == 1 and cnn.unsupported == ()
+    multi = check_artifact(exported("torch_multi_output")[0].get("executorch").path, "executorch")["xnnpack"]
+    assert not multi and multi.unsupported == ("aten.mean.out",) and multi.partitions == 2
+    assert multi.ops_supported == multi.ops_total - 1
 
 
 def test_runner_sizes_the_thread_pool_and_names_tensors(exported):
@@ -117,6 +130,31 @@ def test_runner_sizes_the_thread_pool_and_names_tensors(exported):
     assert [s.name for s in runner.inputs] == ["image"]
     assert [(s.name, s.shape) for s in runner.outputs] == [
         ("output_0", (1, 4)), ("output_1", (1, 3, 10, 12)), ("output_2", (1, 10, 6))]
+
+
+def test_pte_made_elsewhere_is_validated_like_an_export(tmp_path, capsys):
+    """A .pte lowered by ExecuTorch's own API (no tensor names in it): validate pairs its input by shape."""
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    model, example = families.torch_multi_output()
+    program = to_edge_transform_and_lower(torch.export.export(model, (example,)), partitioner=[XnnpackPartitioner()])
+    path = tmp_path / "elsewhere" / "model.pte"
+    path.parent.mkdir()
+    path.write_bytes(program.to_executorch().buffer)
+    report_path = tmp_path / "report" / "report.json"
+    code = main(["validate", f"{families.__file__}:torch_multi_output", str(path), "--report", str(report_path),
+                 "--samples", "3", "--runs", "3"])
+    assert code == 0, capsys.readouterr().out
+    result = json.loads(report_path.read_text())["targets"][0]
+    assert (result["target"], result["strategy"], result["status"]) == ("executorch", "external", "passed")
+    assert max(o["max_abs_err"] for o in result["parity"]["outputs"]) < BOUND
+    # The runtime knows no names: "input" and output_N stand in, which are also the source's output names.
+    assert [(m["name"], m["artifact_name"], m["matched_by"]) for m in result["io"]["inputs"]] == [
+        ("image", "input", "shape")]
+    assert [m["matched_by"] for m in result["io"]["outputs"]] == ["name"] * 3
+    assert result["compatibility"]["xnnpack"]["unsupported"] == ["aten.mean.out"]
 
 
 def test_keras_and_onnx_sources_have_no_route_and_nothing_runs(tmp_path, capsys):
@@ -246,6 +284,8 @@ def test_reports_junit_and_gate_carry_the_target(quantized):
     assert "executorch" in report["environment"]["packages"]
     markdown = (out / "report.md").read_text()
     assert "### Delegates" in markdown and "XnnpackBackend took 12 of 12 ops (100%)" in markdown
+    assert float_result["compatibility"]["xnnpack"]["supported"] is True
+    assert float_result["compatibility"]["xnnpack"]["coverage"] == 1.0
     assert "Delegates: XnnpackBackend took" in (out / "report.html").read_text()
     cases = ElementTree.parse(out / "junit.xml").getroot().findall("testcase")
     names = {(c.get("classname"), c.get("name")) for c in cases}
