@@ -15,7 +15,7 @@ import pytest
 import ondevice
 from ondevice.cli import main
 from ondevice.errors import BadInputError
-from ondevice.keep_float import DEFAULT_CAP, parse
+from ondevice.keep_float import DEFAULT_CAP, parse, search_tolerance
 from tests import models
 from tests.conftest import FACTORY_FILE
 from validators.precision import inspect
@@ -55,6 +55,7 @@ def test_plain_int8_fails_and_auto_reaches_parity(mixed, target):
     assert rounds[-1]["passed"] is True and record["passed"] is True and record["stopped"] == "passed"
     assert record["installed_round"] == len(rounds) - 1 and rounds[-1]["snr_db"] > 40
     assert 0 < record["float_weight_fraction"] <= record["cap"] == DEFAULT_CAP
+    assert record["judged_on"].startswith("32 calibration and 8 generated held-out samples")
     kept = [layer["layer"] for layer in record["layers"]]
     assert kept[0] == "project" and set(kept) <= {"project", "act", "expand"}
     # Validation, on samples apart from the calibration set, agrees: the target passes, on every CPU class.
@@ -162,6 +163,10 @@ def test_bad_keep_float_is_the_users_error(argv, message, tmp_path, capsys):
 def test_parse_and_cap_range():
     assert parse(None) is None and parse("auto").auto and parse(["a", "b", "a"]).layers == ("a", "b")
     assert parse("auto", 0.25).cap == 0.25
+    # The search's bar: the int8 tolerance (0.2 x peak + 0.1 |ref|, SNR 20 dB) with room to spare.
+    margin = search_tolerance()
+    assert (margin.atol, margin.rtol, margin.min_snr_db) == pytest.approx((0.15, 0.075, 23.0))
+    assert margin.min_cosine == pytest.approx(0.99749, abs=1e-5) and margin.atol_of_peak
     with pytest.raises(BadInputError, match=r"in \(0, 1\]"):
         parse("auto", 0)
     assert main(["export", SOURCE, "-o", "x", "--keep-float-cap", "1.5"]) == 2
