@@ -366,9 +366,9 @@ def summary_lines(record: dict) -> list[str]:
     """What was kept in float, every round tried, and the cost: for the terminal and report.md."""
     kept = ", ".join(entry["layer"] for entry in record.get("layers", [])) or "nothing"
     verdict = "int8 parity reached" if record.get("passed") else "int8 parity NOT reached"
+    cap = f", cap {record.get('cap', DEFAULT_CAP):.0%}" if record.get("mode") == AUTO else ""   # auto's bound only
     lines = [f"keep-float {record.get('mode')}: {kept} in float ({record.get('float_weight_fraction', 0):.1%} of the "
-             f"weight bytes, cap {record.get('cap', DEFAULT_CAP):.0%}); {verdict} on {record.get('judged_on')}: "
-             f"{record.get('stopped')}"]
+             f"weight bytes{cap}); {verdict} on {record.get('judged_on')}: {record.get('stopped')}"]
     lines.append(f"{'round':>5}  {'layer added':24} {'float weights':>13} {'err/peak':>9} {'SNR dB':>7} {'cosine':>8}  "
                  "parity")
     for row in record.get("rounds", []):

@@ -500,10 +500,10 @@ def keep_float_line(record: dict) -> str:
     """--keep-float in one line: the layers kept in float, their share of the weights, the outcome."""
     kept = ", ".join(str(entry.get("layer")) for entry in record.get("layers") or [] if isinstance(entry, dict))
     reached = "int8 parity reached" if record.get("passed") else "int8 parity NOT reached"
+    cap = f", cap {_fmt(100 * (record.get('cap') or 0), '.0f')}%" if record.get("mode") == "auto" else ""
     return (f"--keep-float {record.get('mode')}: {kept or 'nothing'} kept in float "
-            f"({_fmt(100 * (record.get('float_weight_fraction') or 0), '.1f')}% of the weight bytes, cap "
-            f"{_fmt(100 * (record.get('cap') or 0), '.0f')}%); {reached} on {record.get('judged_on')}: "
-            f"{record.get('stopped')}")
+            f"({_fmt(100 * (record.get('float_weight_fraction') or 0), '.1f')}% of the weight bytes{cap}); "
+            f"{reached} on {record.get('judged_on')}: {record.get('stopped')}")
 
 
 def keep_float_rows(record: dict) -> list[list[str]]:
