@@ -1,6 +1,6 @@
 """Size and error of fp16, dynamic-int8 and int8 artifacts of the test models, per target.
 
-Run: .venv/bin/python benchmarks/quantization_figures.py [--samples 4]
+Run: .venv/bin/python benchmarks/quantization_figures.py [--samples 4] [--targets executorch]
 The models and data are the ones tests/converters/test_quantize.py uses: the bundled CNN and the
 Transformer on generated inputs (int8 calibrated on 32 generated samples), the LSTM on sequences
 with a per-sequence offset (calibration and validation files drawn from that distribution).
@@ -28,7 +28,7 @@ def lstm_inputs(count: int, seed: int) -> np.ndarray:
     return (2.0 * rng.normal(size=(count, 1, 1, 8)) + rng.normal(size=(count, 1, 10, 8))).astype(np.float32)
 
 
-def run_model(name: str, out: Path, samples: int):
+def run_model(name: str, out: Path, samples: int, targets=TARGETS):
     import ondevice
     from tests import models
 
@@ -38,19 +38,19 @@ def run_model(name: str, out: Path, samples: int):
         np.savez(out / "calibration.npz", x=lstm_inputs(32, 1))
         np.savez(out / "golden.npz", x=lstm_inputs(samples, 2))
         options = {"calibration": out / "calibration.npz", "inputs_file": out / "golden.npz"}
-    report = ondevice.check(model, example, targets=TARGETS, out_dir=out / "out", quantize=list(PRECISIONS),
+    report = ondevice.check(model, example, targets=targets, out_dir=out / "out", quantize=list(PRECISIONS),
                             samples=samples, runs=5, **options)
     return report, out / "out"
 
 
-def rows_for(name: str, report, out: Path, samples: list) -> list[list]:
+def rows_for(name: str, report, out: Path, samples: list, targets=TARGETS) -> list[list]:
     from ondevice.artifacts import ArtifactRunner, Artifacts
     from validators.parity import compare_vs_float
     from validators.precision import inspect
 
     artifacts = Artifacts.load(out)
     rows = []
-    for target in TARGETS:
+    for target in targets:
         base = artifacts.get(target)
         base_info = inspect(base.path, target)
         base_outputs = [ArtifactRunner(base).run(s) for s in samples]
@@ -94,12 +94,15 @@ def validation_samples(name: str, report, out: Path, count: int) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--targets", default=",".join(TARGETS),
+                        help="comma-separated targets (default: onnx,tflite,openvino; executorch also works)")
     args = parser.parse_args()
+    targets = tuple(t for t in args.targets.split(",") if t)
     rows = []
     for name in ("cnn", "lstm", "transformer"):
         with tempfile.TemporaryDirectory() as tmp:
-            report, out = run_model(name, Path(tmp), args.samples)
-            rows += rows_for(name, report, out, validation_samples(name, report, out, args.samples))
+            report, out = run_model(name, Path(tmp), args.samples, targets)
+            rows += rows_for(name, report, out, validation_samples(name, report, out, args.samples), targets)
     from ondevice.cpu import cpu_info, describe
 
     print(f"machine: {machine()}; CPU: {describe(cpu_info())}; {args.samples} validation samples per model\n")
