@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from ondevice._lazy import package_versions, require
+from ondevice._lazy import is_instance_of, package_versions, require
 
 from .registry import Converted, StrategyFailed
 from .torch_onnx import one_line, quiet_torch_export
@@ -21,13 +21,23 @@ _NOT_OPS = ("getitem", "alloc")
 
 
 def export(model, args):
-    """``torch.export.export(model, args)``; StrategyFailed with torch's first line."""
+    """``torch.export.export(model, args)``; StrategyFailed with torch's first line.
+
+    torch.export refuses a TorchScript module (a ``.pt`` source); torch's own converter from TorchScript
+    to an exported program is used for those instead.
+    """
     torch = require("torch")
+    scripted = is_instance_of(model, "torch.jit", "ScriptModule")
     try:
         with quiet_torch_export():
+            if scripted:
+                from torch._export.converter import TS2EPConverter
+
+                return TS2EPConverter(model, args).convert()
             return torch.export.export(model, args)
     except Exception as exc:
-        raise StrategyFailed(f"torch.export.export failed: {one_line(exc)}") from None
+        what = "TS2EPConverter (TorchScript to torch.export)" if scripted else "torch.export.export"
+        raise StrategyFailed(f"{what} failed: {one_line(exc)}") from None
 
 
 def write_program(program, source, path: Path, delegate: bool) -> Converted:

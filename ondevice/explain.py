@@ -39,6 +39,11 @@ def source_tensors(source, sample: dict, limit_bytes: int = capture.LIMIT_BYTES)
 
 def artifact_tensors(artifact, sample: dict, threads: int = 1, limit_bytes: int = capture.LIMIT_BYTES):
     """The artifact's every intermediate tensor on ``sample`` (renamed and laid out as the artifact takes it)."""
+    if artifact.target == "executorch":
+        # Intermediate tensors would come from ExecuTorch's ETDump debug buffers matched through an
+        # ETRecord written at export; neither is produced here yet.
+        raise BadInputError("explain does not read ExecuTorch programs yet (their intermediate tensors need "
+                            "an ETDump and an ETRecord); explain the same model's ONNX or OpenVINO export")
     runner = ArtifactRunner(artifact, threads)
     feeds = runner.feeds(sample)
     if artifact.target == "onnx":

@@ -157,6 +157,21 @@ def test_pte_made_elsewhere_is_validated_like_an_export(tmp_path, capsys):
     assert result["compatibility"]["xnnpack"]["unsupported"] == ["aten.mean.out"]
 
 
+def test_torchscript_source_reaches_executorch_through_ts2ep(tmp_path, capsys):
+    """torch.export refuses a ScriptModule; torch's TorchScript-to-export converter is the way in."""
+    import torch
+
+    model, example = models.cnn()
+    path = tmp_path / "cnn.pt"
+    torch.jit.trace(model, example).save(str(path))
+    out = tmp_path / "out"
+    code = main(["export", str(path), "--input", "x:1x3x64x64", "--to", "executorch", "-o", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().out
+    entry = json.loads((out / "manifest.json").read_text())["artifacts"][0]
+    assert entry["strategy"] == "torch-executorch-xnnpack" and entry["delegation"]["delegated_share"] == 1.0
+    assert entry["probe"]["passed"] is True and entry["probe"]["max_abs_err"] < BOUND
+
+
 def test_keras_and_onnx_sources_have_no_route_and_nothing_runs(tmp_path, capsys):
     """Exit 2 before any conversion: not even the targets that do have a route are made."""
     out = tmp_path / "keras"
