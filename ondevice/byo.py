@@ -14,7 +14,7 @@ from pathlib import Path
 from ._quiet import quiet
 from .artifacts import MANIFEST, Artifact, Artifacts, runtime_for
 from .errors import BadInputError
-from .layout import IOHint, match_external, parse_io_map, moves_layout
+from .layout import IOHint, match_external, moves_layout, parse_io_map
 from .runtimes import get_runner_class
 
 SUFFIX_TARGETS = {".onnx": "onnx", ".tflite": "tflite", ".xml": "openvino", ".pte": "executorch"}

@@ -13,9 +13,10 @@ import importlib
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -27,22 +28,22 @@ class BackendCompatibility:
     supported: bool = False
     ops_total: int | None = None
     ops_supported: int | None = None
-    unsupported: tuple = ()           # op types the backend refuses, sorted
+    unsupported: tuple[str, ...] = ()   # op types the backend refuses, sorted
     partitions: int | None = None     # connected pieces of the graph the backend takes
     reason: str | None = None         # why it was not checked
-    details: dict = field(default_factory=dict)   # method, per-op problems, tool output
+    details: dict[str, Any] = field(default_factory=dict)   # method, per-op problems, tool output
 
     @property
     def coverage(self) -> float | None:
         """Share of the ops the backend takes (None when not checked or the graph has no ops)."""
-        if not self.checked or not self.ops_total:
+        if not self.checked or not self.ops_total or self.ops_supported is None:
             return None
         return self.ops_supported / self.ops_total
 
     def __bool__(self) -> bool:
         return self.checked and self.supported
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         data = {"supported": bool(self), "checked": self.checked, "ops_total": self.ops_total,
                 "ops_supported": self.ops_supported, "unsupported": list(self.unsupported),
                 "partitions": self.partitions, "coverage": self.coverage, **self.details}
@@ -56,32 +57,35 @@ def not_checked(backend: str, reason: str) -> BackendCompatibility:
     return BackendCompatibility(backend, checked=False, reason=reason)
 
 
-def measured(backend: str, ops: list, ok: list, partitions: int, **details) -> BackendCompatibility:
+def measured(backend: str, ops: list[str], ok: list[bool], partitions: int, **details: Any) -> BackendCompatibility:
     """A checked backend from per-op types and verdicts (``ok[i]`` for ``ops[i]``)."""
-    refused = tuple(sorted({op for op, good in zip(ops, ok) if not good}))
+    refused = tuple(sorted({op for op, good in zip(ops, ok, strict=True) if not good}))
     return BackendCompatibility(backend, True, all(ok), len(ops), sum(map(bool, ok)), refused, partitions,
                                 details=details)
 
 
 # ---- the registry: one checker per target ----------------------------------------------------------
 
+CheckFn = Callable[[Path], dict[str, BackendCompatibility]]   # artifact path -> {backend: verdict}
+
+
 @dataclass(frozen=True)
 class Checker:
     """The backends one target's artifacts are checked against, and the function that checks them."""
 
     target: str
-    backends: tuple
-    check: Callable[[Path], dict]
+    backends: tuple[str, ...]
+    check: CheckFn
 
 
 _CHECKERS: dict[str, Checker] = {}
 # Modules that register checkers of their own (a target added elsewhere names its module here).
-CHECKER_MODULES: tuple = ("validators.compatibility_executorch",)
+CHECKER_MODULES: tuple[str, ...] = ("validators.compatibility_executorch",)
 
 
-def checker(target: str, backends):
+def checker(target: str, backends: Iterable[str]) -> Callable[[CheckFn], CheckFn]:
     """Decorator registering ``fn(path) -> {backend: BackendCompatibility}``; a second one for a target is refused."""
-    def register(fn):
+    def register(fn: CheckFn) -> CheckFn:
         if target in _CHECKERS:
             raise ValueError(f"a compatibility checker for {target!r} is registered twice")
         _CHECKERS[target] = Checker(target, tuple(backends), fn)
@@ -95,19 +99,19 @@ def _load_all() -> None:
         importlib.import_module(module)
 
 
-def backends_for(target: str) -> tuple:
+def backends_for(target: str) -> tuple[str, ...]:
     """The backends ``target`` is checked against; () for a target without a checker."""
     _load_all()
     return _CHECKERS[target].backends if target in _CHECKERS else ()
 
 
-def all_backends() -> dict:
+def all_backends() -> dict[str, tuple[str, ...]]:
     """{target: backends} for every registered checker."""
     _load_all()
     return {t: c.backends for t, c in _CHECKERS.items()}
 
 
-def check_artifact(path, target: str) -> dict[str, BackendCompatibility]:
+def check_artifact(path: str | os.PathLike[str], target: str) -> dict[str, BackendCompatibility]:
     """Every registered backend's verdict on the artifact at ``path``; a check that fails is recorded, not raised."""
     _load_all()
     found = _CHECKERS.get(target)
@@ -124,7 +128,7 @@ def check_artifact(path, target: str) -> dict[str, BackendCompatibility]:
             for b in found.backends}
 
 
-def check_files(items: list) -> list:
+def check_files(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Worker entry (one process for a whole run): ``[{"path", "target"}]`` -> ``[{backend: json}]`` plus seconds."""
     out = []
     for item in items:
@@ -135,11 +139,11 @@ def check_files(items: list) -> list:
     return out
 
 
-def partitions(nodes: list, edges, supported: set) -> int:
+def partitions(nodes: list[int], edges: Iterable[tuple[int, int]], supported: set[int]) -> int:
     """How many connected pieces the supported nodes form (edges join a producer and its consumer)."""
     parent = {n: n for n in nodes if n in supported}
 
-    def root(n):
+    def root(n: int) -> int:
         while parent[n] != n:
             parent[n] = parent[parent[n]]
             n = parent[n]
@@ -171,9 +175,12 @@ GPU_CUSTOM_OPS = frozenset({"Convolution2DTransposeBias", "MaxPoolingWithArgmax2
 _FLOATS = ("FLOAT32", "FLOAT16")
 
 
+_TensorId = tuple[int, int]   # (subgraph, tensor index)
+
+
 @dataclass(frozen=True)
 class _Tensor:
-    shape: tuple
+    shape: tuple[int, ...]
     dtype: str
     const: bool
 
@@ -182,10 +189,10 @@ class _Tensor:
 class _Op:
     name: str
     custom: bool
-    inputs: tuple      # _Tensor, or None for an omitted optional input
-    outputs: tuple
-    options: object    # the builtin options table, or None
-    tensor_ids: tuple  # (input tensor ids, output tensor ids) within the subgraph
+    inputs: tuple[Any, ...]    # _Tensor, or None for an omitted optional input (never the first)
+    outputs: tuple[_Tensor, ...]
+    options: Any               # the builtin options table, or None
+    tensor_ids: tuple[tuple[_TensorId, ...], tuple[_TensorId, ...]]   # (inputs, outputs): (subgraph, index)
 
     @property
     def runtime_inputs(self) -> int:
@@ -195,7 +202,7 @@ class _Op:
     def const_inputs(self) -> int:
         return sum(1 for t in self.inputs if t is not None and t.const)
 
-    def option(self, schema, name: str):
+    def option(self, schema: Any, name: str) -> Any:
         """The builtin options as ``schema.<name>`` (e.g. SoftmaxOptions), or None."""
         table = self.options
         if table is None:
@@ -205,7 +212,7 @@ class _Op:
         return parsed
 
 
-def _gpu_problem(op: _Op, schema) -> str | None:
+def _gpu_problem(op: _Op, schema: Any) -> str | None:
     """Why the GPU delegate refuses ``op``, or None: gpu_compatibility.cc's checks that need no tensor values."""
     if op.custom:
         if op.name.startswith("Flex"):
@@ -241,21 +248,21 @@ def _rank_3_or_4(op: _Op) -> str | None:
     return None if rank in (3, 4) else f"supports 3-D and 4-D tensors only (this one is {rank}-D)"
 
 
-def _strided_slice(op: _Op, schema) -> str | None:
+def _strided_slice(op: _Op, schema: Any) -> str | None:
     opts = op.option(schema, "StridedSliceOptions")
     if opts is not None and (opts.EllipsisMask() or opts.NewAxisMask() or opts.ShrinkAxisMask()):
         return "ellipsis, new-axis and shrink-axis masks are not supported"
     return "needs begin, end and strides inputs" if len(op.inputs) < 4 else _rank_3_or_4(op)
 
 
-def _cast(op: _Op, schema) -> str | None:
+def _cast(op: _Op, schema: Any) -> str | None:
     pair = (op.inputs[0].dtype, op.outputs[0].dtype)
     ok = (pair[0] == "BOOL" and pair[1] in _FLOATS) or (pair[0] in _FLOATS and pair[1] == "BOOL") \
         or (pair[0] in ("FLOAT32", "INT32") and pair[1] in ("FLOAT32", "INT32"))
     return None if ok else f"no GPU cast from {pair[0]} to {pair[1]}"
 
 
-def _gather(op: _Op, schema) -> str | None:
+def _gather(op: _Op, schema: Any) -> str | None:
     data, indices = op.inputs[0], op.inputs[1]
     if data.dtype == "INT32":
         return "int32 data is not supported"
@@ -264,18 +271,18 @@ def _gather(op: _Op, schema) -> str | None:
     return None
 
 
-def _cumsum(op: _Op, schema) -> str | None:
+def _cumsum(op: _Op, schema: Any) -> str | None:
     data, axis = op.inputs[0], op.inputs[1]
     ok = data.dtype in _FLOATS and op.outputs[0].dtype == data.dtype and axis.dtype == "INT32" and axis.const
     return None if ok else "input must be float and the axis a constant int32"
 
 
-def _softmax(op: _Op, schema) -> str | None:
+def _softmax(op: _Op, schema: Any) -> str | None:
     opts = op.option(schema, "SoftmaxOptions")
     return None if opts is None or opts.Beta() == 1.0 else f"beta {opts.Beta():g} (only 1 is supported)"
 
 
-def _pad(op: _Op, schema) -> str | None:
+def _pad(op: _Op, schema: Any) -> str | None:
     if op.name == "MIRROR_PAD":
         opts = op.option(schema, "MirrorPadOptions")
         if opts is not None and opts.Mode() != schema.MirrorPadMode.REFLECT:
@@ -288,7 +295,7 @@ def _pad(op: _Op, schema) -> str | None:
     return None
 
 
-def _fully_connected(op: _Op, schema) -> str | None:
+def _fully_connected(op: _Op, schema: Any) -> str | None:
     opts = op.option(schema, "FullyConnectedOptions")
     if opts is not None and opts.WeightsFormat() != 0:
         return "shuffled weights are not supported"
@@ -301,15 +308,15 @@ def _fully_connected(op: _Op, schema) -> str | None:
     return None
 
 
-def _dequantize(op: _Op, schema) -> str | None:
+def _dequantize(op: _Op, schema: Any) -> str | None:
     return "int16 dequantization is not supported" if op.inputs[0].dtype == "INT16" else None
 
 
-def _conv(op: _Op, schema) -> str | None:
+def _conv(op: _Op, schema: Any) -> str | None:
     return None if op.runtime_inputs <= 2 and len(op.outputs) == 1 else "takes one or two runtime inputs"
 
 
-_GPU_RULES = {
+_GPU_RULES: dict[str, Callable[[_Op, Any], str | None]] = {
     "ADD_N": lambda op, s: None if len(op.inputs) == 2 else "only two inputs are supported",
     "BATCH_MATMUL": lambda op, s: None if (len(op.inputs), len(op.outputs)) == (2, 1) else "needs 2 inputs, 1 output",
     "CAST": _cast, "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "TRANSPOSE_CONV": _conv,
@@ -319,7 +326,7 @@ _GPU_RULES = {
 }
 
 
-def _tflite_schema():
+def _tflite_schema() -> Any:
     """The TFLite flatbuffer schema module: LiteRT's (cheap to import), else TensorFlow's."""
     try:
         from ai_edge_litert import schema_py_generated
@@ -328,7 +335,7 @@ def _tflite_schema():
     return schema_py_generated
 
 
-def _tflite_ops(data: bytes, schema) -> list:
+def _tflite_ops(data: bytes, schema: Any) -> list[_Op]:
     """Every op of every subgraph, read lazily from the flatbuffer (weights are never copied)."""
     model = schema.Model.GetRootAs(data, 0)
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -338,7 +345,7 @@ def _tflite_ops(data: bytes, schema) -> list:
         buffer = model.Buffers(buffer_index) if 0 < buffer_index < model.BuffersLength() else None
         return buffer is not None and (buffer.DataLength() > 0 or buffer.Offset() > 1)
 
-    ops = []
+    ops: list[_Op] = []
     for g in range(model.SubgraphsLength()):
         graph = model.Subgraphs(g)
         tensors = [graph.Tensors(i) for i in range(graph.TensorsLength())]
@@ -358,14 +365,14 @@ def _tflite_ops(data: bytes, schema) -> list:
     return ops
 
 
-def _tensor_edges(ops: list) -> list:
+def _tensor_edges(ops: list[_Op]) -> list[tuple[int, int]]:
     """(producer, consumer) op index pairs: one op's output is another's input."""
     producer = {t: i for i, op in enumerate(ops) for t in op.tensor_ids[1]}
     return [(producer[t], i) for i, op in enumerate(ops) for t in op.tensor_ids[0] if t in producer]
 
 
 @checker("tflite", ("gpu",))
-def _tflite(path: Path) -> dict:
+def _tflite(path: Path) -> dict[str, BackendCompatibility]:
     schema = _tflite_schema()
     ops = _tflite_ops(path.read_bytes(), schema)
     problems = {i: why for i, op in enumerate(ops) if (why := _gpu_problem(op, schema))}
@@ -384,7 +391,7 @@ def _tflite(path: Path) -> dict:
 _ANALYZER_WARNING = "GPU COMPATIBILITY WARNING: "
 
 
-def _analyzer_verdict(path: Path) -> dict:
+def _analyzer_verdict(path: Path) -> dict[str, Any]:
     """What TFLite's model analyzer says, and whether its GPU check works in this build at all.
 
     Some builds ship the analyzer with its GPU check compiled out: it then calls every model
@@ -397,20 +404,21 @@ def _analyzer_verdict(path: Path) -> dict:
     except Exception as exc:  # the rules still decide; the report says the analyzer could not add to them
         return {"ran": False, "reason": f"{type(exc).__name__}: {str(exc).strip()[:200]}"}
     rejected = analyzer_rejections(text)
-    verdict = {"ran": True, "tool": tool, "effective": effective, "warnings": len(rejected), "rejected": rejected}
+    verdict: dict[str, Any] = {"ran": True, "tool": tool, "effective": effective, "warnings": len(rejected), "rejected": rejected}
     if not effective:
         verdict["note"] = ("the analyzer of this build called a custom op no GPU delegate implements compatible "
                            "(its GPU check is compiled out): its verdict is not used")
     return verdict
 
 
-def analyzer_rejections(text: str) -> dict:
+def analyzer_rejections(text: str) -> dict[int, str]:
     """{op index, counted over all subgraphs in order: message} from the analyzer's report.
 
     Each refused op's line (``  Op#3 CONV_3D(...)``) is followed by ``GPU COMPATIBILITY WARNING: why``;
     a per-subgraph summary warning follows the op list and names no single op.
     """
-    rejected, op = {}, -1
+    rejected: dict[int, str] = {}
+    op = -1
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith("Op#"):
@@ -422,17 +430,17 @@ def analyzer_rejections(text: str) -> dict:
     return rejected
 
 
-def _analyzer_text(source, is_path: bool = True) -> tuple[str, str]:
+def _analyzer_text(source: Path | bytes, is_path: bool = True) -> tuple[str, str]:
     """The analyzer's report for a model file (or bytes) and which analyzer wrote it; nothing reaches stdout."""
     try:
         # LiteRT's binding returns the text instead of printing it, and loads in a fraction of a second.
         from ai_edge_litert import _pywrap_analyzer_wrapper as wrapper
     except ImportError:
         return analyze_with_tensorflow(source, is_path), "tf.lite.experimental.Analyzer"
-    return wrapper.ModelAnalyzer(source if not is_path else str(source), is_path, True), "ai_edge_litert analyzer"
+    return str(wrapper.ModelAnalyzer(source if not is_path else str(source), is_path, True)), "ai_edge_litert analyzer"
 
 
-def analyze_with_tensorflow(source, is_path: bool = True) -> str:
+def analyze_with_tensorflow(source: Path | bytes, is_path: bool = True) -> str:
     """``tf.lite.experimental.Analyzer.analyze`` with its printed report captured at the file-descriptor level."""
     import tensorflow as tf
 
@@ -445,7 +453,7 @@ def analyze_with_tensorflow(source, is_path: bool = True) -> str:
 
 
 @contextlib.contextmanager
-def captured_stdout():
+def captured_stdout() -> Iterator[list[str]]:
     """Collect everything written to stdout meanwhile, by Python or by native code, into ``out[0]``."""
     import io
     import tempfile
@@ -475,7 +483,7 @@ def _flush_c_stdout() -> None:
         ctypes.CDLL(None).fflush(None)
 
 
-_CANARY: list = []
+_CANARY: list[bool] = []
 
 
 def _analyzer_effective() -> bool:
@@ -518,7 +526,7 @@ _ORT_BACKENDS = {"nnapi": None, "coreml": "coreml_supported_mlprogram_ops.md",
 
 
 @checker("onnx", tuple(_ORT_BACKENDS))
-def _onnx(path: Path) -> dict:
+def _onnx(path: Path) -> dict[str, BackendCompatibility]:
     """NNAPI and CoreML (ML Program, NeuralNetwork) partitions from onnxruntime's mobile usability checker.
 
     The model is first optimized at the basic level, as onnxruntime does before it makes a mobile
@@ -534,7 +542,7 @@ def _onnx(path: Path) -> dict:
     return {backend: _ort_backend(checker_module, model, backend, table) for backend, table in _ORT_BACKENDS.items()}
 
 
-def _ort_tools():
+def _ort_tools() -> tuple[Any, Any]:
     """onnxruntime's usability checker and model utilities, without the torch import they do not need.
 
     ``onnxruntime/tools/__init__.py`` imports a PyTorch export helper whenever torch is installed
@@ -542,7 +550,7 @@ def _ort_tools():
     """
     hide = "torch" not in sys.modules
     if hide:
-        sys.modules["torch"] = None   # importlib.util.find_spec("torch") now answers None
+        sys.modules["torch"] = None  # type: ignore[assignment]  # find_spec("torch") now answers None
     try:
         from onnxruntime.tools import onnx_model_utils
         from onnxruntime.tools.mobile_helpers import usability_checker
@@ -552,8 +560,8 @@ def _ort_tools():
     return usability_checker, onnx_model_utils
 
 
-def _ort_backend(checker_module, model, backend: str, table: str | None) -> BackendCompatibility:
-    def run(fixed: bool):
+def _ort_backend(checker_module: Any, model: Any, backend: str, table: str | None) -> BackendCompatibility:
+    def run(fixed: bool) -> Any:
         if table is None:
             return checker_module.check_nnapi_partitions(model, fixed)
         return checker_module.check_coreml_partitions(model, fixed, table)
@@ -585,14 +593,14 @@ _OV_STRUCTURAL = ("Parameter", "Constant", "Result")
 
 
 @checker("openvino", ("cpu", "gpu", "npu"))
-def _openvino(path: Path) -> dict:
+def _openvino(path: Path) -> dict[str, BackendCompatibility]:
     """``Core.query_model`` per device plugin; a device OpenVINO does not list here is recorded as not checked."""
     import openvino as ov
 
     core = ov.Core()
     model = core.read_model(str(path))
     available = list(core.available_devices)
-    out = {}
+    out: dict[str, BackendCompatibility] = {}
     for backend in ("cpu", "gpu", "npu"):
         device = next((d for d in available if d.split(".")[0] == backend.upper()), None)
         if device is None:
@@ -603,7 +611,7 @@ def _openvino(path: Path) -> dict:
     return out
 
 
-def _query(core, model, device: str, backend: str) -> BackendCompatibility:
+def _query(core: Any, model: Any, device: str, backend: str) -> BackendCompatibility:
     taken = core.query_model(model, device)   # friendly name -> device, for the ops the plugin supports
     ops = [op for op in model.get_ordered_ops() if op.get_type_name() not in _OV_STRUCTURAL]
     index = {op.get_name(): i for i, op in enumerate(ops)}
