@@ -1,4 +1,5 @@
 """Shared bits of the benchmark scripts: timing, machine description, table printing."""
+
 from __future__ import annotations
 
 import os

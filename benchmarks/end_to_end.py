@@ -5,6 +5,7 @@ Run: .venv/bin/python benchmarks/end_to_end.py
 Peak memory is the largest resident set among the processes the command ran (the CLI itself
 and its converter and runtime workers), from getrusage(RUSAGE_CHILDREN).
 """
+
 from __future__ import annotations
 
 import resource
@@ -21,8 +22,22 @@ from benchmarks._common import ROOT, machine
 def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "ondevice", "check", "benchmarks.models:mobilenet_v2",
-                               "--to", "onnx,tflite,openvino", "-o", out], cwd=ROOT, capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ondevice",
+                "check",
+                "benchmarks.models:mobilenet_v2",
+                "--to",
+                "onnx,tflite,openvino",
+                "-o",
+                out,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(proc.stdout.strip())

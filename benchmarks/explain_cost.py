@@ -6,6 +6,7 @@ unpaired per target, and the time of explain against the time of that target's p
 ResNet-18 is built here (torchvision is not usable on this stack) with seeded random weights and
 random BatchNorm statistics; artifacts come from ondevice's own export (first strategy that passes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,11 @@ def resnet18():
             self.relu = nn.ReLU()
             self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
             self.bn2 = nn.BatchNorm2d(cout)
-            self.downsample = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                               if stride != 1 or cin != cout else None)
+            self.downsample = (
+                nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                if stride != 1 or cin != cout
+                else None
+            )
 
         def forward(self, x):
             identity = x if self.downsample is None else self.downsample(x)
@@ -82,10 +86,14 @@ def measure(name, model, example, out: Path, targets) -> dict:
         start = time.perf_counter()
         divergence = explain_artifact(source, artifact, source.example_feeds())
         explain_s = time.perf_counter() - start
-        rows[artifact.target] = {"strategy": artifact.strategy, **divergence.counts(),
-                                 "first_divergence": divergence.first.source_layer if divergence.first else None,
-                                 "validate_s": round(validate_s, 2), "explain_s": round(explain_s, 2),
-                                 "ratio": round(explain_s / validate_s, 2)}
+        rows[artifact.target] = {
+            "strategy": artifact.strategy,
+            **divergence.counts(),
+            "first_divergence": divergence.first.source_layer if divergence.first else None,
+            "validate_s": round(validate_s, 2),
+            "explain_s": round(explain_s, 2),
+            "ratio": round(explain_s / validate_s, 2),
+        }
         print(name, artifact.target, json.dumps(rows[artifact.target]), flush=True)
     return rows
 
@@ -103,8 +111,11 @@ def main() -> None:
     parser.add_argument("--to", default="onnx,tflite,openvino")
     args = parser.parse_args()
     targets = args.to.split(",")
-    results = {"resnet18": measure("resnet18", resnet18(), torch.rand(1, 3, args.size, args.size),
-                                   Path(args.out) / "resnet18", targets)}
+    results = {
+        "resnet18": measure(
+            "resnet18", resnet18(), torch.rand(1, 3, args.size, args.size), Path(args.out) / "resnet18", targets
+        )
+    }
     model, example = families.torch_transformer()
     results["transformer"] = measure("transformer", model, example, Path(args.out) / "transformer", targets)
     print(json.dumps(results, indent=2))

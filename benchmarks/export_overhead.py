@@ -9,6 +9,7 @@ says which.
 Run: .venv/bin/python benchmarks/export_overhead.py [--repeats 3]
 Goal: ours / direct <= 1.05 for in-process strategies.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,8 +75,11 @@ def direct_keras_openvino(src, out: Path):
     import openvino as ov
 
     with _telemetry_off():
-        ov.save_model(ov.convert_model(src.model, input=[list(s.shape) for s in src.inputs]), str(out / "m.xml"),
-                      compress_to_fp16=False)
+        ov.save_model(
+            ov.convert_model(src.model, input=[list(s.shape) for s in src.inputs]),
+            str(out / "m.xml"),
+            compress_to_fp16=False,
+        )
 
 
 def direct_onnx_openvino(src, out: Path):
@@ -104,7 +108,7 @@ def _ours(src, target, strategy, out: Path):
 def measure_route(src, target, strategy, direct, repeats: int) -> tuple[float, float]:
     times = {"direct": [], "ours": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(repeats + 1):      # round 0 warms imports and caches
+        for i in range(repeats + 1):  # round 0 warms imports and caches
             for kind in ("direct", "ours"):
                 out = Path(tmp) / f"{kind}{i}"
                 out.mkdir()

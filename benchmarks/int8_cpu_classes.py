@@ -7,6 +7,7 @@ saturate) and once with ``vnni`` (8-bit weights), then runs the same 4 random in
 artifact in this interpreter and under ``qemu-x86_64 -cpu Haswell`` (AVX2 + FMA, no AVX-512, no
 VNNI), and prints one Markdown table of SNR in dB. Needs Debian's qemu-user.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,14 @@ def export_all(root: Path) -> None:
         for kernels in KERNELS:
             # TFLite's quantizer has no kernel choice: export it once.
             targets = ["onnx", "openvino"] + (["tflite"] if kernels == "portable" else [])
-            ondevice.export(model, example, targets=targets, out_dir=root / f"{name}-{kernels}",
-                            quantize=list(PRECISIONS), int8_kernels=kernels)
+            ondevice.export(
+                model,
+                example,
+                targets=targets,
+                out_dir=root / f"{name}-{kernels}",
+                quantize=list(PRECISIONS),
+                int8_kernels=kernels,
+            )
 
 
 def measure(root: str) -> dict:
@@ -55,7 +62,7 @@ def measure(root: str) -> dict:
                 continue
             ref = np.concatenate([next(iter(ArtifactRunner(sibling, 1).run(s).values())).ravel() for s in samples])
             out = np.concatenate([next(iter(ArtifactRunner(artifact, 1).run(s).values())).ravel() for s in samples])
-            snr = 10 * np.log10(np.sum(ref ** 2) / max(float(np.sum((ref - out) ** 2)), 1e-30))
+            snr = 10 * np.log10(np.sum(ref**2) / max(float(np.sum((ref - out) ** 2)), 1e-30))
             found[f"{folder.name}/{artifact.target}/{artifact.quantize}"] = round(float(snr), 1)
     return found
 
@@ -70,21 +77,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         export_all(Path(tmp))
         native = measure(tmp)
-        code = f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); " \
-               f"from benchmarks.int8_cpu_classes import measure; print(json.dumps(measure({tmp!r})))"
-        run = subprocess.run([qemu, "-cpu", "Haswell", sys.executable, "-c", code], capture_output=True, text=True,
-                             check=True)
+        code = (
+            f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); "
+            f"from benchmarks.int8_cpu_classes import measure; print(json.dumps(measure({tmp!r})))"
+        )
+        run = subprocess.run(
+            [qemu, "-cpu", "Haswell", sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         emulated = json.loads(run.stdout.strip().splitlines()[-1])
     print(f"machine: {machine()}; CPU: {describe(cpu_info())}; emulated: qemu-x86_64 -cpu Haswell\n")
-    print("| model | runtime | precision | portable, native | portable, AVX2 | vnni (8-bit), native | "
-          "vnni (8-bit), AVX2 |")
+    print(
+        "| model | runtime | precision | portable, native | portable, AVX2 | vnni (8-bit), native | "
+        "vnni (8-bit), AVX2 |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name in MODELS:
         for target in SUFFIX:
             for precision in PRECISIONS:
-                cells = [native.get(f"{name}-{k}/{target}/{precision}", "-") if where == "n" else
-                         emulated.get(f"{name}-{k}/{target}/{precision}", "-")
-                         for k in KERNELS for where in ("n", "e")]
+                cells = [
+                    native.get(f"{name}-{k}/{target}/{precision}", "-")
+                    if where == "n"
+                    else emulated.get(f"{name}-{k}/{target}/{precision}", "-")
+                    for k in KERNELS
+                    for where in ("n", "e")
+                ]
                 print(f"| {name} | {target} | {precision} | " + " | ".join(map(str, cells)) + " |")
 
 

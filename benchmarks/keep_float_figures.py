@@ -8,6 +8,7 @@ a file of 2 generated token sequences (a user calibrating on a couple of example
 checked twice on the same validation samples, with --quantize int8 and with --keep-float auto added;
 every figure comes from those two reports (p50: each check's own validation).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import machine, table
 
 TARGETS = ("onnx", "tflite", "openvino")
-HEADER = ["model", "target", "kept in float", "float weights", "plain int8: err/peak, SNR dB, status",
-          "keep-float: err/peak, SNR dB, status", "size KiB: mixed / int8 / float", "p50 ms: mixed / int8 / float",
-          "rounds"]
+HEADER = [
+    "model",
+    "target",
+    "kept in float",
+    "float weights",
+    "plain int8: err/peak, SNR dB, status",
+    "keep-float: err/peak, SNR dB, status",
+    "size KiB: mixed / int8 / float",
+    "p50 ms: mixed / int8 / float",
+    "rounds",
+]
 
 
 def cases(folder: Path):
@@ -56,8 +65,17 @@ def row(name: str, target: str, plain, mixed) -> list[str]:
 
     sizes = f"{after.size_bytes / 1024:.1f} / {before.size_bytes / 1024:.1f} / {floats.size_bytes / 1024:.1f}"
     p50 = f"{after.latency['p50_ms']:.4f} / {before.latency['p50_ms']:.4f} / {floats.latency['p50_ms']:.4f}"
-    return [name, target, kept, f"{100 * record.get('float_weight_fraction', 0):.1f}%", errors(before), errors(after),
-            sizes, p50, str(len(record.get("rounds", [])) - 1)]
+    return [
+        name,
+        target,
+        kept,
+        f"{100 * record.get('float_weight_fraction', 0):.1f}%",
+        errors(before),
+        errors(after),
+        sizes,
+        p50,
+        str(len(record.get("rounds", [])) - 1),
+    ]
 
 
 def main() -> None:
@@ -70,8 +88,13 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, model, example, calibration in cases(Path(tmp)):
-            options = {"targets": TARGETS, "quantize": "int8", "samples": args.samples, "runs": args.runs,
-                       "calibration": calibration}
+            options = {
+                "targets": TARGETS,
+                "quantize": "int8",
+                "samples": args.samples,
+                "runs": args.runs,
+                "calibration": calibration,
+            }
             plain = ondevice.check(model, example, out_dir=Path(tmp) / "plain", **options)
             mixed = ondevice.check(model, example, out_dir=Path(tmp) / "mixed", keep_float="auto", **options)
             rows += [row(name, target, plain, mixed) for target in TARGETS]

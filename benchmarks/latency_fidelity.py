@@ -10,6 +10,7 @@ invoke). Models: ResNet-shaped CNNs of about 0.5 ms and about 5 ms (benchmarks.m
 Run: .venv/bin/python benchmarks/latency_fidelity.py [--runs 100] [--rounds 7] [--threads 2]
 Goal: ours within +-3% of the bare cheapest loop for both models on every runtime.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,11 @@ def _bare_calls(target: str, path: str, feed: np.ndarray, threads: int, compiled
     if target == "openvino":
         import openvino as ov
 
-        compiled = compiled or ov.Core().compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                                     "INFERENCE_PRECISION_HINT": "f32",
-                                                                     "PERFORMANCE_HINT": "LATENCY"})
+        compiled = compiled or ov.Core().compile_model(
+            path,
+            "CPU",
+            {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"},
+        )
         shared, plain = compiled.create_infer_request(), compiled.create_infer_request()
         shared.set_input_tensor(0, ov.Tensor(feed, shared_memory=True))
         return {"cheapest": shared.infer, "plain": lambda: plain.infer([feed])}
@@ -65,6 +68,7 @@ def _bare_calls(target: str, path: str, feed: np.ndarray, threads: int, compiled
     def plain():
         interp.set_tensor(index, feed)
         interp.invoke()
+
     return {"cheapest": interp.invoke, "plain": plain}
 
 
@@ -86,8 +90,13 @@ def interleaved(out_dir: str, index: int, feed_path: str, threads: int, runs: in
     runner = ArtifactRunner(artifact, threads)
     source_feed = {artifact.inputs[0].source: np.load(feed_path)}
     ours_call = runner.runner.timed_call(runner.feeds(source_feed))
-    bare = _bare_calls(artifact.target, str(artifact.path), runner.feeds(source_feed)[artifact.inputs[0].artifact],
-                       threads, getattr(runner.runner, "_compiled", None))
+    bare = _bare_calls(
+        artifact.target,
+        str(artifact.path),
+        runner.feeds(source_feed)[artifact.inputs[0].artifact],
+        threads,
+        getattr(runner.runner, "_compiled", None),
+    )
     for call in (ours_call, *bare.values()):
         for _ in range(10):
             call()
@@ -118,16 +127,46 @@ def main() -> None:
         np.save(out / "feed.npy", example.numpy())
         for index, artifact in enumerate(artifacts):
             # A fresh process per artifact, as validation does; both sides inside it.
-            p50 = call_isolated("benchmarks.latency_fidelity:interleaved",
-                                {"out_dir": str(out), "index": index, "feed_path": str(out / "feed.npy"),
-                                 "threads": args.threads, "runs": args.runs, "rounds": args.rounds})
-            rows.append([label, artifact.target, f"{p50['ours']:.3f}", f"{p50['cheapest']:.3f}",
-                         f"{(p50['ours'] / p50['cheapest'] - 1) * 100:+.1f}%", f"{p50['plain']:.3f}",
-                         f"{(p50['ours'] / p50['plain'] - 1) * 100:+.1f}%"])
-    print(f"latency fidelity, {args.threads} threads, {args.runs} runs x {args.rounds} interleaved rounds "
-          f"({machine()}; {describe(cpu_info())})")
-    print(table(rows, ["model", "target", "ours p50 ms", "bare cheapest p50 ms", "ours vs cheapest",
-                       "bare plain p50 ms", "ours vs plain"]))
+            p50 = call_isolated(
+                "benchmarks.latency_fidelity:interleaved",
+                {
+                    "out_dir": str(out),
+                    "index": index,
+                    "feed_path": str(out / "feed.npy"),
+                    "threads": args.threads,
+                    "runs": args.runs,
+                    "rounds": args.rounds,
+                },
+            )
+            rows.append(
+                [
+                    label,
+                    artifact.target,
+                    f"{p50['ours']:.3f}",
+                    f"{p50['cheapest']:.3f}",
+                    f"{(p50['ours'] / p50['cheapest'] - 1) * 100:+.1f}%",
+                    f"{p50['plain']:.3f}",
+                    f"{(p50['ours'] / p50['plain'] - 1) * 100:+.1f}%",
+                ]
+            )
+    print(
+        f"latency fidelity, {args.threads} threads, {args.runs} runs x {args.rounds} interleaved rounds "
+        f"({machine()}; {describe(cpu_info())})"
+    )
+    print(
+        table(
+            rows,
+            [
+                "model",
+                "target",
+                "ours p50 ms",
+                "bare cheapest p50 ms",
+                "ours vs cheapest",
+                "bare plain p50 ms",
+                "ours vs plain",
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Models for the benchmarks, built in code with seeded random weights (nothing downloaded)."""
+
 from __future__ import annotations
 
 
@@ -23,8 +24,15 @@ def mobilenet_v2():
         def forward(self, x):
             return x + self.block(x) if self.residual else self.block(x)
 
-    settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
-                (6, 320, 1, 1)]
+    settings = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ]
     torch.manual_seed(0)
     layers, cin = conv_bn(3, 32, 3, 2), 32
     for expand, cout, repeats, stride in settings:
@@ -41,7 +49,7 @@ def mobilenet_v2():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out")
         elif isinstance(module, nn.BatchNorm2d):
-            module.momentum = None   # a plain average over the calibration passes
+            module.momentum = None  # a plain average over the calibration passes
     model.train()
     with torch.no_grad():
         for _ in range(4):
@@ -80,7 +88,7 @@ def resnet_like(width: int, size: int, blocks: int = 2):
     torch.manual_seed(0)
     layers, cin = [nn.Conv2d(3, width, 3, 2, 1), nn.ReLU()], width
     for stage in range(3):
-        cout = width * 2 ** stage
+        cout = width * 2**stage
         for index in range(blocks):
             layers.append(Block(cin, cout, 2 if (index == 0 and stage > 0) else 1))
             cin = cout
@@ -89,7 +97,7 @@ def resnet_like(width: int, size: int, blocks: int = 2):
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            module.weight.data *= 0.5   # residual sums double the variance per block
+            module.weight.data *= 0.5  # residual sums double the variance per block
     return model.eval(), structured_images(1, seed=2)[:, :, :size, :size].contiguous()
 
 

@@ -7,6 +7,7 @@ with a per-sequence offset (calibration and validation files drawn from that dis
 Prints one Markdown table: file size and weight bytes relative to the float artifact, error
 against the source (max abs error / the output's peak, SNR) and against the float artifact.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,16 @@ def run_model(name: str, out: Path, samples: int, targets=TARGETS):
         np.savez(out / "calibration.npz", x=lstm_inputs(32, 1))
         np.savez(out / "golden.npz", x=lstm_inputs(samples, 2))
         options = {"calibration": out / "calibration.npz", "inputs_file": out / "golden.npz"}
-    report = ondevice.check(model, example, targets=targets, out_dir=out / "out", quantize=list(PRECISIONS),
-                            samples=samples, runs=5, **options)
+    report = ondevice.check(
+        model,
+        example,
+        targets=targets,
+        out_dir=out / "out",
+        quantize=list(PRECISIONS),
+        samples=samples,
+        runs=5,
+        **options,
+    )
     return report, out / "out"
 
 
@@ -68,15 +77,28 @@ def rows_for(name: str, report, out: Path, samples: list, targets=TARGETS) -> li
                 avx2_cell = f"{avx2['parity']['outputs'][0]['snr_db']:.1f} ({avx2['how'].split(' ')[0]})"
             else:
                 control = avx2.get("control_max_abs_err")
-                avx2_cell = f"not checked (emulator control off by {control:.2g})" if control is not None \
+                avx2_cell = (
+                    f"not checked (emulator control off by {control:.2g})"
+                    if control is not None
                     else f"not checked ({avx2.get('reason')})"
+                )
             vs_float = compare_vs_float(base_outputs, [ArtifactRunner(quant).run(s) for s in samples], precision)
             info = inspect(quant.path, target)
-            rows.append([name, target, precision, result.status,
-                         f"{quant.size_bytes / base.size_bytes:.2f}",
-                         f"{info.total_weight_bytes / base_info.total_weight_bytes:.2f}",
-                         f"{out0['max_abs_err']:.2g}", f"{out0['max_abs_err'] / out0['peak']:.3f}",
-                         f"{out0['snr_db']:.1f}", avx2_cell, f"{vs_float.outputs[0].max_abs_err:.2g}"])
+            rows.append(
+                [
+                    name,
+                    target,
+                    precision,
+                    result.status,
+                    f"{quant.size_bytes / base.size_bytes:.2f}",
+                    f"{info.total_weight_bytes / base_info.total_weight_bytes:.2f}",
+                    f"{out0['max_abs_err']:.2g}",
+                    f"{out0['max_abs_err'] / out0['peak']:.3f}",
+                    f"{out0['snr_db']:.1f}",
+                    avx2_cell,
+                    f"{vs_float.outputs[0].max_abs_err:.2g}",
+                ]
+            )
     return rows
 
 
@@ -94,8 +116,11 @@ def validation_samples(name: str, report, out: Path, count: int) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=4)
-    parser.add_argument("--targets", default=",".join(TARGETS),
-                        help="comma-separated targets (default: onnx,tflite,openvino; executorch also works)")
+    parser.add_argument(
+        "--targets",
+        default=",".join(TARGETS),
+        help="comma-separated targets (default: onnx,tflite,openvino; executorch also works)",
+    )
     args = parser.parse_args()
     targets = tuple(t for t in args.targets.split(",") if t)
     rows = []
@@ -106,8 +131,24 @@ def main() -> None:
     from ondevice.cpu import cpu_info, describe
 
     print(f"machine: {machine()}; CPU: {describe(cpu_info())}; {args.samples} validation samples per model\n")
-    print(table(rows, ["model", "target", "precision", "status", "file size vs float", "weight bytes vs float",
-                       "max abs err", "err / peak", "SNR dB", "SNR dB on AVX2", "max abs err vs float artifact"]))
+    print(
+        table(
+            rows,
+            [
+                "model",
+                "target",
+                "precision",
+                "status",
+                "file size vs float",
+                "weight bytes vs float",
+                "max abs err",
+                "err / peak",
+                "SNR dB",
+                "SNR dB on AVX2",
+                "max abs err vs float artifact",
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

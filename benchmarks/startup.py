@@ -3,6 +3,7 @@
 Run: .venv/bin/python benchmarks/startup.py [--repeats 10]
 Goal: --help within 0.3 s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    commands = {"python -c pass": [sys.executable, "-c", "pass"],
-                "ondevice --help": [sys.executable, "-m", "ondevice", "--help"],
-                "ondevice doctor": [sys.executable, "-m", "ondevice", "doctor"]}
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "ondevice --help": [sys.executable, "-m", "ondevice", "--help"],
+        "ondevice doctor": [sys.executable, "-m", "ondevice", "doctor"],
+    }
     run = lambda cmd: subprocess.run(cmd, cwd=ROOT, capture_output=True, check=True)  # noqa: E731
     times = {name: median_time(lambda c=cmd: run(c), args.repeats) for name, cmd in commands.items()}
     base = times["python -c pass"]

@@ -5,6 +5,7 @@ what it made (the traced program, the ONNX graph's inputs, the IR's ports) and r
 ``Converted.dynamic_kept``. Every requested axis that did not survive gets a note naming the size
 it was fixed to and why, so the manifest can say so.
 """
+
 from __future__ import annotations
 
 from ondevice.errors import BadInputError
@@ -17,8 +18,9 @@ def check_dynamic(dynamic: dict, inputs) -> dict:
     checked = {}
     for name, axes in (dynamic or {}).items():
         if name not in by_name:
-            raise BadInputError(f"--dynamic {name}: the model has no input {name!r} "
-                                f"(inputs: {', '.join(by_name) or 'none'})")
+            raise BadInputError(
+                f"--dynamic {name}: the model has no input {name!r} (inputs: {', '.join(by_name) or 'none'})"
+            )
         rank = len(by_name[name].shape)
         bad = [a for a in axes if not isinstance(a, int) or not 0 <= a < rank]
         if bad:
@@ -58,8 +60,11 @@ def kept_from_shapes(job, shapes: dict, why_fixed: str) -> tuple[dict, list[str]
 
 def all_fixed(job, why: str) -> tuple[dict, list[str]]:
     """For targets that cannot keep any axis dynamic: no axis kept, one note per requested axis."""
-    return {}, [f"input {name!r} axis {axis} fixed to {example_size(job, name, axis)}: {why}"
-                for name, axes in requested(job).items() for axis in axes]
+    return {}, [
+        f"input {name!r} axis {axis} fixed to {example_size(job, name, axis)}: {why}"
+        for name, axes in requested(job).items()
+        for axis in axes
+    ]
 
 
 def onnx_input_shapes(onnx_path) -> dict:
@@ -69,12 +74,18 @@ def onnx_input_shapes(onnx_path) -> dict:
     onnx = require("onnx")
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     initializers = {i.name for i in graph.initializer}
-    return {v.name: [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                     for d in v.type.tensor_type.shape.dim]
-            for v in graph.input if v.name not in initializers}
+    return {
+        v.name: [
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in v.type.tensor_type.shape.dim
+        ]
+        for v in graph.input
+        if v.name not in initializers
+    }
 
 
 def ov_input_shapes(ov_model, names: list[str]) -> dict:
     """An OpenVINO model's input shapes, keyed by the source's names in port order (None: dynamic)."""
-    return {name: [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
-            for name, port in zip(names, ov_model.inputs, strict=True)}
+    return {
+        name: [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+        for name, port in zip(names, ov_model.inputs, strict=True)
+    }

@@ -1,5 +1,6 @@
 """What every route into ExecuTorch shares: torch.export, lowering to a .pte (XNNPACK-delegated or
 portable kernels only), the source's tensor names kept in the program, and the delegate's share."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -44,8 +45,7 @@ def write_program(program, source, path: Path, delegate: bool) -> Converted:
     """Lower ``program`` (XNNPACK first where ``delegate``) and write it to ``path`` as a .pte."""
     exir = require("executorch.exir")
     partitioner = [_xnnpack_partitioner()] if delegate else None
-    names = {INPUT_NAMES_METHOD: [s.name for s in source.inputs],
-             OUTPUT_NAMES_METHOD: [s.name for s in source.outputs]}
+    names = {INPUT_NAMES_METHOD: [s.name for s in source.inputs], OUTPUT_NAMES_METHOD: [s.name for s in source.outputs]}
     try:
         with quiet_torch_export():
             edge = exir.to_edge_transform_and_lower(program, partitioner=partitioner, constant_methods=names)
@@ -87,10 +87,16 @@ def delegation_of(graph_module) -> dict:
         delegated.pop(name, None)
         portable.pop(name, None)
     total = sum(delegated.values()) + sum(portable.values())
-    return {"backends": sorted(backends), "subgraphs": subgraphs, "ops_total": total,
-            "ops_delegated": sum(delegated.values()), "ops_portable": sum(portable.values()),
-            "delegated_share": round(sum(delegated.values()) / total, 4) if total else 0.0,
-            "delegated_ops": dict(sorted(delegated.items())), "portable_ops": dict(sorted(portable.items()))}
+    return {
+        "backends": sorted(backends),
+        "subgraphs": subgraphs,
+        "ops_total": total,
+        "ops_delegated": sum(delegated.values()),
+        "ops_portable": sum(portable.values()),
+        "delegated_share": round(sum(delegated.values()) / total, 4) if total else 0.0,
+        "delegated_ops": dict(sorted(delegated.items())),
+        "portable_ops": dict(sorted(portable.items())),
+    }
 
 
 def _op_name(node) -> str:
@@ -103,5 +109,7 @@ def delegation_note(delegation: dict) -> str:
     if not delegation["subgraphs"]:
         return f"portable kernels only: {delegation['ops_total']} ops, no delegate"
     left = ", ".join(f"{op} x{n}" for op, n in delegation["portable_ops"].items()) or "none"
-    return (f"{'/'.join(delegation['backends'])} took {delegation['ops_delegated']} of {delegation['ops_total']} ops "
-            f"in {delegation['subgraphs']} subgraph(s); portable kernels: {left}")
+    return (
+        f"{'/'.join(delegation['backends'])} took {delegation['ops_delegated']} of {delegation['ops_total']} ops "
+        f"in {delegation['subgraphs']} subgraph(s); portable kernels: {left}"
+    )

@@ -17,6 +17,7 @@ And one naming repair: the TorchScript exporter names nodes "/3/grouped/Conv"; o
 weights it splits out of a grouped Conv after the node, and refuses a SavedModel whose names start
 with "/" ("OP name does not match the following pattern"). Node names lose their leading "/".
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,13 +44,14 @@ def _shapes(onnx, model) -> dict:
     """Tensor name -> shape (an int per static axis, else None), from ONNX shape inference."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model).graph
-    except Exception:   # inference is a help here, not a requirement
+    except Exception:  # inference is a help here, not a requirement
         inferred = model.graph
     shapes = {}
     for value in [*inferred.input, *inferred.value_info, *inferred.output]:
         if value.type.tensor_type.HasField("shape"):
-            shapes[value.name] = [d.dim_value if d.HasField("dim_value") else None
-                                  for d in value.type.tensor_type.shape.dim]
+            shapes[value.name] = [
+                d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim
+            ]
     shapes.update({init.name: list(init.dims) for init in model.graph.initializer})
     return shapes
 
@@ -68,11 +70,18 @@ def _identity_before_conv_transpose(onnx, graph, shapes: dict) -> list[str]:
     for node in graph.node:
         source = producers.get(node.input[0]) if node.op_type == "ConvTranspose" and node.input else None
         weight = weights.get(node.input[1]) if source is not None and len(node.input) > 1 else None
-        if (source is not None and source.op_type in _RAISING and weight is not None
-                and len(weight.dims) == 4 and len(shapes.get(source.input[0]) or [0] * 4) < 4):
+        if (
+            source is not None
+            and source.op_type in _RAISING
+            and weight is not None
+            and len(weight.dims) == 4
+            and len(shapes.get(source.input[0]) or [0] * 4) < 4
+        ):
             nodes.extend(_identity_conv(onnx, graph, node, int(weight.dims[0])))
-            done.append(f"identity 1x1 Conv before ConvTranspose {node.name or node.output[0]!r} "
-                        f"(its input comes from a rank-raising {source.op_type})")
+            done.append(
+                f"identity 1x1 Conv before ConvTranspose {node.name or node.output[0]!r} "
+                f"(its input comes from a rank-raising {source.op_type})"
+            )
         nodes.append(node)
     if done:
         _replace_nodes(onnx, graph, nodes)
@@ -86,19 +95,32 @@ def _transpose_before_flatten(onnx, graph, shapes: dict) -> list[str]:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     constants = {init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer}
-    constants.update({node.output[0]: onnx.numpy_helper.to_array(a.t) for node in graph.node
-                      if node.op_type == "Constant" for a in node.attribute if a.name == "value"})
+    constants.update(
+        {
+            node.output[0]: onnx.numpy_helper.to_array(a.t)
+            for node in graph.node
+            if node.op_type == "Constant"
+            for a in node.attribute
+            if a.name == "value"
+        }
+    )
     outputs = {value.name for value in graph.output}
     done, replaced, nodes = [], {}, []
     for node in graph.node:
         users = consumers.get(node.output[0], []) if node.op_type == "Reshape" else []
         after = users[0] if len(users) == 1 and users[0].op_type == "Transpose" else None
-        if (after is not None and _flattens_spatial(shapes.get(node.input[0]), constants.get(node.input[1]))
-                and _perm(after) == [0, 2, 1] and node.output[0] not in outputs):
+        if (
+            after is not None
+            and _flattens_spatial(shapes.get(node.input[0]), constants.get(node.input[1]))
+            and _perm(after) == [0, 2, 1]
+            and node.output[0] not in outputs
+        ):
             replaced[after.name or after.output[0]] = True
             nodes.extend(_moved_transpose(onnx, graph, node, after, shapes[node.input[0]]))
-            done.append(f"Reshape {node.name or node.output[0]!r} + Transpose(0, 2, 1) -> Transpose(0, 2, 3, 1) + "
-                        "Reshape (a flatten of channels-first patches)")
+            done.append(
+                f"Reshape {node.name or node.output[0]!r} + Transpose(0, 2, 1) -> Transpose(0, 2, 3, 1) + "
+                "Reshape (a flatten of channels-first patches)"
+            )
             continue
         if node.op_type == "Transpose" and replaced.get(node.name or node.output[0]):
             continue
@@ -140,10 +162,10 @@ def _moved_transpose(onnx, graph, reshape, transpose, shape) -> list:
     n, c, h, w = shape
     target = np.array([n if n is not None else -1, h * w, c], dtype=np.int64)
     graph.initializer.append(onnx.numpy_helper.from_array(target, f"{base}_shape"))
-    return [onnx.helper.make_node("Transpose", [reshape.input[0]], [f"{base}_nhwc"], name=f"{base}_t",
-                                  perm=[0, 2, 3, 1]),
-            onnx.helper.make_node("Reshape", [f"{base}_nhwc", f"{base}_shape"], list(transpose.output),
-                                  name=f"{base}_r")]
+    return [
+        onnx.helper.make_node("Transpose", [reshape.input[0]], [f"{base}_nhwc"], name=f"{base}_t", perm=[0, 2, 3, 1]),
+        onnx.helper.make_node("Reshape", [f"{base}_nhwc", f"{base}_shape"], list(transpose.output), name=f"{base}_r"),
+    ]
 
 
 def _identity_conv(onnx, graph, consumer, channels: int) -> list:
@@ -153,7 +175,8 @@ def _identity_conv(onnx, graph, consumer, channels: int) -> list:
     base = f"ondevice_identity_{consumer.output[0]}".replace(":", "_")
     kernel = np.eye(channels, dtype=np.float32).reshape(channels, channels, 1, 1)
     graph.initializer.append(onnx.numpy_helper.from_array(kernel, f"{base}_w"))
-    conv = onnx.helper.make_node("Conv", [consumer.input[0], f"{base}_w"], [f"{base}_out"],
-                                 name=base, kernel_shape=[1, 1])
+    conv = onnx.helper.make_node(
+        "Conv", [consumer.input[0], f"{base}_w"], [f"{base}_out"], name=base, kernel_shape=[1, 1]
+    )
     consumer.input[0] = f"{base}_out"
     return [conv]

@@ -1,4 +1,5 @@
 """What every route into OpenVINO shares: an offline convert_model, port naming, an fp32 save."""
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,7 @@ def _telemetry_off():
     """
     stub = importlib.import_module("openvino.tools.ovc.telemetry_stub")
     swapped = []
-    for name in ("openvino.tools.ovc.telemetry_utils", "openvino.tools.ovc.convert_impl",
-                 "openvino.tools.ovc.utils"):
+    for name in ("openvino.tools.ovc.telemetry_utils", "openvino.tools.ovc.convert_impl", "openvino.tools.ovc.utils"):
         module = importlib.import_module(name)
         if hasattr(module, "tm"):
             swapped.append((module, module.tm))
@@ -90,7 +90,8 @@ def error_line(exc: BaseException) -> str:
     """OpenVINO's summary of a failure (its first line is usually a C++ source location)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     details = [line.lstrip("- ") for line in lines if line.startswith("--") or "Conversion is failed for" in line]
-    useful = [line for line in lines
-              if not line.startswith(("Check ", "Exception from", "FrontEnd API failed", "Summary:"))]
+    useful = [
+        line for line in lines if not line.startswith(("Check ", "Exception from", "FrontEnd API failed", "Summary:"))
+    ]
     text = "; ".join(details) if details else (useful or lines or [""])[0]
     return f"{type(exc).__name__}: {text}"[:300]

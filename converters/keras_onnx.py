@@ -4,6 +4,7 @@ tf2onnx 1.17 writes exact GELU as an ``Erfc`` node, which is no ONNX op: onnxrun
 ONNX checker refuse the file. ``repair_onnx`` rewrites such nodes into standard ops, and
 ``captured_to_initializers`` turns constants the tf.function captured back into weights.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,15 +21,15 @@ OPSET = 17
 
 # ---- graph repair ----------------------------------------------------------------------------
 
+
 def _erfc_to_erf(onnx, node, opset: int) -> list:
     """Erfc(x) = 1 - Erf(x); the constant takes x's dtype through CastLike where the opset has it."""
-    base = node.output[0].replace(":", "_")   # output names are unique, node names need not be
+    base = node.output[0].replace(":", "_")  # output names are unique, node names need not be
     one = onnx.helper.make_tensor(f"{base}/one_value", onnx.TensorProto.FLOAT, [], [1.0])
     nodes = [onnx.helper.make_node("Constant", [], [f"{base}/one_f"], name=f"{base}/one_f", value=one)]
     one_name = f"{base}/one_f"
     if opset >= 15:
-        nodes.append(onnx.helper.make_node("CastLike", [one_name, node.input[0]], [f"{base}/one"],
-                                           name=f"{base}/one"))
+        nodes.append(onnx.helper.make_node("CastLike", [one_name, node.input[0]], [f"{base}/one"], name=f"{base}/one"))
         one_name = f"{base}/one"
     nodes.append(onnx.helper.make_node("Erf", [node.input[0]], [f"{base}/erf"], name=f"{base}/erf"))
     nodes.append(onnx.helper.make_node("Sub", [one_name, f"{base}/erf"], list(node.output), name=f"{base}/sub"))
@@ -108,6 +109,7 @@ def captured_to_initializers(model_proto, captured: dict) -> list[str]:
 
 # ---- conversion ------------------------------------------------------------------------------
 
+
 def export_onnx(job: ConversionJob, out: Path, keep_dynamic: bool = True) -> tuple[list[str], dict, list[str]]:
     """Write the repaired, checked ONNX file for the job's Keras model.
 
@@ -163,8 +165,11 @@ def _run_tf2onnx(model, inputs: list, outputs: list):
 def _captured_constants(tf, concrete, n_args: int) -> dict:
     # A concrete function's inputs are its arguments followed by one placeholder per capture.
     pairs = zip(concrete.inputs[n_args:], concrete.captured_inputs, strict=True)
-    return {placeholder.name: value.numpy() for placeholder, value in pairs
-            if value.dtype != tf.resource and hasattr(value, "numpy")}
+    return {
+        placeholder.name: value.numpy()
+        for placeholder, value in pairs
+        if value.dtype != tf.resource and hasattr(value, "numpy")
+    }
 
 
 def _first_line(exc: BaseException) -> str:
@@ -177,8 +182,13 @@ def tf2onnx_versions() -> dict:
     return {name: require(name).__version__ for name in ("tensorflow", "keras", "tf2onnx", "onnx")}
 
 
-@strategy("keras", "onnx", "keras-onnx-tf2onnx", order=10,
-          summary=f"tf2onnx on a tf.function, opset {OPSET}, with graph repair (Erfc, captured constants)")
+@strategy(
+    "keras",
+    "onnx",
+    "keras-onnx-tf2onnx",
+    order=10,
+    summary=f"tf2onnx on a tf.function, opset {OPSET}, with graph repair (Erfc, captured constants)",
+)
 def convert_tf2onnx(job: ConversionJob) -> Converted:
     """tf2onnx in this process (repeated conversions in one process were measured to work)."""
     out = job.workdir / "model.onnx"
@@ -187,8 +197,13 @@ def convert_tf2onnx(job: ConversionJob) -> Converted:
     return Converted(path=out, versions=tf2onnx_versions(), notes=notes, dynamic_kept=kept)
 
 
-@strategy("keras", "onnx", "keras-onnx-tflite", order=20,
-          summary="TFLiteConverter (in a subprocess), then tf2onnx.from_tflite; fixed shapes")
+@strategy(
+    "keras",
+    "onnx",
+    "keras-onnx-tflite",
+    order=20,
+    summary="TFLiteConverter (in a subprocess), then tf2onnx.from_tflite; fixed shapes",
+)
 def convert_via_tflite(job: ConversionJob) -> Converted:
     """Through the TFLite flatbuffer: TF's converter lowers what tf2onnx cannot read in a TF
     graph (Keras runs grouped convolutions as XLA-compiled function calls, left as
@@ -237,7 +252,7 @@ def rename_io(model_proto, inputs: list[str], outputs: list[str]) -> None:
 
 def _plain(name: str) -> str:
     name = name.split(":")[0]
-    return name[len("serving_default_"):] if name.startswith("serving_default_") else name
+    return name[len("serving_default_") :] if name.startswith("serving_default_") else name
 
 
 def _rename_tensors(graph, renames: dict) -> None:

@@ -3,6 +3,7 @@
 ``openvino.save_model`` compresses weights to fp16 unless told otherwise; we keep fp32 so the
 artifact matches the source (fp16 is a quantize option, not a default).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -17,8 +18,13 @@ from .onnx_openvino import onnx_to_openvino
 from .registry import ConversionJob, Converted, strategy
 
 
-@strategy("keras", "openvino", "keras-openvino-direct", order=10,
-          summary="openvino.convert_model of the Keras model at the example's shapes (-1 on --dynamic axes), fp32 IR")
+@strategy(
+    "keras",
+    "openvino",
+    "keras-openvino-direct",
+    order=10,
+    summary="openvino.convert_model of the Keras model at the example's shapes (-1 on --dynamic axes), fp32 IR",
+)
 def convert_direct(job: ConversionJob) -> Converted:
     """OpenVINO's TensorFlow frontend traces the Keras model itself."""
     tf = require("tensorflow")
@@ -36,15 +42,21 @@ def convert_direct(job: ConversionJob) -> Converted:
     return converted
 
 
-@strategy("keras", "openvino", "keras-openvino-onnx", order=20,
-          summary="tf2onnx export (with graph repair), then openvino.convert_model of the ONNX file")
+@strategy(
+    "keras",
+    "openvino",
+    "keras-openvino-onnx",
+    order=20,
+    summary="tf2onnx export (with graph repair), then openvino.convert_model of the ONNX file",
+)
 def convert_via_onnx(job: ConversionJob) -> Converted:
     """Through the keras-onnx-tf2onnx export; the ONNX names carry over into the IR."""
     onnx_file = job.workdir / "intermediate.onnx"
     repairs, kept, notes = export_onnx(job, onnx_file)
     try:
-        converted = onnx_to_openvino(onnx_file, job.workdir, [s.name for s in job.source.inputs],
-                                     output_names(job), job=job, keep=kept)
+        converted = onnx_to_openvino(
+            onnx_file, job.workdir, [s.name for s in job.source.inputs], output_names(job), job=job, keep=kept
+        )
     finally:
         # The IR holds its own copy of the weights; the ONNX file was only a stepping stone.
         onnx_file.unlink(missing_ok=True)

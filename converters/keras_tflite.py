@@ -8,6 +8,7 @@ it runs in a fresh process that reloads the model from a ``.keras`` file.
 
 The helpers ``serving_function`` and ``variable_holder`` are shared with the other Keras routes.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,15 +29,21 @@ _KERAS_FILES = (".keras", ".h5")
 
 # ---- helpers shared by the Keras routes -------------------------------------------------------
 
+
 def input_signature(job: ConversionJob | QuantizeJob, keep_dynamic: bool = False) -> list[list]:
     """The source inputs as JSON-able ``[name, shape, dtype]``, every axis fixed (batch = example's).
 
     With ``keep_dynamic`` the axes of ``job.dynamic`` are None, for converters that keep them.
     """
     dynamic = requested(job) if keep_dynamic else {}
-    return [[spec.name, [None if axis in dynamic.get(spec.name, []) else size
-                         for axis, size in enumerate(concrete_shape(spec))], str(spec.dtype)]
-            for spec in job.source.inputs]
+    return [
+        [
+            spec.name,
+            [None if axis in dynamic.get(spec.name, []) else size for axis, size in enumerate(concrete_shape(spec))],
+            str(spec.dtype),
+        ]
+        for spec in job.source.inputs
+    ]
 
 
 def output_names(job: ConversionJob | QuantizeJob) -> list[str]:
@@ -86,7 +93,7 @@ def variable_holder(model):
 
 def _tf_variable(variable):
     inner = getattr(variable, "value", variable)
-    return variable if callable(inner) else inner   # tf.Variable.value is a method
+    return variable if callable(inner) else inner  # tf.Variable.value is a method
 
 
 def batch_note(job: ConversionJob, kept: dict | None = None) -> list[str]:
@@ -103,6 +110,7 @@ def batch_note(job: ConversionJob, kept: dict | None = None) -> list[str]:
 
 # ---- subprocess worker -----------------------------------------------------------------------
 
+
 class ConverterFailed(RuntimeError):
     """The conversion failed for a reason already phrased as one line."""
 
@@ -114,8 +122,10 @@ def convert_file(model_path: str, inputs: list, outputs: list, out_path: str, mo
         model = keras.models.load_model(model_path, safe_mode=True, compile=False)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise ConverterFailed("cannot reload the Keras model in a fresh process (custom or Lambda layers?): "
-                              f"{type(exc).__name__}: {first}") from None
+        raise ConverterFailed(
+            "cannot reload the Keras model in a fresh process (custom or Lambda layers?): "
+            f"{type(exc).__name__}: {first}"
+        ) from None
     return convert_model(model, inputs, outputs, out_path, mode)
 
 
@@ -126,7 +136,8 @@ def convert_model(model, inputs: list, outputs: list, out_path: str, mode: str =
     if mode == "concrete":
         serve = serving_function(model, inputs, outputs)
         converter = tf.lite.TFLiteConverter.from_concrete_functions(
-            [serve.get_concrete_function()], variable_holder(model))
+            [serve.get_concrete_function()], variable_holder(model)
+        )
     else:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
     try:
@@ -177,6 +188,7 @@ def converter_reason(exc: BaseException) -> str:
 
 # ---- strategies ------------------------------------------------------------------------------
 
+
 def keras_model_file(job) -> tuple[Path, bool]:
     """A Keras file the subprocess can load, and whether we wrote it (to remove afterwards)."""
     path = job.source.path
@@ -187,16 +199,23 @@ def keras_model_file(job) -> tuple[Path, bool]:
     try:
         job.source.model.save(str(saved))
     except Exception as exc:
-        raise StrategyFailed(f"cannot save the Keras model for a subprocess: {type(exc).__name__}: "
-                             f"{(str(exc).strip().splitlines() or [''])[0][:200]}") from None
+        raise StrategyFailed(
+            f"cannot save the Keras model for a subprocess: {type(exc).__name__}: "
+            f"{(str(exc).strip().splitlines() or [''])[0][:200]}"
+        ) from None
     return saved, True
 
 
 def _run_isolated(job: ConversionJob, mode: str, out: Path) -> dict:
     """Convert in a fresh process to ``out``; returns the converter versions."""
     model_path, temporary = keras_model_file(job)
-    kwargs = {"model_path": str(model_path), "inputs": input_signature(job), "outputs": output_names(job),
-              "out_path": str(out), "mode": mode}
+    kwargs = {
+        "model_path": str(model_path),
+        "inputs": input_signature(job),
+        "outputs": output_names(job),
+        "out_path": str(out),
+        "mode": mode,
+    }
     try:
         return call_isolated("converters.keras_tflite:convert_file", kwargs, timeout=_TIMEOUT_S)
     except IsolatedFailure as exc:
@@ -237,22 +256,37 @@ def _convert_isolated(job: ConversionJob, mode: str) -> Converted:
     return Converted(path=out, versions=versions, notes=notes + all_fixed(job, _TFLITE_STATIC)[1])
 
 
-@strategy("keras", "tflite", "keras-tflite-converter", order=10,
-          summary="TFLiteConverter on a fixed-shape concrete function, in a subprocess (signature names kept)")
+@strategy(
+    "keras",
+    "tflite",
+    "keras-tflite-converter",
+    order=10,
+    summary="TFLiteConverter on a fixed-shape concrete function, in a subprocess (signature names kept)",
+)
 def convert_concrete(job: ConversionJob) -> Converted:
     """Fixed-shape concrete function: converts recurrent models and keeps Keras I/O names."""
     return _convert_isolated(job, "concrete")
 
 
-@strategy("keras", "tflite", "keras-tflite-keras-model", order=20,
-          summary="TFLiteConverter.from_keras_model, in a subprocess (outputs named output_N)")
+@strategy(
+    "keras",
+    "tflite",
+    "keras-tflite-keras-model",
+    order=20,
+    summary="TFLiteConverter.from_keras_model, in a subprocess (outputs named output_N)",
+)
 def convert_keras_model(job: ConversionJob) -> Converted:
     """The converter's own Keras entry point; fails on recurrent models whose batch axis is free."""
     return _convert_isolated(job, "keras")
 
 
-@strategy("keras", "tflite", "keras-tflite-inprocess", order=30,
-          summary="fixed-batch concrete function converted in this process (models that cannot be saved)")
+@strategy(
+    "keras",
+    "tflite",
+    "keras-tflite-inprocess",
+    order=30,
+    summary="fixed-batch concrete function converted in this process (models that cannot be saved)",
+)
 def convert_inprocess(job: ConversionJob) -> Converted:
     """Last resort for models a fresh process cannot reload; a converter crash here is not contained."""
     out = job.workdir / "model.tflite"

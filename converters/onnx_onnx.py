@@ -1,4 +1,5 @@
 """ONNX -> ONNX: the ONNX target of an ONNX source is the source file itself, checked and copied."""
+
 from __future__ import annotations
 
 import shutil
@@ -33,13 +34,11 @@ def copy_onnx(onnx_path: Path, dest: Path) -> list[Path]:
     # Side files are named relative to the source folder; re-save so the copy is self-contained.
     model = onnx.load(str(onnx_path))
     data = dest.with_name(_DATA_NAME)
-    onnx.save_model(model, str(dest), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=data.name)
+    onnx.save_model(model, str(dest), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name)
     return [data]
 
 
-@strategy("onnx", "onnx", "onnx-copy", order=10,
-          summary="the ONNX source file itself, validated with onnx.checker")
+@strategy("onnx", "onnx", "onnx-copy", order=10, summary="the ONNX source file itself, validated with onnx.checker")
 def onnx_copy(job: ConversionJob) -> Converted:
     """Check the source ONNX file and copy it to ``model.onnx``."""
     onnx = _lazy.require("onnx")
@@ -51,10 +50,12 @@ def onnx_copy(job: ConversionJob) -> Converted:
         onnx.checker.check_model(str(dest))
     except Exception as exc:
         raise StrategyFailed(f"onnx.checker rejected {source.name}: {_first_line(exc)}") from None
-    kept, notes = kept_from_shapes(job, onnx_input_shapes(dest), "the ONNX file holds it static (the copy "
-                                   "cannot change the graph)")
-    return Converted(path=dest, files=files, versions={"onnx": metadata.version("onnx")}, notes=notes,
-                     dynamic_kept=kept)
+    kept, notes = kept_from_shapes(
+        job, onnx_input_shapes(dest), "the ONNX file holds it static (the copy cannot change the graph)"
+    )
+    return Converted(
+        path=dest, files=files, versions={"onnx": metadata.version("onnx")}, notes=notes, dynamic_kept=kept
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -3,6 +3,7 @@
 OpenVINO's ONNX frontend keeps the graph's input and output names as the IR ports' tensor names,
 in the same order; ``save_ir`` makes sure of it. Weights stay fp32 (fp16 is a quantize option).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,9 @@ def onnx_io_names(onnx_path: Path) -> tuple[list[str], list[str]]:
     return [v.name for v in graph.input if v.name not in initializers], [v.name for v in graph.output]
 
 
-def onnx_to_openvino(onnx_path: Path, workdir: Path, inputs=None, outputs=None, job=None,
-                     keep: dict | None = None) -> Converted:
+def onnx_to_openvino(
+    onnx_path: Path, workdir: Path, inputs=None, outputs=None, job=None, keep: dict | None = None
+) -> Converted:
     """Convert an ONNX file to ``workdir/model.xml`` + ``model.bin`` in fp32.
 
     Ports are named ``inputs``/``outputs`` when given (the source's names), else the ONNX names.
@@ -45,8 +47,9 @@ def onnx_to_openvino(onnx_path: Path, workdir: Path, inputs=None, outputs=None, 
     return converted
 
 
-@strategy("onnx", "openvino", "onnx-openvino", order=10,
-          summary="openvino.convert_model of the ONNX file, saved as fp32 IR")
+@strategy(
+    "onnx", "openvino", "onnx-openvino", order=10, summary="openvino.convert_model of the ONNX file, saved as fp32 IR"
+)
 def onnx_openvino(job: ConversionJob) -> Converted:
     """Convert the ONNX source to OpenVINO IR."""
     return onnx_to_openvino(Path(job.source.path or job.source.model), job.workdir, job=job)

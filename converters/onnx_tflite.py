@@ -57,6 +57,7 @@ What the .tflite looks like (measured):
   plain identifiers are therefore renamed in the copy onnx2tf converts and restored afterwards,
   and an output count that differs from the ONNX graph's fails the strategy.
 """
+
 from __future__ import annotations
 
 import os
@@ -80,8 +81,9 @@ CALIBRATION_NAME = "calibration_image_sample_data_20x128x128x3_float32.npy"
 _TIMEOUT_S = 900
 
 
-def onnx2tf_convert(onnx_path: Path, workdir: Path, *, simplify: bool = False, input_shapes: dict | None = None,
-                    **options) -> Converted:
+def onnx2tf_convert(
+    onnx_path: Path, workdir: Path, *, simplify: bool = False, input_shapes: dict | None = None, **options
+) -> Converted:
     """Convert an ONNX file with onnx2tf in a subprocess to ``workdir/model.tflite`` (float32, NHWC I/O).
 
     ``simplify`` runs onnxsim first (off by default: see the module notes); ``input_shapes``
@@ -90,19 +92,23 @@ def onnx2tf_convert(onnx_path: Path, workdir: Path, *, simplify: bool = False, i
     repairs of ``_onnx2tf_repair`` (each is listed in the notes).
     """
     if options.get("copy_onnx_input_output_names_to_tflite"):
-        raise StrategyFailed("copy_onnx_input_output_names_to_tflite downloads a schema with curl; "
-                             "output names are restored offline instead")
+        raise StrategyFailed(
+            "copy_onnx_input_output_names_to_tflite downloads a schema with curl; "
+            "output names are restored offline instead"
+        )
     workdir = Path(workdir)
     work = workdir / "onnx2tf"
     work.mkdir(parents=True, exist_ok=True)
     _write_calibration(work)
-    model_copy = work / "source.onnx"   # onnxsim rewrites its input in place: never the user's file
+    model_copy = work / "source.onnx"  # onnxsim rewrites its input in place: never the user's file
     copy_onnx(Path(onnx_path), model_copy)
     repairs = repair_for_onnx2tf(model_copy)
     shapes = _onnx_shapes(model_copy)
     renamed = _rename_io(model_copy)
-    options = {key: [renamed.get(n, n) for n in value] if key.endswith("_input_names") and value else value
-               for key, value in options.items()}
+    options = {
+        key: [renamed.get(n, n) for n in value] if key.endswith("_input_names") and value else value
+        for key, value in options.items()
+    }
     if "Erf" in _op_types(model_copy).values():
         # TFLite has no Erf builtin: onnx2tf's tf.math.erf becomes FlexErf, which the LiteRT
         # interpreter refuses (TorchScript-exported exact GELU). Its pseudo-Erf uses builtins
@@ -110,14 +116,24 @@ def onnx2tf_convert(onnx_path: Path, workdir: Path, *, simplify: bool = False, i
         options["replace_to_pseudo_operators"] = [*options.get("replace_to_pseudo_operators", []), "erf"]
         repairs.append("Erf computed from builtin ops (onnx2tf replace_to_pseudo_operators=erf)")
     if input_shapes:
-        options["overwrite_input_shape"] = [f"{renamed.get(n, n)}:{','.join(map(str, shape))}"
-                                            for n, shape in input_shapes.items()]
-    kwargs = {"onnx_path": str(model_copy), "output_folder": str(work / "out"), "output_names": shapes[1],
-              "restore": {new: old for old, new in renamed.items()},
-              "options": {"not_use_onnxsim": not simplify, "non_verbose": True, **options}}
+        options["overwrite_input_shape"] = [
+            f"{renamed.get(n, n)}:{','.join(map(str, shape))}" for n, shape in input_shapes.items()
+        ]
+    kwargs = {
+        "onnx_path": str(model_copy),
+        "output_folder": str(work / "out"),
+        "output_names": shapes[1],
+        "restore": {new: old for old, new in renamed.items()},
+        "options": {"not_use_onnxsim": not simplify, "non_verbose": True, **options},
+    }
     try:
-        result = call_isolated("converters.onnx_tflite:_onnx2tf_worker", kwargs, timeout=_TIMEOUT_S,
-                               cwd=str(work), env=_child_env(simplify))
+        result = call_isolated(
+            "converters.onnx_tflite:_onnx2tf_worker",
+            kwargs,
+            timeout=_TIMEOUT_S,
+            cwd=str(work),
+            env=_child_env(simplify),
+        )
     except IsolatedFailure as exc:
         cause = telling_line(exc.output, exc.reason, _op_types(model_copy))
         # The log stays in the attempt's workdir for whoever runs the strategy directly; the
@@ -127,7 +143,7 @@ def onnx2tf_convert(onnx_path: Path, workdir: Path, *, simplify: bool = False, i
         raise StrategyFailed(f"onnx2tf failed: {cause}") from None
     artifact = workdir / "model.tflite"
     shutil.move(result["tflite"], artifact)
-    shutil.rmtree(work, ignore_errors=True)   # SavedModel, fp16 .tflite, calibration data: not artifacts
+    shutil.rmtree(work, ignore_errors=True)  # SavedModel, fp16 .tflite, calibration data: not artifacts
     notes = _layout_notes(shapes, result["inputs"], result["outputs"]) + [f"graph repair: {r}" for r in repairs]
     return Converted(path=artifact, channels_last=True, versions=_versions(simplify), notes=notes)
 
@@ -141,7 +157,7 @@ def _write_calibration(work: Path) -> None:
 def _child_env(simplify: bool) -> dict:
     """PATH for the child: with simplification, the running interpreter's scripts folder first."""
     if not simplify:
-        return {}   # not_use_onnxsim=True already; PATH is irrelevant
+        return {}  # not_use_onnxsim=True already; PATH is irrelevant
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     if shutil.which("onnxsim", path=path) is None:
         # onnx2tf would skip the step without a word, making this strategy a copy of the other.
@@ -171,7 +187,7 @@ _PLAIN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 def _rename_io(onnx_path: Path) -> dict:
     """Give the graph's inputs and outputs with unusual names plain ones, in place; old -> new."""
     onnx = _lazy.require("onnx")
-    model = onnx.load(str(onnx_path), load_external_data=False)   # external data stays where it is
+    model = onnx.load(str(onnx_path), load_external_data=False)  # external data stays where it is
     graph = model.graph
     initializers = {i.name for i in graph.initializer}
     names = [v.name for v in graph.input if v.name not in initializers] + [v.name for v in graph.output]
@@ -188,7 +204,7 @@ def _rename_in_graph(graph, renamed: dict) -> None:
     for node in graph.node:
         node.input[:] = [renamed.get(n, n) for n in node.input]
         node.output[:] = [renamed.get(n, n) for n in node.output]
-        for attribute in node.attribute:   # If/Loop/Scan bodies may read outer names
+        for attribute in node.attribute:  # If/Loop/Scan bodies may read outer names
             for body in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
                 _rename_in_graph(body, renamed)
 
@@ -207,15 +223,24 @@ def _layout_notes(onnx_shapes: tuple, inputs: list, outputs: list) -> list[str]:
 # onnx2tf reports a failed op as "ERROR: onnx_op_name: /rnn/Expand" below a Python traceback.
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b")
-_BOILERPLATE = ("trace log", "Read this and deal", "Alternatively,", "If the input OP", "Also, for models",
-                "input_onnx_file_path:")
+_BOILERPLATE = (
+    "trace log",
+    "Read this and deal",
+    "Alternatively,",
+    "If the input OP",
+    "Also, for models",
+    "input_onnx_file_path:",
+)
 
 
 def telling_line(output: str, fallback: str = "", op_types: dict | None = None) -> str:
     """The one line of an onnx2tf log that best names why it failed: the op and the exception."""
     lines = [_ANSI.sub("", line).strip() for line in (output or "").splitlines()]
-    errors = [line.split("ERROR:", 1)[1].strip() for line in lines
-              if "ERROR:" in line and not any(b in line for b in _BOILERPLATE)]
+    errors = [
+        line.split("ERROR:", 1)[1].strip()
+        for line in lines
+        if "ERROR:" in line and not any(b in line for b in _BOILERPLATE)
+    ]
     op_name = next((e.split("onnx_op_name:", 1)[1].strip() for e in errors if "onnx_op_name:" in e), None)
     exceptions = [line for line in lines if _EXCEPTION.match(line)]
     others = [e for e in errors if "onnx_op_name:" not in e]
@@ -236,14 +261,13 @@ def _op_types(onnx_path: Path) -> dict:
         return {}
 
 
-def _onnx2tf_worker(onnx_path: str, output_folder: str, output_names: list, restore: dict,
-                    options: dict) -> dict:
+def _onnx2tf_worker(onnx_path: str, output_folder: str, output_names: list, restore: dict, options: dict) -> dict:
     """Runs in the child: onnx2tf.convert, then the ONNX names onto the .tflite inputs and outputs."""
     import onnx2tf
 
     try:
         onnx2tf.convert(input_onnx_file_path=onnx_path, output_folder_path=output_folder, **options)
-    except SystemExit as exc:   # onnx2tf reports errors by printing them and calling sys.exit(1)
+    except SystemExit as exc:  # onnx2tf reports errors by printing them and calling sys.exit(1)
         raise RuntimeError(f"onnx2tf exited with status {exc.code}") from None
     tflite = Path(output_folder) / f"{Path(onnx_path).stem}_float32.tflite"
     if not tflite.exists():
@@ -258,8 +282,9 @@ def _restore_names(tflite: Path, output_names: list, restore: dict) -> dict:
     model = flatbuffer_utils.read_model(str(tflite))
     graph = model.subgraphs[0]
     if len(graph.outputs) != len(output_names):
-        raise RuntimeError(f"onnx2tf produced {len(graph.outputs)} outputs for the {len(output_names)} "
-                           "of the ONNX graph")
+        raise RuntimeError(
+            f"onnx2tf produced {len(graph.outputs)} outputs for the {len(output_names)} of the ONNX graph"
+        )
     for index in graph.inputs:
         name = _decode(graph.tensors[index].name)
         graph.tensors[index].name = restore.get(name, name).encode()
@@ -285,20 +310,28 @@ def _from_onnx_source(job: ConversionJob, simplify: bool) -> Converted:
     fixed = {spec.name: list(concrete_shape(spec)) for spec in job.source.inputs if spec.name in symbolic}
     converted = onnx2tf_convert(path, job.workdir, simplify=simplify, input_shapes=fixed or None)
     if fixed:
-        converted.notes.append("symbolic input axes fixed for onnx2tf: " + "; ".join(f"{n} {s}" for n, s in fixed.items()))
+        converted.notes.append(
+            "symbolic input axes fixed for onnx2tf: " + "; ".join(f"{n} {s}" for n, s in fixed.items())
+        )
     converted.notes += all_fixed(job, "onnx2tf writes a .tflite at fixed sizes")[1]
     return converted
 
 
-@strategy("onnx", "tflite", "onnx-tflite-onnx2tf", order=10,
-          summary="onnx2tf on the ONNX graph as it is (no onnxsim); NHWC inputs, float32")
+@strategy(
+    "onnx",
+    "tflite",
+    "onnx-tflite-onnx2tf",
+    order=10,
+    summary="onnx2tf on the ONNX graph as it is (no onnxsim); NHWC inputs, float32",
+)
 def onnx_tflite_onnx2tf(job: ConversionJob) -> Converted:
     """onnx2tf without simplification: converted every family we tried from a dynamo-exported file."""
     return _from_onnx_source(job, simplify=False)
 
 
-@strategy("onnx", "tflite", "onnx-tflite-onnx2tf-onnxsim", order=20,
-          summary="onnxsim, then onnx2tf; NHWC inputs, float32")
+@strategy(
+    "onnx", "tflite", "onnx-tflite-onnx2tf-onnxsim", order=20, summary="onnxsim, then onnx2tf; NHWC inputs, float32"
+)
 def onnx_tflite_onnx2tf_onnxsim(job: ConversionJob) -> Converted:
     """onnx2tf after onnxsim: rescues graphs such as a TorchScript-exported Transformer encoder."""
     return _from_onnx_source(job, simplify=True)

@@ -2,6 +2,7 @@
 XNNPACK's quantizer for int8 (calibrated) and dynamic-int8, and an fp16 program for XNNPACK's fp16
 kernels. Each result is lowered with the XNNPACK partitioner like the float program.
 """
+
 from __future__ import annotations
 
 import copy
@@ -17,9 +18,15 @@ from .torch_onnx import example_args, one_line
 _KERNELS_NOTE = "XNNPACK int8 kernels accumulate in 32 bits on every x86 CPU: 8-bit weights for any --int8-kernels"
 
 
-@quantizer("executorch", "int8", "executorch-xnnpack-pt2e", order=10, frameworks=("torch",),
-           summary="pt2e: XNNPACKQuantizer (symmetric, per-channel weights, per-tensor activations) "
-                   "calibrated on the samples, lowered to XNNPACK")
+@quantizer(
+    "executorch",
+    "int8",
+    "executorch-xnnpack-pt2e",
+    order=10,
+    frameworks=("torch",),
+    summary="pt2e: XNNPACKQuantizer (symmetric, per-channel weights, per-tensor activations) "
+    "calibrated on the samples, lowered to XNNPACK",
+)
 def to_int8(job: QuantizeJob) -> Converted:
     """Static int8: activation ranges observed over the calibration samples."""
     if not job.calibration:
@@ -27,14 +34,20 @@ def to_int8(job: QuantizeJob) -> Converted:
     converted = _pt2e(job, dynamic=False)
     converted.notes.append(_KERNELS_NOTE)
     if job.int8_io:
-        converted.notes.append("--int8-io is TFLite's: the .pte takes and returns float32 "
-                               "(it quantizes on entry to XNNPACK)")
+        converted.notes.append(
+            "--int8-io is TFLite's: the .pte takes and returns float32 (it quantizes on entry to XNNPACK)"
+        )
     return converted
 
 
-@quantizer("executorch", "dynamic-int8", "executorch-xnnpack-pt2e-dynamic", order=10, frameworks=("torch",),
-           summary="pt2e: XNNPACKQuantizer, dynamic (int8 weights, activations quantized per call), "
-                   "lowered to XNNPACK")
+@quantizer(
+    "executorch",
+    "dynamic-int8",
+    "executorch-xnnpack-pt2e-dynamic",
+    order=10,
+    frameworks=("torch",),
+    summary="pt2e: XNNPACKQuantizer, dynamic (int8 weights, activations quantized per call), lowered to XNNPACK",
+)
 def to_dynamic_int8(job: QuantizeJob) -> Converted:
     """Weights int8, activations quantized at run time (XNNPACK quantizes linear layers this way)."""
     return _pt2e(job, dynamic=True)
@@ -47,10 +60,11 @@ def _pt2e(job: QuantizeJob, dynamic: bool) -> Converted:
     args = example_args(job.source)
     config = xnnpack.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
     try:
-        prepared = pt2e.prepare_pt2e(export(job.source.model, args).module(),
-                                     xnnpack.XNNPACKQuantizer().set_global(config))
+        prepared = pt2e.prepare_pt2e(
+            export(job.source.model, args).module(), xnnpack.XNNPACKQuantizer().set_global(config)
+        )
         # Dynamic quantization observes nothing ahead of time; one call settles the graph.
-        for sample in (job.calibration if not dynamic else [None]):
+        for sample in job.calibration if not dynamic else [None]:
             prepared(*(args if sample is None else [torch.from_numpy(sample[n]) for n in job.input_names]))
         quantized = pt2e.convert_pt2e(prepared)
     except StrategyFailed:
@@ -62,8 +76,14 @@ def _pt2e(job: QuantizeJob, dynamic: bool) -> Converted:
     return converted
 
 
-@quantizer("executorch", "fp16", "executorch-xnnpack-fp16", order=10, frameworks=("torch",),
-           summary="the model in float16 behind float32 inputs and outputs, lowered to XNNPACK's fp16 kernels")
+@quantizer(
+    "executorch",
+    "fp16",
+    "executorch-xnnpack-fp16",
+    order=10,
+    frameworks=("torch",),
+    summary="the model in float16 behind float32 inputs and outputs, lowered to XNNPACK's fp16 kernels",
+)
 def to_fp16(job: QuantizeJob) -> Converted:
     """Half-precision weights and compute; the program still takes and returns float32."""
     args = example_args(job.source)

@@ -3,6 +3,7 @@
 All three run in this process: they are pure Python over the ONNX graph (no native converter
 that could crash), and the result is checked by loading it in onnxruntime before it is kept.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,13 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-@quantizer("onnx", "fp16", "onnx-float16", order=10,
-           summary="onnxruntime float16 conversion, float32 I/O kept, ops without CPU fp16 kernels kept float32")
+@quantizer(
+    "onnx",
+    "fp16",
+    "onnx-float16",
+    order=10,
+    summary="onnxruntime float16 conversion, float32 I/O kept, ops without CPU fp16 kernels kept float32",
+)
 def to_float16(job: QuantizeJob) -> Converted:
     """Weights and compute in float16; inputs and outputs stay float32 so callers feed the same arrays."""
     onnx = require("onnx")
@@ -53,28 +59,45 @@ def to_float16(job: QuantizeJob) -> Converted:
         kept = sorted(set(blocked) - set(float16.DEFAULT_OP_BLOCK_LIST))
         notes = [f"kept float32 (no CPU float16 kernel): {', '.join(kept)}"] if kept else []
         return Converted(out, versions=package_versions("onnx", "onnxruntime"), notes=notes)
-    raise StrategyFailed("the float16 model still lacks CPU kernels after keeping "
-                         f"{', '.join(blocked[-_MAX_BLOCK_ROUNDS:])} in float32")
+    raise StrategyFailed(
+        f"the float16 model still lacks CPU kernels after keeping {', '.join(blocked[-_MAX_BLOCK_ROUNDS:])} in float32"
+    )
 
 
-@quantizer("onnx", "dynamic-int8", "onnx-dynamic-int8", order=10,
-           summary="onnxruntime quantize_dynamic: int8 weights, activations quantized at run time")
+@quantizer(
+    "onnx",
+    "dynamic-int8",
+    "onnx-dynamic-int8",
+    order=10,
+    summary="onnxruntime quantize_dynamic: int8 weights, activations quantized at run time",
+)
 def to_dynamic_int8(job: QuantizeJob) -> Converted:
     """int8 weights of MatMul/Gemm/Conv/LSTM-like ops; activations are quantized per call."""
     q = require("onnxruntime.quantization")
     out = job.output_path(".onnx")
     try:
-        q.quantize_dynamic(str(job.float_artifact.path), str(out), weight_type=q.QuantType.QInt8,
-                           reduce_range=_reduce_range(job), extra_options={"MatMulConstBOnly": True})
+        q.quantize_dynamic(
+            str(job.float_artifact.path),
+            str(out),
+            weight_type=q.QuantType.QInt8,
+            reduce_range=_reduce_range(job),
+            extra_options={"MatMulConstBOnly": True},
+        )
         _session(out)
     except Exception as exc:
         raise StrategyFailed(f"quantize_dynamic failed: {one_line(exc)}") from None
     return Converted(out, versions=package_versions("onnx", "onnxruntime"), notes=[_kernels_note(job)])
 
 
-@quantizer("onnx", "int8", "onnx-static-qdq", order=10, keeps_float=True,
-           summary="onnxruntime quantize_static: QDQ format, int8 activations (MinMax over the calibration set) "
-                   "and per-channel int8 weights; --keep-float nodes through nodes_to_exclude")
+@quantizer(
+    "onnx",
+    "int8",
+    "onnx-static-qdq",
+    order=10,
+    keeps_float=True,
+    summary="onnxruntime quantize_static: QDQ format, int8 activations (MinMax over the calibration set) "
+    "and per-channel int8 weights; --keep-float nodes through nodes_to_exclude",
+)
 def to_static_int8(job: QuantizeJob) -> Converted:
     """Static QDQ int8 after onnxruntime's pre-processing (shape inference and graph optimisation)."""
     q = require("onnxruntime.quantization")
@@ -88,13 +111,27 @@ def to_static_int8(job: QuantizeJob) -> Converted:
     if excluded:
         notes.append(f"kept in float (nodes_to_exclude): {', '.join(excluded)}")
     try:
-        q.quantize_static(str(source), str(static), _reader(q, job.calibration), quant_format=q.QuantFormat.QDQ,
-                          per_channel=True, reduce_range=_reduce_range(job), activation_type=q.QuantType.QInt8,
-                          weight_type=q.QuantType.QInt8, nodes_to_exclude=excluded)
+        q.quantize_static(
+            str(source),
+            str(static),
+            _reader(q, job.calibration),
+            quant_format=q.QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=_reduce_range(job),
+            activation_type=q.QuantType.QInt8,
+            weight_type=q.QuantType.QInt8,
+            nodes_to_exclude=excluded,
+        )
         if _has_op(static, "LSTM"):
             # QDQ has no LSTM: without this its weights would stay float32 in an "int8" model.
-            q.quantize_dynamic(str(static), str(out), weight_type=q.QuantType.QInt8, op_types_to_quantize=["LSTM"],
-                               reduce_range=_reduce_range(job), nodes_to_exclude=excluded)
+            q.quantize_dynamic(
+                str(static),
+                str(out),
+                weight_type=q.QuantType.QInt8,
+                op_types_to_quantize=["LSTM"],
+                reduce_range=_reduce_range(job),
+                nodes_to_exclude=excluded,
+            )
             notes.append("LSTM ops have no static int8 form: int8 weights, activations quantized per call")
         else:
             static.replace(out)
@@ -120,8 +157,9 @@ def _excluded(job: QuantizeJob, model_path: Path) -> list[str]:
     graph = onnx.load(str(model_path), load_external_data=False).graph
     found = [node.name for node in graph.node if node.name and (node.name in wanted or outputs & set(node.output))]
     if not found:
-        raise StrategyFailed("none of the nodes to keep in float is in the model quantized: "
-                             f"{', '.join(sorted(wanted))}")
+        raise StrategyFailed(
+            f"none of the nodes to keep in float is in the model quantized: {', '.join(sorted(wanted))}"
+        )
     return found
 
 
@@ -134,8 +172,10 @@ def _reduce_range(job: QuantizeJob) -> bool:
 
 def _kernels_note(job: QuantizeJob) -> str:
     if _reduce_range(job):
-        return ("7-bit weights (reduce_range): exact on every x86 CPU, with or without VNNI "
-                "(--int8-kernels vnni keeps 8 bits)")
+        return (
+            "7-bit weights (reduce_range): exact on every x86 CPU, with or without VNNI "
+            "(--int8-kernels vnni keeps 8 bits)"
+        )
     return "8-bit weights (--int8-kernels vnni): exact only on CPUs with VNNI or AMX; AVX2-only CPUs may saturate"
 
 

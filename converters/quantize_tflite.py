@@ -8,6 +8,7 @@ fresh process: the converter's int8 calibrator segfaults on Keras 3 LSTMs (FINDI
 Full-integer models keep float32 inputs and outputs (quantize/dequantize at the edges) unless
 ``int8_io`` asks for int8 ones.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,8 +30,11 @@ def _isolated(target: str, kwargs: dict, what: str):
     except IsolatedFailure as exc:
         if exc.signal_name:
             raise ConverterCrashed(f"{what} crashed: {exc.reason}", exc.signal_name) from None
-        reason = exc.reason.split(": ", 1)[-1] if exc.reason.startswith(("StrategyFailed", "ConverterFailed")) \
+        reason = (
+            exc.reason.split(": ", 1)[-1]
+            if exc.reason.startswith(("StrategyFailed", "ConverterFailed"))
             else exc.reason
+        )
         raise StrategyFailed(f"{what} failed: {reason}") from None
 
 
@@ -46,18 +50,32 @@ def _save_calibration(job: QuantizeJob) -> str | None:
 
 # ---- Keras sources: the TFLiteConverter with optimizations ------------------------------------
 
-@quantizer("tflite", ("fp16", "dynamic-int8", "int8"), "tflite-keras-converter", order=10, frameworks=("keras",),
-           summary="TFLiteConverter on the Keras model: fp16 weights, dynamic range, or full integer with a "
-                   "representative dataset (subprocess)")
+
+@quantizer(
+    "tflite",
+    ("fp16", "dynamic-int8", "int8"),
+    "tflite-keras-converter",
+    order=10,
+    frameworks=("keras",),
+    summary="TFLiteConverter on the Keras model: fp16 weights, dynamic range, or full integer with a "
+    "representative dataset (subprocess)",
+)
 def keras_converter(job: QuantizeJob) -> Converted:
     """Re-convert the Keras model with the precision's converter options."""
     from .keras_tflite import input_signature, output_names
 
     model_path, temporary = keras_model_file(job)
     out = job.output_path(".tflite")
-    kwargs = {"model_path": str(model_path), "inputs": input_signature(job), "outputs": output_names(job),
-              "out_path": str(out), "precision": job.precision, "samples_path": _save_calibration(job),
-              "input_names": job.input_names, "int8_io": job.int8_io}
+    kwargs = {
+        "model_path": str(model_path),
+        "inputs": input_signature(job),
+        "outputs": output_names(job),
+        "out_path": str(out),
+        "precision": job.precision,
+        "samples_path": _save_calibration(job),
+        "input_names": job.input_names,
+        "int8_io": job.int8_io,
+    }
     try:
         versions = _isolated("converters.quantize_tflite:keras_worker", kwargs, "TFLiteConverter quantization")
     finally:
@@ -66,10 +84,16 @@ def keras_converter(job: QuantizeJob) -> Converted:
     return Converted(out, versions=versions, notes=_io_note(job))
 
 
-
-
-def keras_worker(model_path: str, inputs: list, outputs: list, out_path: str, precision: str,
-                 samples_path: str | None, input_names: list, int8_io: bool) -> dict:
+def keras_worker(
+    model_path: str,
+    inputs: list,
+    outputs: list,
+    out_path: str,
+    precision: str,
+    samples_path: str | None,
+    input_names: list,
+    int8_io: bool,
+) -> dict:
     """Runs in a fresh process: reload the Keras model and write a quantized .tflite."""
     from .keras_tflite import ConverterFailed, converter_reason, serving_function, variable_holder
 
@@ -77,8 +101,7 @@ def keras_worker(model_path: str, inputs: list, outputs: list, out_path: str, pr
     keras = require("keras")
     model = keras.models.load_model(model_path, safe_mode=True, compile=False)
     serve = serving_function(model, inputs, outputs)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()],
-                                                                variable_holder(model))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], variable_holder(model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if precision == "fp16":
         converter.target_spec.supported_types = [tf.float16]
@@ -107,21 +130,37 @@ def _load(samples_path: str | None) -> list[dict]:
 def _io_note(job: QuantizeJob) -> list[str]:
     if job.precision != "int8":
         return []
-    return ["int8 inputs and outputs (scale and zero point in the model)" if job.int8_io
-            else "float32 inputs and outputs around an int8 model"]
+    return [
+        "int8 inputs and outputs (scale and zero point in the model)"
+        if job.int8_io
+        else "float32 inputs and outputs around an int8 model"
+    ]
 
 
 # ---- any source: ai-edge-quantizer on the float .tflite ---------------------------------------
 
-@quantizer("tflite", ("fp16", "dynamic-int8", "int8"), "tflite-ai-edge-quantizer", order=20, keeps_float=True,
-           summary="ai-edge-quantizer on the float .tflite: fp16 weights, int8 dynamic, or static int8 "
-                   "weights and activations calibrated on the samples (subprocess); --keep-float ops through "
-                   "a no_quantize recipe entry per op")
+
+@quantizer(
+    "tflite",
+    ("fp16", "dynamic-int8", "int8"),
+    "tflite-ai-edge-quantizer",
+    order=20,
+    keeps_float=True,
+    summary="ai-edge-quantizer on the float .tflite: fp16 weights, int8 dynamic, or static int8 "
+    "weights and activations calibrated on the samples (subprocess); --keep-float ops through "
+    "a no_quantize recipe entry per op",
+)
 def edge_quantizer(job: QuantizeJob) -> Converted:
     """Quantize the float .tflite with an ai-edge-quantizer recipe for the precision."""
     out = job.output_path(".tflite")
-    kwargs = {"float_path": str(job.float_artifact.path), "out_path": str(out), "precision": job.precision,
-              "samples_path": _save_calibration(job), "int8_io": job.int8_io, "keep_float": list(job.keep_float)}
+    kwargs = {
+        "float_path": str(job.float_artifact.path),
+        "out_path": str(out),
+        "precision": job.precision,
+        "samples_path": _save_calibration(job),
+        "int8_io": job.int8_io,
+        "keep_float": list(job.keep_float),
+    }
     _isolated("converters.quantize_tflite:edge_worker", kwargs, "ai-edge-quantizer")
     notes = _io_note(job)
     if job.keep_float:
@@ -129,8 +168,14 @@ def edge_quantizer(job: QuantizeJob) -> Converted:
     return Converted(out, versions=package_versions("ai-edge-quantizer", "ai-edge-litert"), notes=notes)
 
 
-def edge_worker(float_path: str, out_path: str, precision: str, samples_path: str | None, int8_io: bool,
-                keep_float: list | None = None) -> None:
+def edge_worker(
+    float_path: str,
+    out_path: str,
+    precision: str,
+    samples_path: str | None,
+    int8_io: bool,
+    keep_float: list | None = None,
+) -> None:
     """Runs in a fresh process: apply the precision's recipe and write ``out_path``; the ops whose first
     output tensor is named in ``keep_float`` stay float (DEQUANTIZE before them, QUANTIZE after)."""
     aeq = require("ai_edge_quantizer.quantizer")
@@ -139,17 +184,23 @@ def edge_worker(float_path: str, out_path: str, precision: str, samples_path: st
     calibration = None
     if precision == "fp16":
         qt = aeq.Quantizer(float_path)
-        qt.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
-                                  algorithm_key=aeq.AlgorithmName.FLOAT_CASTING)
+        qt.add_weight_only_config(
+            regex=".*",
+            operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+            num_bits=16,
+            algorithm_key=aeq.AlgorithmName.FLOAT_CASTING,
+        )
     elif precision == "dynamic-int8":
         qt = aeq.Quantizer(float_path, recipe.dynamic_wi8_afp32())
     else:
         qt = aeq.Quantizer(float_path, recipe.static_wi8_ai8())
         for name in keep_float or ():
             # An op's scope is its output tensor names, each followed by ";"; the last matching entry wins.
-            qt.update_quantization_recipe(regex=f"(^|;){re.escape(name)};",
-                                          operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
-                                          algorithm_key=aeq.AlgorithmName.NO_QUANTIZE)
+            qt.update_quantization_recipe(
+                regex=f"(^|;){re.escape(name)};",
+                operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                algorithm_key=aeq.AlgorithmName.NO_QUANTIZE,
+            )
         calibration = _min_max_ranges(float_path, qt.get_quantization_recipe(), _load(samples_path))
     qt.quantize(calibration, enable_progress_report=False).export_model(out_path, overwrite=True)
     if precision == "int8" and not int8_io:
@@ -219,7 +270,7 @@ def _opcode(model, schema, builtin: int) -> int:
     code = schema.OperatorCodeT()
     code.builtinCode = builtin
     code.deprecatedBuiltinCode = min(builtin, 127)
-    code.version = 2   # version 2 of QUANTIZE/DEQUANTIZE is the int8 kernel
+    code.version = 2  # version 2 of QUANTIZE/DEQUANTIZE is the int8 kernel
     model.operatorCodes.append(code)
     return len(model.operatorCodes) - 1
 

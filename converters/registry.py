@@ -1,4 +1,5 @@
 """Routes and their ordered strategies, registered by name."""
+
 from __future__ import annotations
 
 import importlib
@@ -28,12 +29,12 @@ class StrategyFailed(Exception):
 class ConversionJob:
     """Everything a strategy may read. ``workdir`` is an empty folder owned by this attempt."""
 
-    source: Any                      # ondevice.sources.Source
+    source: Any  # ondevice.sources.Source
     target: str
     workdir: Path
     quantize: str | None = None
     calibration: list | None = None  # list of {input name: ndarray}
-    dynamic: dict = field(default_factory=dict)   # input name -> list of dynamic axes
+    dynamic: dict = field(default_factory=dict)  # input name -> list of dynamic axes
     options: dict = field(default_factory=dict)
 
 
@@ -42,9 +43,9 @@ class Converted:
     """What a strategy produced: the artifact file (plus side files) and how its I/O differs."""
 
     path: Path
-    files: list[Path] = field(default_factory=list)   # side files, e.g. the IR's .bin
-    channels_last: bool = False    # inputs/outputs of rank >= 3 moved their channel axis last
-    versions: dict = field(default_factory=dict)      # converter package -> version
+    files: list[Path] = field(default_factory=list)  # side files, e.g. the IR's .bin
+    channels_last: bool = False  # inputs/outputs of rank >= 3 moved their channel axis last
+    versions: dict = field(default_factory=dict)  # converter package -> version
     notes: list[str] = field(default_factory=list)
     # input name -> the axes of job.dynamic the artifact really keeps dynamic (read back from the
     # artifact or the traced program); a requested axis missing here was fixed, and a note says why.
@@ -82,8 +83,18 @@ def strategy(source: str, target: str, name: str, order: int, summary: str):
     return register
 
 
-ROUTE_MODULES = ("torch_onnx", "torch_openvino", "torch_tflite", "torch_executorch", "keras_onnx", "keras_openvino",
-                 "keras_tflite", "onnx_onnx", "onnx_openvino", "onnx_tflite")
+ROUTE_MODULES = (
+    "torch_onnx",
+    "torch_openvino",
+    "torch_tflite",
+    "torch_executorch",
+    "keras_onnx",
+    "keras_openvino",
+    "keras_tflite",
+    "onnx_onnx",
+    "onnx_openvino",
+    "onnx_tflite",
+)
 
 
 def _load_all() -> None:
@@ -95,8 +106,9 @@ def _load_all() -> None:
 def strategies_for(source: str, target: str) -> list[Strategy]:
     """The strategies of one route, best first."""
     _load_all()
-    found = sorted((s for s in _STRATEGIES.values() if s.source == source and s.target == target),
-                   key=lambda s: s.order)
+    found = sorted(
+        (s for s in _STRATEGIES.values() if s.source == source and s.target == target), key=lambda s: s.order
+    )
     return found
 
 
@@ -123,8 +135,9 @@ def check_route(source: str, target: str) -> None:
     """Refuse a target that no strategy reaches from ``source`` (the user's error, exit 2)."""
     if not strategies_for(source, target):
         starts = sorted({s.source for s in all_strategies() if s.target == target})
-        raise BadInputError(f"no route from {source} to {target}: {target} is made from {' or '.join(starts)} "
-                            "sources only")
+        raise BadInputError(
+            f"no route from {source} to {target}: {target} is made from {' or '.join(starts)} sources only"
+        )
 
 
 # ---- quantizers: a step after the float export, one registry per (target, precision) -----------
@@ -148,10 +161,10 @@ class QuantizeJob:
     array already transposed and cast the way that artifact takes it.
     """
 
-    source: Any                      # ondevice.sources.Source
+    source: Any  # ondevice.sources.Source
     target: str
     precision: str
-    float_artifact: Any              # ondevice.artifacts.Artifact, installed
+    float_artifact: Any  # ondevice.artifacts.Artifact, installed
     workdir: Path
     calibration: list = field(default_factory=list)
     int8_io: bool = False
@@ -181,17 +194,18 @@ class Quantizer:
     precisions: tuple
     quantize: Callable[[QuantizeJob], Converted]
     order: int
-    frameworks: tuple | None = None   # source frameworks it serves; None: any
+    frameworks: tuple | None = None  # source frameworks it serves; None: any
     summary: str = ""
-    keeps_float: bool = False         # honours QuantizeJob.keep_float (leaves those nodes in float)
+    keeps_float: bool = False  # honours QuantizeJob.keep_float (leaves those nodes in float)
 
 
 _QUANTIZERS: dict[str, Quantizer] = {}
 QUANTIZER_MODULES = ("quantize_onnx", "quantize_openvino", "quantize_tflite", "quantize_executorch")
 
 
-def quantizer(target: str, precisions, name: str, order: int, frameworks=None, summary: str = "",
-              keeps_float: bool = False):
+def quantizer(
+    target: str, precisions, name: str, order: int, frameworks=None, summary: str = "", keeps_float: bool = False
+):
     """Decorator registering ``fn(job) -> Converted`` as a quantizer; a duplicate name is refused."""
     precisions = (precisions,) if isinstance(precisions, str) else tuple(precisions)
     if target not in TARGETS:
@@ -213,8 +227,11 @@ def quantizers_for(target: str, precision: str, framework: str | None = None) ->
     """The quantizers that can make ``precision`` for ``target`` from a ``framework`` source, best first."""
     for module in QUANTIZER_MODULES:
         importlib.import_module(f"{__package__}.{module}")
-    found = [q for q in _QUANTIZERS.values() if q.target == target and precision in q.precisions
-             and (q.frameworks is None or framework in q.frameworks)]
+    found = [
+        q
+        for q in _QUANTIZERS.values()
+        if q.target == target and precision in q.precisions and (q.frameworks is None or framework in q.frameworks)
+    ]
     return sorted(found, key=lambda q: q.order)
 
 

@@ -1,4 +1,5 @@
 """PyTorch -> ExecuTorch (.pte): torch.export lowered with the XNNPACK delegate, else to portable kernels."""
+
 from __future__ import annotations
 
 from ._dynamic import all_fixed
@@ -19,16 +20,25 @@ def _convert(job: ConversionJob, delegate: bool) -> Converted:
     return converted
 
 
-@strategy("torch", "executorch", "torch-executorch-xnnpack", order=10,
-          summary="torch.export, to_edge_transform_and_lower with the XNNPACK partitioner; "
-                  "the rest on portable kernels")
+@strategy(
+    "torch",
+    "executorch",
+    "torch-executorch-xnnpack",
+    order=10,
+    summary="torch.export, to_edge_transform_and_lower with the XNNPACK partitioner; the rest on portable kernels",
+)
 def convert_xnnpack(job: ConversionJob) -> Converted:
     """An XNNPACK-delegated program: the ops XNNPACK supports run in its subgraphs."""
     return _convert(job, delegate=True)
 
 
-@strategy("torch", "executorch", "torch-executorch-portable", order=20,
-          summary="torch.export lowered to ExecuTorch's portable kernels only (no delegate)")
+@strategy(
+    "torch",
+    "executorch",
+    "torch-executorch-portable",
+    order=20,
+    summary="torch.export lowered to ExecuTorch's portable kernels only (no delegate)",
+)
 def convert_portable(job: ConversionJob) -> Converted:
     """An undelegated program: slower, but every op ExecuTorch has a portable kernel for runs."""
     return _convert(job, delegate=False)

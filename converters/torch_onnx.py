@@ -1,4 +1,5 @@
 """PyTorch -> ONNX: the dynamo exporter first, the TorchScript exporter as the fallback."""
+
 from __future__ import annotations
 
 import contextlib
@@ -48,8 +49,11 @@ def export_onnx(source, path: Path, dynamo: bool, dynamic: dict | None = None, p
     """
     torch = require("torch")
     path = Path(path)
-    options: dict[str, Any] = {"input_names": [s.name for s in source.inputs],
-                   "output_names": [s.name for s in source.outputs] or None, "verbose": False}
+    options: dict[str, Any] = {
+        "input_names": [s.name for s in source.inputs],
+        "output_names": [s.name for s in source.outputs] or None,
+        "verbose": False,
+    }
     if dynamo:
         # external_data=False keeps weights inside the file; torch still externalises them
         # by itself past the 2 GB protobuf limit. verbose=False stops its progress prints.
@@ -84,13 +88,19 @@ def export_program(source, dynamic: dict):
     args = example_args(source)
     names = [spec.name for spec in source.inputs]
     program, kept, reason = _trace(torch, source.model, args, names, dynamic)
-    widened_fixed = {n: [a for a in axes if args[names.index(n)].shape[a] < 2 and a not in kept.get(n, [])]
-                     for n, axes in dynamic.items()}
+    widened_fixed = {
+        n: [a for a in axes if args[names.index(n)].shape[a] < 2 and a not in kept.get(n, [])]
+        for n, axes in dynamic.items()
+    }
     if any(widened_fixed.values()):
         program, kept, _ = _trace(torch, source.model, args, names, kept)
-    notes = [f"input {n!r} axis {a} fixed to {args[names.index(n)].shape[a]}: "
-             f"{reason or 'torch.export found the model needs that size'}"
-             for n, axes in dynamic.items() for a in axes if a not in kept.get(n, [])]
+    notes = [
+        f"input {n!r} axis {a} fixed to {args[names.index(n)].shape[a]}: "
+        f"{reason or 'torch.export found the model needs that size'}"
+        for n, axes in dynamic.items()
+        for a in axes
+        if a not in kept.get(n, [])
+    ]
     return program, kept, notes
 
 
@@ -169,15 +179,25 @@ def onnx_with_dynamic(job: ConversionJob, path: Path, dynamo: bool) -> tuple[dic
     return {n: a for n, a in kept.items() if a}, notes
 
 
-@strategy("torch", "onnx", "torch-onnx-dynamo", order=10,
-          summary="torch.onnx.export(dynamo=True): torch.export graph capture, default opset")
+@strategy(
+    "torch",
+    "onnx",
+    "torch-onnx-dynamo",
+    order=10,
+    summary="torch.onnx.export(dynamo=True): torch.export graph capture, default opset",
+)
 def convert_dynamo(job: ConversionJob) -> Converted:
     """ONNX through the dynamo (torch.export-based) exporter."""
     return _convert(job, dynamo=True)
 
 
-@strategy("torch", "onnx", "torch-onnx-torchscript", order=20,
-          summary=f"torch.onnx.export(dynamo=False): TorchScript tracing, opset {TORCHSCRIPT_OPSET}")
+@strategy(
+    "torch",
+    "onnx",
+    "torch-onnx-torchscript",
+    order=20,
+    summary=f"torch.onnx.export(dynamo=False): TorchScript tracing, opset {TORCHSCRIPT_OPSET}",
+)
 def convert_torchscript(job: ConversionJob) -> Converted:
     """ONNX through the legacy TorchScript exporter (deprecated, but traces what dynamo cannot)."""
     return _convert(job, dynamo=False)

@@ -1,4 +1,5 @@
 """PyTorch -> OpenVINO IR: convert_model of a torch.export program, else of an ONNX export."""
+
 from __future__ import annotations
 
 from ._dynamic import kept_from_shapes, ov_input_shapes, requested
@@ -11,8 +12,13 @@ from .torch_onnx import export_program, one_line, onnx_with_dynamic, package_ver
 # ("Graphs differed across invocations"), so neither strategy hands it the module itself.
 
 
-@strategy("torch", "openvino", "torch-openvino-export", order=10,
-          summary="openvino.convert_model of a torch.export.export program")
+@strategy(
+    "torch",
+    "openvino",
+    "torch-openvino-export",
+    order=10,
+    summary="openvino.convert_model of a torch.export.export program",
+)
 def convert_exported(job: ConversionJob) -> Converted:
     """IR from the torch.export graph of the model; requested dynamic axes stay -1 in the IR."""
     dynamic = requested(job)
@@ -43,15 +49,25 @@ def _via_onnx(job: ConversionJob, dynamo: bool) -> Converted:
     return converted
 
 
-@strategy("torch", "openvino", "torch-openvino-onnx", order=20,
-          summary="ONNX via the dynamo exporter, then openvino.convert_model of the file")
+@strategy(
+    "torch",
+    "openvino",
+    "torch-openvino-onnx",
+    order=20,
+    summary="ONNX via the dynamo exporter, then openvino.convert_model of the file",
+)
 def convert_via_onnx(job: ConversionJob) -> Converted:
     """IR from the dynamo ONNX export of the model (the ONNX route's converter, reused)."""
     return _via_onnx(job, dynamo=True)
 
 
-@strategy("torch", "openvino", "torch-openvino-onnx-torchscript", order=30,
-          summary="ONNX via the TorchScript exporter, then openvino.convert_model of the file")
+@strategy(
+    "torch",
+    "openvino",
+    "torch-openvino-onnx-torchscript",
+    order=30,
+    summary="ONNX via the TorchScript exporter, then openvino.convert_model of the file",
+)
 def convert_via_torchscript_onnx(job: ConversionJob) -> Converted:
     """IR from the TorchScript ONNX export: the way in for TorchScript (.pt) sources, which
     torch.export and the dynamo exporter refuse."""

@@ -1,4 +1,5 @@
 """PyTorch -> TFLite (LiteRT): litert-torch first, then ONNX exports handed to onnx2tf."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,13 @@ from .torch_onnx import example_args, export_onnx, one_line, package_versions, q
 _TFLITE_STATIC = "the TFLite strategies of this route convert at the example's sizes"
 
 
-@strategy("torch", "tflite", "torch-tflite-litert", order=10,
-          summary="litert_torch.convert: torch.export lowered straight to TFLite, NCHW I/O kept")
+@strategy(
+    "torch",
+    "tflite",
+    "torch-tflite-litert",
+    order=10,
+    summary="litert_torch.convert: torch.export lowered straight to TFLite, NCHW I/O kept",
+)
 def convert_litert(job: ConversionJob) -> Converted:
     """TFLite through litert-torch, in this process: it needs no TensorFlow, and repeated
     conversions in one process (mixed with ONNX and OpenVINO exports) measured clean."""
@@ -39,8 +45,9 @@ def convert_litert(job: ConversionJob) -> Converted:
         # litert-torch downcasts 64-bit tensors unless enable_x64; most runtimes lack them.
         notes.append("64-bit inputs and outputs become int32 / float32 in the .tflite")
     _, fixed = all_fixed(job, _TFLITE_STATIC)
-    return Converted(path=path, channels_last=False, notes=notes + fixed,
-                     versions=package_versions("torch", "litert-torch"))
+    return Converted(
+        path=path, channels_last=False, notes=notes + fixed, versions=package_versions("torch", "litert-torch")
+    )
 
 
 def name_after_source(path, inputs: list[str], outputs: list[str]) -> None:
@@ -59,7 +66,7 @@ def name_after_source(path, inputs: list[str], outputs: list[str]) -> None:
         for items, names, prefix in ((signature.inputs, inputs, "args_"), (signature.outputs, outputs, "output_")):
             for item in items or []:
                 key = item.name.decode() if isinstance(item.name, bytes) else str(item.name)
-                index = key[len(prefix):]
+                index = key[len(prefix) :]
                 if key.startswith(prefix) and index.isdigit() and int(index) < len(names):
                     item.name = names[int(index)].encode()
                 tensors[item.tensorIndex].name = item.name
@@ -82,7 +89,7 @@ def _sample_inputs(source) -> tuple[tuple, dict | None]:
     except (TypeError, ValueError, AttributeError):
         return args, None
     positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if positional[:len(names)] != names or any(p.kind == p.POSITIONAL_ONLY for p in params[:len(names)]):
+    if positional[: len(names)] != names or any(p.kind == p.POSITIONAL_ONLY for p in params[: len(names)]):
         return args, None
     return (), dict(zip(names, args, strict=True))
 
@@ -116,15 +123,25 @@ def _via_onnx2tf(job: ConversionJob, dynamo: bool) -> Converted:
     return converted
 
 
-@strategy("torch", "tflite", "torch-tflite-onnx2tf", order=20,
-          summary="dynamo ONNX export, then onnx2tf in a subprocess (channel-last I/O)")
+@strategy(
+    "torch",
+    "tflite",
+    "torch-tflite-onnx2tf",
+    order=20,
+    summary="dynamo ONNX export, then onnx2tf in a subprocess (channel-last I/O)",
+)
 def convert_onnx2tf(job: ConversionJob) -> Converted:
     """TFLite from the dynamo ONNX export through onnx2tf."""
     return _via_onnx2tf(job, dynamo=True)
 
 
-@strategy("torch", "tflite", "torch-tflite-onnx2tf-torchscript", order=30,
-          summary="TorchScript ONNX export, then onnx2tf in a subprocess (channel-last I/O)")
+@strategy(
+    "torch",
+    "tflite",
+    "torch-tflite-onnx2tf-torchscript",
+    order=30,
+    summary="TorchScript ONNX export, then onnx2tf in a subprocess (channel-last I/O)",
+)
 def convert_onnx2tf_torchscript(job: ConversionJob) -> Converted:
     """TFLite from the TorchScript ONNX export through onnx2tf."""
     return _via_onnx2tf(job, dynamo=False)

@@ -6,6 +6,7 @@ each artifact matches its source before it ships.
     report = ondevice.validate(model, artifacts, samples=8, seed=0)
     report = ondevice.check(model, example_inputs, out_dir="out")   # both in one
 """
+
 from __future__ import annotations
 
 from .api import check, export, validate
@@ -14,14 +15,14 @@ from .report import Report, load_report
 
 __version__ = "0.1.0"
 __all__ = [
-           "BadInputError",
-           "CheckFailed",
-           "ConversionError",
-           "OndeviceError",
-           "Report",
-           "__version__",
-           "check",
-           "export",
-           "load_report",
-           "validate",
+    "BadInputError",
+    "CheckFailed",
+    "ConversionError",
+    "OndeviceError",
+    "Report",
+    "__version__",
+    "check",
+    "export",
+    "load_report",
+    "validate",
 ]

@@ -3,6 +3,7 @@
 The checks run in one worker process per call: OpenVINO's device plugins and the TFLite analyzer are
 native code, and a crash there must cost only the compatibility entries, never the run.
 """
+
 from __future__ import annotations
 
 from ._isolate import IsolatedFailure, call_isolated
@@ -69,8 +70,9 @@ def parse_requirements(specs, targets=None) -> dict:
             raise BadInputError(f"--require {spec}: name a backend, e.g. {target}:{known[target][0]}")
         bad = [b for b in backends if b not in known[target]]
         if bad:
-            raise BadInputError(f"--require {spec}: unknown {target} backend {bad[0]!r}; choose from "
-                                f"{', '.join(known[target])}")
+            raise BadInputError(
+                f"--require {spec}: unknown {target} backend {bad[0]!r}; choose from {', '.join(known[target])}"
+            )
         if targets is not None and target not in targets:
             raise BadInputError(f"--require {spec}: {target} is not among the targets made ({', '.join(targets)})")
         required.setdefault(target, [])

@@ -4,6 +4,7 @@ The callee is named ``package.module:function``; it takes keyword arguments that
 and returns a JSON-able value. A crash (signal), a timeout or a raised exception becomes an
 IsolatedFailure carrying a one-line reason and the tail of what the process printed.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,14 @@ def _project_root() -> str:
     return str(Path(__file__).resolve().parent.parent)
 
 
-def call_isolated(target: str, kwargs: dict, timeout: float = 900, cwd: str | None = None,
-                  env: dict | None = None, launcher: list[str] | None = None):
+def call_isolated(
+    target: str,
+    kwargs: dict,
+    timeout: float = 900,
+    cwd: str | None = None,
+    env: dict | None = None,
+    launcher: list[str] | None = None,
+):
     """Call ``target(**kwargs)`` in a subprocess and return its result.
 
     ``launcher`` prefixes the interpreter's command line, e.g. a CPU emulator that runs the call
@@ -48,10 +55,15 @@ def call_isolated(target: str, kwargs: dict, timeout: float = 900, cwd: str | No
         child_env = {**os.environ, **QUIET_ENV, **TELEMETRY_ENV, **child_env_in(tmp), **(env or {})}
         child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [_project_root(), child_env.get("PYTHONPATH")]))
         try:
-            proc = subprocess.run([*(launcher or []), sys.executable, "-m", "ondevice._isolate", str(request),
-                                   str(result)],
-                                  cwd=cwd or tmp, env=child_env, capture_output=True, text=True,
-                                  timeout=timeout, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                [*(launcher or []), sys.executable, "-m", "ondevice._isolate", str(request), str(result)],
+                cwd=cwd or tmp,
+                env=child_env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired as exc:
             raise IsolatedFailure(f"timed out after {timeout:.0f} s", _text(exc.stdout) + _text(exc.stderr)) from None
         output = proc.stdout + proc.stderr

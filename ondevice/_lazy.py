@@ -1,4 +1,5 @@
 """Import heavy frameworks only where they are used, with one clear line when one is missing."""
+
 from __future__ import annotations
 
 import importlib
@@ -74,8 +75,7 @@ def require(module: str) -> ModuleType:
     except ImportError as exc:
         package, extra = _PACKAGES.get(module, (module.split(".")[0], "all"))
         raise MissingDependency(
-            f"{module} is not usable ({exc}); install it with: pip install 'ondevice[{extra}]' "
-            f"(package {package})"
+            f"{module} is not usable ({exc}); install it with: pip install 'ondevice[{extra}]' (package {package})"
         ) from None
 
 

@@ -5,6 +5,7 @@ anything absolute, climbing out with ``..`` or reaching out through a symbolic l
 (exit 2), and every output is written to a fresh temporary file that is renamed into place, so a
 link planted in the output folder is replaced, never written through.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ def inside(path, root) -> bool:
     """True when ``path``, with every link followed, lies in ``root`` (or is ``root``)."""
     try:
         Path(path).resolve().relative_to(Path(root).resolve())
-    except (ValueError, OSError, RuntimeError):   # RuntimeError: a symlink loop
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop
         return False
     return True
 
@@ -48,8 +49,9 @@ def output_folder(folder, option: str = "-o") -> Path:
     except FileExistsError:
         raise BadInputError(f"{option} {folder} exists and is not a folder; give a folder path") from None
     except OSError as exc:
-        raise BadInputError(f"cannot create {option} folder {folder}: {exc.strerror or exc}; "
-                            "give a writable folder") from None
+        raise BadInputError(
+            f"cannot create {option} folder {folder}: {exc.strerror or exc}; give a writable folder"
+        ) from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise BadInputError(f"{option} folder {folder} is not writable; give a writable folder")
     return folder
@@ -84,7 +86,7 @@ def write_text_atomic(path, text: str) -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, file_mode())   # mkstemp makes 0600; outputs get the mode a plain write gives
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600; outputs get the mode a plain write gives
         with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(text)
         os.replace(tmp, path)

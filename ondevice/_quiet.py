@@ -1,4 +1,5 @@
 """Hold back what frameworks print (even from C++ at the file-descriptor level) unless asked."""
+
 from __future__ import annotations
 
 import contextlib

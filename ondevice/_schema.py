@@ -4,13 +4,23 @@ The gate and the renderers trust the types of the fields they read; a report edi
 by a tool or written by an attacker must be refused with one line (exit 2), not crash them (exit 4)
 or reach a reviewer's browser. Only the fields they read are checked; unknown fields are kept.
 """
+
 from __future__ import annotations
 
 import json
 import math
 
-_NUMBER_KEYS = ("max_abs_err", "mean_abs_err", "max_rel_err", "cosine", "snr_db", "atol", "rtol",
-                "top1_agreement", "topk_agreement")
+_NUMBER_KEYS = (
+    "max_abs_err",
+    "mean_abs_err",
+    "max_rel_err",
+    "cosine",
+    "snr_db",
+    "atol",
+    "rtol",
+    "top1_agreement",
+    "topk_agreement",
+)
 _LATENCY_KEYS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "speedup_vs_source", "load_ms")
 _TEXT_KEYS = ("error", "artifact", "strategy", "runtime", "quantize")
 
@@ -20,8 +30,7 @@ def _number(value) -> bool:
 
 
 def _numbers(value, length: int | None = None) -> bool:
-    return (isinstance(value, list) and all(_number(v) for v in value)
-            and (length is None or len(value) == length))
+    return isinstance(value, list) and all(_number(v) for v in value) and (length is None or len(value) == length)
 
 
 def _output_problem(out, where: str) -> str | None:
@@ -33,8 +42,11 @@ def _output_problem(out, where: str) -> str | None:
     if bad:
         return f"{where} {out['name']!r}: {bad[0]} must be a number"
     hist = out.get("abs_err_hist")
-    if hist is not None and not (isinstance(hist, dict) and _numbers(hist.get("counts"))
-                                 and _numbers(hist.get("edges"), len(hist.get("counts") or ()) + 1)):
+    if hist is not None and not (
+        isinstance(hist, dict)
+        and _numbers(hist.get("counts"))
+        and _numbers(hist.get("edges"), len(hist.get("counts") or ()) + 1)
+    ):
         return f"{where} {out['name']!r}: abs_err_hist must hold counts and edges (one more edge than counts)"
     return None
 
@@ -76,8 +88,11 @@ def _target_problem(t, index: int, statuses) -> str | None:
             problem = _output_problem(out, f"{where} output")
             if problem:
                 return problem
-    return (_latency_problem(t.get("latency"), where) or _latency_problem(t.get("source_latency"), where)
-            or _compatibility_problem(t.get("compatibility"), where))
+    return (
+        _latency_problem(t.get("latency"), where)
+        or _latency_problem(t.get("source_latency"), where)
+        or _compatibility_problem(t.get("compatibility"), where)
+    )
 
 
 def _compatibility_problem(compat, where: str) -> str | None:
@@ -89,13 +104,19 @@ def _compatibility_problem(compat, where: str) -> str | None:
     for backend, entry in compat.items():
         if not isinstance(entry.get("checked"), bool) or not isinstance(entry.get("supported", False), bool):
             return f"{where}: compatibility {backend!r}: checked and supported must be true or false"
-        bad = [k for k in ("ops_total", "ops_supported", "partitions", "coverage")
-               if entry.get(k) is not None and not _number(entry[k])]
+        bad = [
+            k
+            for k in ("ops_total", "ops_supported", "partitions", "coverage")
+            if entry.get(k) is not None and not _number(entry[k])
+        ]
         if bad:
             return f"{where}: compatibility {backend!r}: {bad[0]} must be a number"
         refused = entry.get("unsupported") or []
-        if not isinstance(refused, list) or not all(isinstance(v, str) for v in refused) \
-                or not isinstance(entry.get("reason") or "", str):
+        if (
+            not isinstance(refused, list)
+            or not all(isinstance(v, str) for v in refused)
+            or not isinstance(entry.get("reason") or "", str)
+        ):
             return f"{where}: compatibility {backend!r}: unsupported must be a list of op names, reason text"
     return None
 
@@ -105,7 +126,7 @@ def report_problem(data, schema_version: int, statuses) -> str | None:
     if not isinstance(data, dict):
         return f"a JSON object is expected, not {type(data).__name__}"
     if data.get("schema_version") != schema_version:
-        return None   # the caller names the version problem itself
+        return None  # the caller names the version problem itself
     for key in ("source", "environment", "inputs"):
         if not isinstance(data.get(key), dict):
             return f"{key!r} must be an object"

@@ -9,6 +9,7 @@ as working directory, temp folder and home, and the whole of it is removed when 
 kept (``--keep-work``). A killed run's scratch folder, and the artifacts it had installed, go at the
 start of the next run in the same ``OUT``.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,7 @@ class Scratch:
     root: Path
     out_dir: Path | None
     keep: bool = False
-    protected: set = field(default_factory=set)   # files never removed (the run's own source)
+    protected: set = field(default_factory=set)  # files never removed (the run's own source)
     thread: int = field(default_factory=threading.get_ident)
 
     @property
@@ -106,7 +107,7 @@ def run_scratch(out_dir=None, keep: bool = False):
     root, out = _make_root(out_dir)
     space = Scratch(root, out, keep)
     space.tmp.mkdir(parents=True, exist_ok=True)
-    if keep:   # said now: the verdict line must stay the last
+    if keep:  # said now: the verdict line must stay the last
         print(f"note: the scratch folder is kept after the run: {root}", file=sys.stderr, flush=True)
     saved = _redirect(space)
     _active = space
@@ -147,7 +148,7 @@ def _make_root(out_dir) -> tuple[Path, Path | None]:
                 _write_record(out, record)
             return root, out
         except OSError:
-            pass   # a read-only folder (validate of artifacts kept elsewhere): work in the temp folder
+            pass  # a read-only folder (validate of artifacts kept elsewhere): work in the temp folder
     return Path(tempfile.mkdtemp(prefix="ondevice-work-")), None
 
 
@@ -213,8 +214,10 @@ def _record(out: Path) -> dict:
     except (OSError, ValueError):
         data = {}
     data = data if isinstance(data, dict) else {}
-    return {key: [n for n in data.get(key) or [] if isinstance(n, str)] if isinstance(data.get(key), list) else []
-            for key in ("previous", "installed")}
+    return {
+        key: [n for n in data.get(key) or [] if isinstance(n, str)] if isinstance(data.get(key), list) else []
+        for key in ("previous", "installed")
+    }
 
 
 def _write_record(out: Path, record: dict) -> None:
@@ -228,8 +231,11 @@ def _write_record(out: Path, record: dict) -> None:
 
 def _redirect(space: Scratch) -> dict:
     """Point this process's temp folder (Python's and native code's) into the scratch space."""
-    saved = {"tempdir": tempfile.tempdir, "bytecode": sys.dont_write_bytecode,
-             "env": {k: os.environ.get(k) for k in (*_TEMP_VARS, "KERAS_HOME")}}
+    saved = {
+        "tempdir": tempfile.tempdir,
+        "bytecode": sys.dont_write_bytecode,
+        "env": {k: os.environ.get(k) for k in (*_TEMP_VARS, "KERAS_HOME")},
+    }
     tempfile.tempdir = str(space.tmp)
     for key in _TEMP_VARS:
         os.environ[key] = str(space.tmp)
@@ -278,9 +284,15 @@ def child_env(folder) -> dict:
     home, tmp = folder / "home", folder / "tmp"
     home.mkdir(exist_ok=True)
     tmp.mkdir(exist_ok=True)
-    env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "XDG_CONFIG_HOME": str(home / ".config"),
-           "XDG_DATA_HOME": str(home / ".local" / "share"), "PYTHONUSERBASE": site.getuserbase(),
-           "PYTHONDONTWRITEBYTECODE": "1", **{key: str(tmp) for key in _TEMP_VARS}}
+    env = {
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "PYTHONUSERBASE": site.getuserbase(),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **{key: str(tmp) for key in _TEMP_VARS},
+    }
     keras_home = _user_keras_home()
     if keras_home:
         env["KERAS_HOME"] = keras_home
@@ -311,6 +323,6 @@ def file_mode() -> int:
                 return 0o666 & ~int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):
         pass
-    mask = os.umask(0o022)   # elsewhere: read it by setting it, then put it back at once
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, then put it back at once
     os.umask(mask)
     return 0o666 & ~mask

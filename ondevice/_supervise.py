@@ -6,6 +6,7 @@ never a silent 0. So ``ondevice ...`` starts ``python -m ondevice ...`` as a chi
 group; the child records its exit code in a status file just before it exits, and a child that ends
 without one (or runs past ``--timeout``) is reported here. Stdlib only: ``ondevice --help`` stays fast.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ from pathlib import Path
 CHILD_ENV = "ONDEVICE_VERDICT_FILE"
 EXIT_FAULT = 4
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-_supervised = False   # set in the child: the supervisor, not an alarm here, enforces --timeout
+_supervised = False  # set in the child: the supervisor, not an alarm here, enforces --timeout
 
 
 class RunTimedOut(BaseException):
@@ -68,14 +69,18 @@ def supervise(argv: list[str]) -> int:
                 child.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 _kill_group(child)
-                return _verdict(f"timed out after {timeout:g} s; the run and its workers were stopped and "
-                                "nothing it wrote is a verdict: find what hangs or raise --timeout")
+                return _verdict(
+                    f"timed out after {timeout:g} s; the run and its workers were stopped and "
+                    "nothing it wrote is a verdict: find what hangs or raise --timeout"
+                )
         recorded = _recorded(status)
-    _kill_group(child)   # whatever the child left running (workers of a vanished run) goes with it
+    _kill_group(child)  # whatever the child left running (workers of a vanished run) goes with it
     if recorded is not None:
         return recorded
-    return _verdict(f"the run ended without a verdict ({_how(child.returncode)}); user code such as a factory "
-                    "or a model's forward may have exited or killed the process: nothing was checked")
+    return _verdict(
+        f"the run ended without a verdict ({_how(child.returncode)}); user code such as a factory "
+        "or a model's forward may have exited or killed the process: nothing was checked"
+    )
 
 
 def _how(returncode: int) -> str:
@@ -130,7 +135,7 @@ def _forwarding(child: subprocess.Popen):
 def run_child(run) -> None:
     """In the supervised child: run the command, record its exit code, exit without interpreter teardown."""
     global _supervised
-    status = os.environ.pop(CHILD_ENV)   # not inherited by anything the run starts
+    status = os.environ.pop(CHILD_ENV)  # not inherited by anything the run starts
     _supervised = True
     code = run(sys.argv[1:])
     for stream in (sys.stdout, sys.stderr):

@@ -1,4 +1,5 @@
 """The Python API: export, validate, check. Each accepts a live model or a SOURCE string."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -8,8 +9,13 @@ from typing import Any
 TARGETS = ("onnx", "tflite", "openvino")
 
 
-def _source(model: Any, example_inputs: Any = None, inputs: Iterable[str] = (), trust_pickle: bool = False,
-            trust_graph: bool = False):
+def _source(
+    model: Any,
+    example_inputs: Any = None,
+    inputs: Iterable[str] = (),
+    trust_pickle: bool = False,
+    trust_graph: bool = False,
+):
     from .sources import from_object, load_source
     from .specs import parse_input_spec
 
@@ -25,10 +31,27 @@ def _tolerance(atol, rtol):
     return overrides or None
 
 
-def export(model, example_inputs=None, targets=TARGETS, out_dir="out", *, inputs=(), quantize=None,
-           strategy=None, dynamic=None, threads=None, trust_pickle=False, calibration=None, int8_io=False,
-           int8_kernels="portable", trust_graph=False, keep_work=False, require=None, keep_float=None,
-           keep_float_cap=None):
+def export(
+    model,
+    example_inputs=None,
+    targets=TARGETS,
+    out_dir="out",
+    *,
+    inputs=(),
+    quantize=None,
+    strategy=None,
+    dynamic=None,
+    threads=None,
+    trust_pickle=False,
+    calibration=None,
+    int8_io=False,
+    int8_kernels="portable",
+    trust_graph=False,
+    keep_work=False,
+    require=None,
+    keep_float=None,
+    keep_float_cap=None,
+):
     """Convert ``model`` to each target in ``out_dir``; returns the Artifacts (manifest written).
 
     ``quantize`` ("fp16", "dynamic-int8", "int8", or a list of them) adds quantized artifacts made
@@ -48,15 +71,46 @@ def export(model, example_inputs=None, targets=TARGETS, out_dir="out", *, inputs
     keep = parse(keep_float, keep_float_cap)
     with run_scratch(out_dir, keep_work):
         source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
-        return export_source(source, list(targets), out_dir, quantize=quantize, strategy=strategy,
-                             dynamic=dynamic, calibration=calibration, threads=threads or default_threads(),
-                             int8_io=int8_io, int8_kernels=int8_kernels, require=require, keep_float=keep)
+        return export_source(
+            source,
+            list(targets),
+            out_dir,
+            quantize=quantize,
+            strategy=strategy,
+            dynamic=dynamic,
+            calibration=calibration,
+            threads=threads or default_threads(),
+            int8_io=int8_io,
+            int8_kernels=int8_kernels,
+            require=require,
+            keep_float=keep,
+        )
 
 
-def validate(model, artifacts, samples=8, seed=0, *, example_inputs=None, inputs=(), inputs_file=None,
-             atol=None, rtol=None, threads=None, runs=50, allow_inconclusive=False, trust_pickle=False,
-             budget_s=None, timeout_s=600, allow_precision_change=False, io_map=(), precision=None,
-             out_dir=None, trust_graph=False, keep_work=False):
+def validate(
+    model,
+    artifacts,
+    samples=8,
+    seed=0,
+    *,
+    example_inputs=None,
+    inputs=(),
+    inputs_file=None,
+    atol=None,
+    rtol=None,
+    threads=None,
+    runs=50,
+    allow_inconclusive=False,
+    trust_pickle=False,
+    budget_s=None,
+    timeout_s=600,
+    allow_precision_change=False,
+    io_map=(),
+    precision=None,
+    out_dir=None,
+    trust_graph=False,
+    keep_work=False,
+):
     """Judge ``artifacts`` against ``model``; returns a Report.
 
     ``artifacts`` is an Artifacts, an export folder, or files made by any tool (an .onnx, .tflite or
@@ -77,9 +131,20 @@ def validate(model, artifacts, samples=8, seed=0, *, example_inputs=None, inputs
         source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
 
         def run(artifacts):
-            return validate_artifacts(source, artifacts, samples, seed, inputs_file, _tolerance(atol, rtol),
-                                      threads, runs, allow_inconclusive=allow_inconclusive, budget_s=budget_s,
-                                      timeout_s=timeout_s, allow_precision_change=allow_precision_change)
+            return validate_artifacts(
+                source,
+                artifacts,
+                samples,
+                seed,
+                inputs_file,
+                _tolerance(atol, rtol),
+                threads,
+                runs,
+                allow_inconclusive=allow_inconclusive,
+                budget_s=budget_s,
+                timeout_s=timeout_s,
+                allow_precision_change=allow_precision_change,
+            )
 
         if isinstance(artifacts, Artifacts):
             return run(artifacts)
@@ -88,16 +153,39 @@ def validate(model, artifacts, samples=8, seed=0, *, example_inputs=None, inputs
         hints = [f"{k}={v}" for k, v in io_map.items()] if isinstance(io_map, dict) else list(io_map)
         precision = None if precision == "fp32" else precision
         with tempfile.TemporaryDirectory(prefix="ondevice-byo-") as scratch:
-            found = prepare(source, artifacts, out_dir or scratch, hints, precision,
-                            threads or default_threads())
+            found = prepare(source, artifacts, out_dir or scratch, hints, precision, threads or default_threads())
             return run(found)
 
 
-def check(model, example_inputs=None, targets=TARGETS, out_dir="out", *, samples=8, seed=0, inputs=(),
-          inputs_file=None, atol=None, rtol=None, threads=None, runs=50, allow_inconclusive=False,
-          quantize=None, strategy=None, dynamic=None, trust_pickle=False, calibration=None, int8_io=False,
-          allow_precision_change=False, int8_kernels="portable", trust_graph=False, keep_work=False,
-          require=None, keep_float=None, keep_float_cap=None):
+def check(
+    model,
+    example_inputs=None,
+    targets=TARGETS,
+    out_dir="out",
+    *,
+    samples=8,
+    seed=0,
+    inputs=(),
+    inputs_file=None,
+    atol=None,
+    rtol=None,
+    threads=None,
+    runs=50,
+    allow_inconclusive=False,
+    quantize=None,
+    strategy=None,
+    dynamic=None,
+    trust_pickle=False,
+    calibration=None,
+    int8_io=False,
+    allow_precision_change=False,
+    int8_kernels="portable",
+    trust_graph=False,
+    keep_work=False,
+    require=None,
+    keep_float=None,
+    keep_float_cap=None,
+):
     """Export and validate in one step; writes OUT/report.json (+ .md, .html, junit.xml); returns the Report.
 
     Converters and runtimes work in ``out_dir/.work``, removed at the end unless ``keep_work``.
@@ -110,8 +198,24 @@ def check(model, example_inputs=None, targets=TARGETS, out_dir="out", *, samples
     keep = parse(keep_float, keep_float_cap)
     with run_scratch(out_dir, keep_work):
         source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
-        return check_source(source, list(targets), out_dir, samples, seed, inputs_file, _tolerance(atol, rtol),
-                            threads, runs, allow_inconclusive=allow_inconclusive, quantize=quantize,
-                            strategy=strategy, dynamic=dynamic, calibration=calibration, int8_io=int8_io,
-                            allow_precision_change=allow_precision_change, int8_kernels=int8_kernels,
-                            require=require, keep_float=keep)
+        return check_source(
+            source,
+            list(targets),
+            out_dir,
+            samples,
+            seed,
+            inputs_file,
+            _tolerance(atol, rtol),
+            threads,
+            runs,
+            allow_inconclusive=allow_inconclusive,
+            quantize=quantize,
+            strategy=strategy,
+            dynamic=dynamic,
+            calibration=calibration,
+            int8_io=int8_io,
+            allow_precision_change=allow_precision_change,
+            int8_kernels=int8_kernels,
+            require=require,
+            keep_float=keep,
+        )

@@ -1,4 +1,5 @@
 """Artifacts on disk and their manifest (written last, atomically; hashes checked on load)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,14 @@ from .runtimes import TARGET_RUNTIMES, get_runner_class
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-_RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai_edge_litert",
-                    "tflite-runtime": "tflite_runtime", "tf-lite": "tensorflow", "executorch": "executorch"}
+_RUNTIME_MODULES = {
+    "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
+    "litert": "ai_edge_litert",
+    "tflite-runtime": "tflite_runtime",
+    "tf-lite": "tensorflow",
+    "executorch": "executorch",
+}
 
 
 def sha256_of(path: Path) -> str:
@@ -48,11 +55,11 @@ class Artifact:
     options: dict = field(default_factory=dict)
     probe: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    float_artifact: str | None = None   # a quantized artifact's float sibling, relative to the manifest
-    calibration: dict = field(default_factory=dict)   # what an int8 artifact was calibrated on
-    precision: dict = field(default_factory=dict)     # validators.precision check: requested vs found
-    delegation: dict = field(default_factory=dict)    # ops each delegate took, and those left portable
-    keep_float: dict = field(default_factory=dict)    # --keep-float: layers left in float, rounds tried, cost
+    float_artifact: str | None = None  # a quantized artifact's float sibling, relative to the manifest
+    calibration: dict = field(default_factory=dict)  # what an int8 artifact was calibrated on
+    precision: dict = field(default_factory=dict)  # validators.precision check: requested vs found
+    delegation: dict = field(default_factory=dict)  # ops each delegate took, and those left portable
+    keep_float: dict = field(default_factory=dict)  # --keep-float: layers left in float, rounds tried, cost
 
     def seal(self) -> None:
         """Record the hash and size of the files as they are now."""
@@ -61,16 +68,27 @@ class Artifact:
 
     def to_json(self, root: Path) -> dict:
         # Files made elsewhere stay where the user keeps them: their manifest names them absolutely.
-        where = (lambda p: str(Path(p).resolve())) if self.options.get("external") \
-            else (lambda p: os.path.relpath(p, root))
+        where = (
+            (lambda p: str(Path(p).resolve())) if self.options.get("external") else (lambda p: os.path.relpath(p, root))
+        )
         return {
-            "target": self.target, "path": where(self.path), "sha256": self.sha256,
-            "size_bytes": self.size_bytes, "files": [{"path": where(f), "sha256": sha256_of(f)} for f in self.files],
-            "strategy": self.strategy, "quantize": self.quantize, "attempts": self.attempts,
-            "converter_versions": self.versions, "options": self.options,
+            "target": self.target,
+            "path": where(self.path),
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "files": [{"path": where(f), "sha256": sha256_of(f)} for f in self.files],
+            "strategy": self.strategy,
+            "quantize": self.quantize,
+            "attempts": self.attempts,
+            "converter_versions": self.versions,
+            "options": self.options,
             "inputs": [{**m.to_json(), "dtype": self.input_dtypes.get(m.artifact)} for m in self.inputs],
-            "outputs": [m.to_json() for m in self.outputs], "probe": self.probe, "notes": self.notes,
-            "float_artifact": self.float_artifact, "calibration": self.calibration, "precision": self.precision,
+            "outputs": [m.to_json() for m in self.outputs],
+            "probe": self.probe,
+            "notes": self.notes,
+            "float_artifact": self.float_artifact,
+            "calibration": self.calibration,
+            "precision": self.precision,
             **({"delegation": self.delegation} if self.delegation else {}),
             **({"keep_float": self.keep_float} if self.keep_float else {}),
         }
@@ -86,17 +104,27 @@ class Artifact:
         if data.get("float_artifact") is not None:
             member_path(root, data["float_artifact"], "float_artifact")
         return cls(
-            target=data["target"], path=member_path(root, data["path"], "artifact"), strategy=data["strategy"],
-            inputs=[IOMap.from_json(m) for m in data["inputs"]], outputs=[IOMap.from_json(m) for m in data["outputs"]],
+            target=data["target"],
+            path=member_path(root, data["path"], "artifact"),
+            strategy=data["strategy"],
+            inputs=[IOMap.from_json(m) for m in data["inputs"]],
+            outputs=[IOMap.from_json(m) for m in data["outputs"]],
             input_dtypes={m["artifact_name"]: m.get("dtype") or "float32" for m in data["inputs"]},
-            sha256=data["sha256"], size_bytes=data["size_bytes"],
+            sha256=data["sha256"],
+            size_bytes=data["size_bytes"],
             files=[member_path(root, f["path"], "artifact file") for f in data["files"]],
-            quantize=data.get("quantize"), attempts=data.get("attempts", []),
-            versions=data.get("converter_versions", {}), options=data.get("options", {}),
-            probe=data.get("probe", {}), notes=data.get("notes", []), float_artifact=data.get("float_artifact"),
-            calibration=data.get("calibration", {}), precision=data.get("precision", {}),
+            quantize=data.get("quantize"),
+            attempts=data.get("attempts", []),
+            versions=data.get("converter_versions", {}),
+            options=data.get("options", {}),
+            probe=data.get("probe", {}),
+            notes=data.get("notes", []),
+            float_artifact=data.get("float_artifact"),
+            calibration=data.get("calibration", {}),
+            precision=data.get("precision", {}),
             delegation=data["delegation"] if isinstance(data.get("delegation"), dict) else {},
-            keep_float=data["keep_float"] if isinstance(data.get("keep_float"), dict) else {})
+            keep_float=data["keep_float"] if isinstance(data.get("keep_float"), dict) else {},
+        )
 
     @classmethod
     def _external(cls, data: dict, root: Path) -> Artifact:
@@ -113,7 +141,9 @@ class Artifact:
         if not self.path.exists():
             raise BadInputError(f"artifact {self.path} listed in the manifest is missing")
         if not self.path.is_file() or _hash(self.path) != self.sha256:
-            raise BadInputError(f"artifact {self.path} does not match the sha256 in its manifest: it changed after export")
+            raise BadInputError(
+                f"artifact {self.path} does not match the sha256 in its manifest: it changed after export"
+            )
         for entry in recorded_files:
             external = self.options.get("external")
             side = Path(entry["path"]) if external else member_path(root, entry["path"], "artifact file")
@@ -127,9 +157,9 @@ class Artifacts:
 
     out_dir: Path
     items: list[Artifact] = field(default_factory=list)
-    failures: list[dict] = field(default_factory=list)   # {"target", "error", "attempts"}
+    failures: list[dict] = field(default_factory=list)  # {"target", "error", "attempts"}
     source: dict = field(default_factory=dict)
-    external: bool = False   # files made by other tools, described by ondevice (see byo.py)
+    external: bool = False  # files made by other tools, described by ondevice (see byo.py)
 
     def __iter__(self):
         return iter(self.items)
@@ -150,8 +180,12 @@ class Artifacts:
 
     def write_manifest(self) -> Path:
         """Write OUT/manifest.json atomically (a rename), after every artifact is in place."""
-        data = {"schema_version": MANIFEST_VERSION, "source": self.source,
-                "artifacts": [a.to_json(self.out_dir) for a in self.items], "failures": self.failures}
+        data = {
+            "schema_version": MANIFEST_VERSION,
+            "source": self.source,
+            "artifacts": [a.to_json(self.out_dir) for a in self.items],
+            "failures": self.failures,
+        }
         if self.external:
             data["external"] = True
         from ._paths import write_text_atomic
@@ -172,8 +206,10 @@ class Artifacts:
         data = _read_manifest(path)
         external = data.get("external") is True
         if external and not external_ok:
-            raise BadInputError(f"{path} describes artifact files made elsewhere (it names files outside its folder) "
-                                "and is not read as an export: pass those files to `ondevice validate` again")
+            raise BadInputError(
+                f"{path} describes artifact files made elsewhere (it names files outside its folder) "
+                "and is not read as an export: pass those files to `ondevice validate` again"
+            )
         try:
             items = [Artifact.from_json(a, out_dir, external) for a in data["artifacts"]]
         except BadInputError as exc:
@@ -206,17 +242,25 @@ def _read_manifest(path: Path) -> dict:
     if not isinstance(data, dict):
         raise BadInputError(f"malformed manifest {path}: a JSON object is expected, not {type(data).__name__}")
     if data.get("schema_version") != MANIFEST_VERSION:
-        raise BadInputError(f"manifest {path} has schema_version {data.get('schema_version')!r}; this ondevice "
-                            f"reads {MANIFEST_VERSION}: re-export it or use the ondevice that wrote it")
+        raise BadInputError(
+            f"manifest {path} has schema_version {data.get('schema_version')!r}; this ondevice "
+            f"reads {MANIFEST_VERSION}: re-export it or use the ondevice that wrote it"
+        )
     if not isinstance(data.get("artifacts"), list) or not all(isinstance(a, dict) for a in data["artifacts"]):
         raise BadInputError(f"malformed manifest {path}: 'artifacts' must be a list of objects")
     failures = data.get("failures", [])
     # A failure entry becomes a report row as it stands: it must not be able to claim a pass.
     if not isinstance(failures, list) or not all(
-            isinstance(f, dict) and isinstance(f.get("target"), str) and isinstance(f.get("error"), str)
-            and f.get("status", "conversion_error") in ("conversion_error", "error") for f in failures):
-        raise BadInputError(f"malformed manifest {path}: 'failures' must list targets that failed to export "
-                            "(status conversion_error or error, with an error message)")
+        isinstance(f, dict)
+        and isinstance(f.get("target"), str)
+        and isinstance(f.get("error"), str)
+        and f.get("status", "conversion_error") in ("conversion_error", "error")
+        for f in failures
+    ):
+        raise BadInputError(
+            f"malformed manifest {path}: 'failures' must list targets that failed to export "
+            "(status conversion_error or error, with an error message)"
+        )
     return data
 
 
@@ -228,7 +272,7 @@ def runtime_for(target: str, forced: str | None = None) -> str:
     for name in choices:
         if _lazy.available(_RUNTIME_MODULES[name]):
             return name
-    return choices[0]   # its runner raises the clear missing-package error
+    return choices[0]  # its runner raises the clear missing-package error
 
 
 class ArtifactRunner:
@@ -243,8 +287,10 @@ class ArtifactRunner:
 
     def feeds(self, source_feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Source inputs renamed, transposed and cast for the artifact."""
-        return {m.artifact: to_artifact(source_feeds[m.source], m, self._dtypes.get(m.artifact, "float32"))
-                for m in self.artifact.inputs}
+        return {
+            m.artifact: to_artifact(source_feeds[m.source], m, self._dtypes.get(m.artifact, "float32"))
+            for m in self.artifact.inputs
+        }
 
     def outputs(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Artifact outputs renamed and transposed back to the source's layout."""

@@ -6,6 +6,7 @@ outputs matched to the source's (``layout.match_external``) -- and writes that d
 own manifest beside the report, never into the folder the files came from. From there on the files
 are judged exactly like an export: parity, latency, the precision check, the inconclusive guard.
 """
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
@@ -18,7 +19,7 @@ from .layout import IOHint, match_external, moves_layout, parse_io_map
 from .runtimes import get_runner_class
 
 SUFFIX_TARGETS = {".onnx": "onnx", ".tflite": "tflite", ".xml": "openvino", ".pte": "executorch"}
-EXTERNAL_STRATEGY = "external"   # the report's strategy for a file ondevice did not make
+EXTERNAL_STRATEGY = "external"  # the report's strategy for a file ondevice did not make
 
 
 def is_export_folder(paths) -> bool:
@@ -40,15 +41,17 @@ def collect(paths) -> list[Path]:
                 raise BadInputError(f"{path} holds neither {MANIFEST} nor any .onnx, .tflite, .xml or .pte file")
             found.extend(inside)
         elif path.suffix.lower() not in SUFFIX_TARGETS:
-            raise BadInputError(f"{path}: not an artifact ondevice can run; expected .onnx, .tflite, .xml (+ .bin) "
-                                "or .pte, or a folder of them")
+            raise BadInputError(
+                f"{path}: not an artifact ondevice can run; expected .onnx, .tflite, .xml (+ .bin) "
+                "or .pte, or a folder of them"
+            )
         else:
             found.append(path)
     unique = list(dict.fromkeys(p.resolve() for p in found))
     for path in unique:
         if path.stat().st_size == 0:
             raise BadInputError(f"artifact {path} is empty")
-        side_files(path)   # a missing .bin is the user's to fix before anything runs
+        side_files(path)  # a missing .bin is the user's to fix before anything runs
     return unique
 
 
@@ -113,21 +116,30 @@ def describe_one(source, path: Path, hints: list[IOHint], precision: str | None,
     except BadInputError:
         raise
     except Exception as exc:
-        raise BadInputError(f"artifact {path} did not load in {runtime_for(target)}: {type(exc).__name__}: "
-                            f"{_first_line(exc)}") from None
+        raise BadInputError(
+            f"artifact {path} did not load in {runtime_for(target)}: {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
     moves = moves_layout(source.framework, target)
     try:
         inputs = match_external(source.inputs, runner.inputs, "input", moves, hints)
         outputs = match_external(source.outputs, runner.outputs, "output", moves, hints)
     except BadInputError as exc:
         raise type(exc)(f"{path.name}: {exc}") from None
-    artifact = Artifact(target, path, EXTERNAL_STRATEGY, inputs, outputs, {s.name: s.dtype for s in runner.inputs},
-                        files=side_files(path), quantize=precision, versions=_producer(path, target),
-                        options={"external": True, "quantize": precision,
-                                 "dynamic_kept": _dynamic_kept(inputs, runner.inputs)})
+    artifact = Artifact(
+        target,
+        path,
+        EXTERNAL_STRATEGY,
+        inputs,
+        outputs,
+        {s.name: s.dtype for s in runner.inputs},
+        files=side_files(path),
+        quantize=precision,
+        versions=_producer(path, target),
+        options={"external": True, "quantize": precision, "dynamic_kept": _dynamic_kept(inputs, runner.inputs)},
+    )
     try:
         artifact.precision = {**inspect(path, target).to_json(), "requested": precision or "fp32"}
-    except Exception as exc:   # the runtime loaded it; the pipeline's precision check will say more
+    except Exception as exc:  # the runtime loaded it; the pipeline's precision check will say more
         artifact.notes.append(f"precision not inspected: {type(exc).__name__}: {_first_line(exc)}")
     artifact.seal()
     return artifact
@@ -150,8 +162,10 @@ def _unused_hints(hints: list[IOHint], items: list[Artifact]) -> None:
     unused = [h for h in hints if (h.source, h.artifact) not in used]
     if unused:
         names = {a.path.name: sorted({m.artifact for m in [*a.inputs, *a.outputs]}) for a in items}
-        raise BadInputError(f"--io-map {unused[0].source}={unused[0].artifact} names no source tensor and artifact "
-                            f"tensor pair; the artifact tensors are {names}")
+        raise BadInputError(
+            f"--io-map {unused[0].source}={unused[0].artifact} names no source tensor and artifact "
+            f"tensor pair; the artifact tensors are {names}"
+        )
 
 
 def _producer(path: Path, target: str) -> dict:
@@ -167,13 +181,13 @@ def _producer(path: Path, target: str) -> dict:
             version = root.find("rt_info/Runtime_version")
             return {"producer": f"openvino {version.get('value')}"} if version is not None else {}
         if target == "executorch":
-            return {}   # a .pte names no producer
+            return {}  # a .pte names no producer
         from ai_edge_litert.tools import flatbuffer_utils
 
         description = flatbuffer_utils.read_model(str(path)).description
         return {"producer": description.decode(errors="replace")} if description else {}
     except Exception:
-        return {}   # provenance is a courtesy; the file itself is what gets judged
+        return {}  # provenance is a courtesy; the file itself is what gets judged
 
 
 def write_manifest(artifacts: Artifacts, folder) -> Path:

@@ -1,4 +1,5 @@
 """The ``ondevice`` command line. Every command ends with one verdict line and a DESIGN.md exit code."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,9 @@ def _targets(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [t for t in names if t not in TARGETS]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown target(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(TARGETS)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown target(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(TARGETS)}"
+        )
     return names
 
 
@@ -84,8 +87,9 @@ def _one_line(text) -> str:
     text = str(text)
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
-                   for c in text)
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text
+    )
 
 
 PRECISIONS = ("fp16", "dynamic-int8", "int8")
@@ -95,8 +99,9 @@ def _precisions(text: str) -> list[str]:
     names = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
     unknown = [t for t in names if t not in PRECISIONS]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown precision(s) {', '.join(unknown) or '(none)'}; "
-                                         f"choose from {', '.join(PRECISIONS)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown precision(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(PRECISIONS)}"
+        )
     return names
 
 
@@ -114,46 +119,99 @@ def _source_args(p):
 
 
 def _source_options(p):
-    p.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE[:DTYPE]",
-                   help="input name, shape (1x3x224x224) and dtype (default float32); repeat per input")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="allow pickles in the source (a torch.save model, pickled .pt2 members): runs their code")
-    p.add_argument("--trust-graph", action="store_true",
-                   help="allow a SavedModel whose graph has file-system or process ops (they run)")
-    p.add_argument("--threads", type=_int_at_least(1), default=None,
-                   help="threads for every runtime (default: cores, at most 4)")
-    p.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
-                   help="stop the whole run after this long: FAILED, exit 4")
-    p.add_argument("--quiet", action="store_true",
-                   help="print only the verdict line (no progress on stderr, no per-target summary)")
-    p.add_argument("--keep-work", action="store_true",
-                   help="keep the converters' scratch folder (OUT/.work) after the run, for debugging")
+    p.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME:SHAPE[:DTYPE]",
+        help="input name, shape (1x3x224x224) and dtype (default float32); repeat per input",
+    )
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow pickles in the source (a torch.save model, pickled .pt2 members): runs their code",
+    )
+    p.add_argument(
+        "--trust-graph",
+        action="store_true",
+        help="allow a SavedModel whose graph has file-system or process ops (they run)",
+    )
+    p.add_argument(
+        "--threads", type=_int_at_least(1), default=None, help="threads for every runtime (default: cores, at most 4)"
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop the whole run after this long: FAILED, exit 4",
+    )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the verdict line (no progress on stderr, no per-target summary)",
+    )
+    p.add_argument(
+        "--keep-work",
+        action="store_true",
+        help="keep the converters' scratch folder (OUT/.work) after the run, for debugging",
+    )
 
 
 def _export_args(p):
-    p.add_argument("--to", type=_targets, default=list(DEFAULT_TARGETS),
-                   help="comma-separated: onnx,tflite,openvino,executorch (default: onnx,tflite,openvino)")
+    p.add_argument(
+        "--to",
+        type=_targets,
+        default=list(DEFAULT_TARGETS),
+        help="comma-separated: onnx,tflite,openvino,executorch (default: onnx,tflite,openvino)",
+    )
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--dynamic", type=_dynamic, action="append", default=[], metavar="NAME:AXES")
-    p.add_argument("--quantize", type=_precisions, default=None, metavar="fp16,dynamic-int8,int8",
-                   help="also make a quantized artifact per target and precision from the float one "
-                        "(model.<precision>.<ext>); comma-separated for several")
-    p.add_argument("--calibration", default=None,
-                   help="int8 calibration inputs (.npz, one array per input, first axis = sample); default: generated")
+    p.add_argument(
+        "--quantize",
+        type=_precisions,
+        default=None,
+        metavar="fp16,dynamic-int8,int8",
+        help="also make a quantized artifact per target and precision from the float one "
+        "(model.<precision>.<ext>); comma-separated for several",
+    )
+    p.add_argument(
+        "--calibration",
+        default=None,
+        help="int8 calibration inputs (.npz, one array per input, first axis = sample); default: generated",
+    )
     p.add_argument("--int8-io", action="store_true", help="full-integer TFLite with int8 inputs and outputs")
-    p.add_argument("--int8-kernels", choices=("portable", "vnni"), default="portable",
-                   help="int8 exact on every x86 CPU (portable, default: 7-bit weights where 8 bits can "
-                        "saturate without VNNI) or 8-bit weights for fleets with VNNI/AMX (vnni)")
-    p.add_argument("--keep-float", default=None, metavar="auto|LAYER,...",
-                   help="int8 only: leave layers in float until int8 passes its tolerances on the calibration "
-                        "samples (auto: the worst by explain's per-layer SNR lost, one per re-quantization), or "
-                        "these layers by the source's own names (module path, Keras layer name)")
-    p.add_argument("--keep-float-cap", type=_fraction, default=None, metavar="FRACTION",
-                   help="with --keep-float auto: the largest share of the weight bytes left in float (default 0.1)")
+    p.add_argument(
+        "--int8-kernels",
+        choices=("portable", "vnni"),
+        default="portable",
+        help="int8 exact on every x86 CPU (portable, default: 7-bit weights where 8 bits can "
+        "saturate without VNNI) or 8-bit weights for fleets with VNNI/AMX (vnni)",
+    )
+    p.add_argument(
+        "--keep-float",
+        default=None,
+        metavar="auto|LAYER,...",
+        help="int8 only: leave layers in float until int8 passes its tolerances on the calibration "
+        "samples (auto: the worst by explain's per-layer SNR lost, one per re-quantization), or "
+        "these layers by the source's own names (module path, Keras layer name)",
+    )
+    p.add_argument(
+        "--keep-float-cap",
+        type=_fraction,
+        default=None,
+        metavar="FRACTION",
+        help="with --keep-float auto: the largest share of the weight bytes left in float (default 0.1)",
+    )
     p.add_argument("--strategy", default=None, help="force one strategy by name")
-    p.add_argument("--require", action="append", default=[], metavar="TARGET:BACKEND[,BACKEND]",
-                   help="keep the first strategy whose artifact also runs whole on these accelerator backends "
-                        "(tflite:gpu, onnx:nnapi,coreml, openvino:cpu,gpu,npu); repeat per target")
+    p.add_argument(
+        "--require",
+        action="append",
+        default=[],
+        metavar="TARGET:BACKEND[,BACKEND]",
+        help="keep the first strategy whose artifact also runs whole on these accelerator backends "
+        "(tflite:gpu, onnx:nnapi,coreml, openvino:cpu,gpu,npu); repeat per target",
+    )
 
 
 def _validate_args(p, report_default: bool):
@@ -163,20 +221,39 @@ def _validate_args(p, report_default: bool):
     p.add_argument("--atol", type=_tolerance_value, default=None, help="absolute tolerance (default 1e-4 at fp32)")
     p.add_argument("--rtol", type=_tolerance_value, default=None, help="relative tolerance (default 1e-3 at fp32)")
     p.add_argument("--runs", type=_int_at_least(1), default=50, help="timed latency runs (after 5 warmup runs)")
-    p.add_argument("--allow-inconclusive", action="store_true",
-                   help="do not fail when the source's outputs barely change across samples")
-    p.add_argument("--no-emulate-cpu", action="store_true",
-                   help="do not also run int8 artifacts on an emulated AVX2 CPU (recorded as not checked)")
-    p.add_argument("--allow-precision-change", action="store_true",
-                   help="do not fail when an artifact's real precision differs from the one requested")
-    p.add_argument("--no-explain", action="store_true",
-                   help="do not locate the first diverging layer of a target that fails parity")
-    p.add_argument("--policy", default=None, metavar="gate.toml",
-                   help="also judge the report by this gate policy (writes gate.json beside the report)")
+    p.add_argument(
+        "--allow-inconclusive",
+        action="store_true",
+        help="do not fail when the source's outputs barely change across samples",
+    )
+    p.add_argument(
+        "--no-emulate-cpu",
+        action="store_true",
+        help="do not also run int8 artifacts on an emulated AVX2 CPU (recorded as not checked)",
+    )
+    p.add_argument(
+        "--allow-precision-change",
+        action="store_true",
+        help="do not fail when an artifact's real precision differs from the one requested",
+    )
+    p.add_argument(
+        "--no-explain",
+        action="store_true",
+        help="do not locate the first diverging layer of a target that fails parity",
+    )
+    p.add_argument(
+        "--policy",
+        default=None,
+        metavar="gate.toml",
+        help="also judge the report by this gate policy (writes gate.json beside the report)",
+    )
     if report_default:
-        p.add_argument("--report", default=None,
-                       help=f"report path (default: OUT/report.json for an export folder, {BYO_REPORT} for "
-                            "files made elsewhere, whose manifest ondevice writes beside the report)")
+        p.add_argument(
+            "--report",
+            default=None,
+            help=f"report path (default: OUT/report.json for an export folder, {BYO_REPORT} for "
+            "files made elsewhere, whose manifest ondevice writes beside the report)",
+        )
 
 
 BYO_REPORT = "ondevice-report/report.json"
@@ -185,26 +262,47 @@ BYO_REPORT = "ondevice-report/report.json"
 def _byo_args(p, check: bool):
     """Options for artifact files made by any tool (no manifest)."""
     if check:
-        p.add_argument("--artifact", action="extend", nargs="+", default=[], metavar="FILE",
-                       help="validate these .onnx/.tflite/.xml/.pte files (or a folder of them) made by any tool "
-                            "instead of exporting; reports and ondevice's manifest for them go to -o")
-    p.add_argument("--io-map", action="append", default=[], metavar="SRC=ART[:PERM]",
-                   help="pair a source input/output with an artifact tensor (PERM: source axes in artifact "
-                        "order, e.g. 0,2,3,1 for NCHW->NHWC, or none); needed where the match is ambiguous")
-    p.add_argument("--precision", choices=("fp32", "fp16", "dynamic-int8", "int8"), default=None,
-                   help="the precision files made elsewhere are meant to have (default fp32); a file holding "
-                        "another fails unless --allow-precision-change")
+        p.add_argument(
+            "--artifact",
+            action="extend",
+            nargs="+",
+            default=[],
+            metavar="FILE",
+            help="validate these .onnx/.tflite/.xml/.pte files (or a folder of them) made by any tool "
+            "instead of exporting; reports and ondevice's manifest for them go to -o",
+        )
+    p.add_argument(
+        "--io-map",
+        action="append",
+        default=[],
+        metavar="SRC=ART[:PERM]",
+        help="pair a source input/output with an artifact tensor (PERM: source axes in artifact "
+        "order, e.g. 0,2,3,1 for NCHW->NHWC, or none); needed where the match is ambiguous",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "dynamic-int8", "int8"),
+        default=None,
+        help="the precision files made elsewhere are meant to have (default fp32); a file holding "
+        "another fails unless --allow-precision-change",
+    )
 
 
 def _gate_args(p, policy_help: str):
     p.add_argument("--policy", default=None, metavar="gate.toml", help=policy_help)
-    p.add_argument("--baseline", default=None, metavar="PREVIOUS.json",
-                   help="the last release's report.json: flag regressions against it")
+    p.add_argument(
+        "--baseline",
+        default=None,
+        metavar="PREVIOUS.json",
+        help="the last release's report.json: flag regressions against it",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ondevice", description="Export models to ONNX, TFLite and OpenVINO "
-                                     "and prove each artifact matches its source.")
+    parser = _Parser(
+        prog="ondevice",
+        description="Export models to ONNX, TFLite and OpenVINO and prove each artifact matches its source.",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("export", help="convert a model to the requested targets")
@@ -212,9 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     _export_args(p)
     p = sub.add_parser("validate", help="check exported artifacts against their source")
     _source_args(p)
-    p.add_argument("out", nargs="+", metavar="ARTIFACTS",
-                   help="the folder `export` wrote (holds manifest.json), or .onnx/.tflite/.xml/.pte files made by any "
-                        "tool, or a folder of them")
+    p.add_argument(
+        "out",
+        nargs="+",
+        metavar="ARTIFACTS",
+        help="the folder `export` wrote (holds manifest.json), or .onnx/.tflite/.xml/.pte files made by any "
+        "tool, or a folder of them",
+    )
     _validate_args(p, report_default=True)
     _byo_args(p, check=False)
     p = sub.add_parser("check", help="export, then validate; writes report.json, .md, .html and junit.xml")
@@ -235,10 +337,19 @@ def build_parser() -> argparse.ArgumentParser:
     _source_args(p)
     p.add_argument("artifact", help="an export folder (pick with --target/--quantize) or one .onnx/.tflite/.xml file")
     p.add_argument("--target", choices=TARGETS, default=None, help="which target of an export folder")
-    p.add_argument("--quantize", choices=("fp16", "dynamic-int8", "int8"), default=None,
-                   help="which precision of an export folder; for a file, the precision it is meant to have")
-    p.add_argument("--io-map", action="append", default=[], metavar="SRC=ART[:PERM]",
-                   help="pair a source input/output with an artifact tensor (see validate)")
+    p.add_argument(
+        "--quantize",
+        choices=("fp16", "dynamic-int8", "int8"),
+        default=None,
+        help="which precision of an export folder; for a file, the precision it is meant to have",
+    )
+    p.add_argument(
+        "--io-map",
+        action="append",
+        default=[],
+        metavar="SRC=ART[:PERM]",
+        help="pair a source input/output with an artifact tensor (see validate)",
+    )
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the one random sample compared")
     p.add_argument("--json", default=None, metavar="OUT", help="write the divergence (every layer) as JSON")
     p.add_argument("--all", action="store_true", help="print every paired layer, not the first 40")
@@ -290,25 +401,59 @@ def _model_options():
 
 def _zoo_parser(sub) -> None:
     p = sub.add_parser("zoo", help="check every model of a zoo in parallel, resumable and cached; writes a scorecard")
-    p.add_argument("zoo", help="ZOO.toml ([[model]] tables with source = ... and check's options) or a Python "
-                               "module with a MODELS list")
+    p.add_argument(
+        "zoo",
+        help="ZOO.toml ([[model]] tables with source = ... and check's options) or a Python module with a MODELS list",
+    )
     _check_options(p, given_only=True)
-    p.add_argument("--workers", type=_int_at_least(1), default=1,
-                   help="models checked at once (conversions overlap; latency is always measured alone)")
-    p.add_argument("--resume", action="store_true",
-                   help="keep the models OUT/zoo-status.json records as finished with the same source and options")
-    p.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="local processes, or Ray tasks (pip install 'ondevice[zoo]')")
-    p.add_argument("--address", default=None,
-                   help="join this Ray cluster (auto, or HOST:PORT of its head) instead of starting a private one")
-    p.add_argument("--baseline", default=None, metavar="PREVIOUS/scorecard.json",
-                   help="a previous zoo's scorecard: flag models and targets that regressed against it")
-    p.add_argument("--timeout-per-model", type=_seconds, default=1800.0, metavar="SECONDS",
-                   help="stop a model after this long running (default 1800); it fails, the others go on")
-    p.add_argument("--memory-per-model", type=_int_at_least(64), default=None, metavar="MiB",
-                   help="stop a model whose processes together hold more resident memory than this")
-    p.add_argument("--cache", default=None, metavar="FOLDER",
-                   help="the conversion cache (default OUT/.cache); share one folder between runs and output folders")
+    p.add_argument(
+        "--workers",
+        type=_int_at_least(1),
+        default=1,
+        help="models checked at once (conversions overlap; latency is always measured alone)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the models OUT/zoo-status.json records as finished with the same source and options",
+    )
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local processes, or Ray tasks (pip install 'ondevice[zoo]')",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="join this Ray cluster (auto, or HOST:PORT of its head) instead of starting a private one",
+    )
+    p.add_argument(
+        "--baseline",
+        default=None,
+        metavar="PREVIOUS/scorecard.json",
+        help="a previous zoo's scorecard: flag models and targets that regressed against it",
+    )
+    p.add_argument(
+        "--timeout-per-model",
+        type=_seconds,
+        default=1800.0,
+        metavar="SECONDS",
+        help="stop a model after this long running (default 1800); it fails, the others go on",
+    )
+    p.add_argument(
+        "--memory-per-model",
+        type=_int_at_least(64),
+        default=None,
+        metavar="MiB",
+        help="stop a model whose processes together hold more resident memory than this",
+    )
+    p.add_argument(
+        "--cache",
+        default=None,
+        metavar="FOLDER",
+        help="the conversion cache (default OUT/.cache); share one folder between runs and output folders",
+    )
     p.add_argument("--no-cache", action="store_true", help="convert every model, and keep nothing for next time")
 
 
@@ -329,17 +474,30 @@ def cmd_zoo(args) -> int:
     given = {k: v for k, v in vars(args).items() if k in defaults}
     out = Path(args.out)
     cache = None if args.no_cache else Path(args.cache) if args.cache else out / ".cache"
-    opts = ZooOptions(out, args.workers, args.resume, args.executor, args.address, args.baseline,
-                      Limits(args.timeout_per_model, args.memory_per_model), cache, args.quiet,
-                      bool(given.get("keep_work")))
+    opts = ZooOptions(
+        out,
+        args.workers,
+        args.resume,
+        args.executor,
+        args.address,
+        args.baseline,
+        Limits(args.timeout_per_model, args.memory_per_model),
+        cache,
+        args.quiet,
+        bool(given.get("keep_work")),
+    )
     try:
         card, path = run_zoo(zoo, {**defaults, **given}, opts)
     except Interrupted as exc:
         print(_one_line(f"FAILED ({exc})"), flush=True)
         return 130
     for model in card["models"] if not args.quiet else ():
-        print(_one_line(f"{model['name']:24} {model['state']:16} {model.get('seconds') or 0:7.1f} s  "
-                        f"{model['verdict'] if model['exit_code'] else ''}".rstrip()))
+        print(
+            _one_line(
+                f"{model['name']:24} {model['state']:16} {model.get('seconds') or 0:7.1f} s  "
+                f"{model['verdict'] if model['exit_code'] else ''}".rstrip()
+            )
+        )
     for failure in (card.get("baseline") or {}).get("failures", []):
         print(_one_line(f"baseline: FAIL {failure['line']}"))
     print(_one_line(scorecard.verdict(card, path)), flush=True)
@@ -363,7 +521,7 @@ def run(argv) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:   # --help (0), or a usage error already reported with its verdict line (2)
+    except SystemExit as exc:  # --help (0), or a usage error already reported with its verdict line (2)
         return exc.code if isinstance(exc.code, int) else 2
     from ._lazy import quiet_environment
     from ._supervise import RunTimedOut, deadline
@@ -382,8 +540,10 @@ def run(argv) -> int:
         print(f"FAILED ({exc}; the run was stopped and nothing it wrote is a verdict)", flush=True)
         return EXIT_INTERNAL
     except SystemExit as exc:
-        print(_one_line(f"FAILED (user code called sys.exit({exc.code!r}) during the run; nothing was checked)"),
-              flush=True)
+        print(
+            _one_line(f"FAILED (user code called sys.exit({exc.code!r}) during the run; nothing was checked)"),
+            flush=True,
+        )
         return EXIT_INTERNAL
     except Exception as exc:
         if args.debug:
@@ -437,8 +597,10 @@ def _reading(path, debug: bool):
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, ZeroDivisionError) as exc:
         if debug:
             raise
-        raise BadInputError(f"report {path} holds values ondevice cannot judge ({type(exc).__name__}: {exc}); "
-                            "regenerate it with `ondevice check`") from None
+        raise BadInputError(
+            f"report {path} holds values ondevice cannot judge ({type(exc).__name__}: {exc}); "
+            "regenerate it with `ondevice check`"
+        ) from None
 
 
 def cmd_export(args) -> int:
@@ -449,22 +611,42 @@ def cmd_export(args) -> int:
     _requirements(args)
     keep = _keep_float(args)
     with _progress(args):
-        artifacts = export_source(_load(args), args.to, args.out, quantize=args.quantize, strategy=args.strategy,
-                                  calibration=args.calibration, int8_io=args.int8_io,
-                                  int8_kernels=args.int8_kernels, dynamic=dict(args.dynamic),
-                                  threads=args.threads or default_threads(), require=args.require, keep_float=keep)
+        artifacts = export_source(
+            _load(args),
+            args.to,
+            args.out,
+            quantize=args.quantize,
+            strategy=args.strategy,
+            calibration=args.calibration,
+            int8_io=args.int8_io,
+            int8_kernels=args.int8_kernels,
+            dynamic=dict(args.dynamic),
+            threads=args.threads or default_threads(),
+            require=args.require,
+            keep_float=keep,
+        )
     for a in artifacts if not args.quiet else ():
         probe = a.probe.get("max_abs_err")
         print(_one_line(f"{a.target:9} {a.strategy:32} {a.path}  probe max abs err {probe:.3g}"))
         _print_keep_float(a.keep_float)
     problems = [f"{f['target']}: {f['error']}" for f in artifacts.failures]
-    problems += [f"{a.target}: quick parity probe failed (max abs err {a.probe.get('max_abs_err'):.3g})"
-                 for a in artifacts if not a.probe.get("passed")]
-    problems += [f"{a.target}: no strategy made an artifact that runs whole on {backend} (see the manifest's attempts)"
-                 for a in artifacts for backend, met in (a.options.get("require") or {}).items() if not met]
-    problems += [f"{a.target}[int8]: --keep-float: {a.keep_float.get('stopped')}" for a in artifacts
-                 if a.keep_float and (a.keep_float.get("missing") or (a.keep_float.get("mode") == "auto"
-                                                                      and not a.keep_float.get("passed")))]
+    problems += [
+        f"{a.target}: quick parity probe failed (max abs err {a.probe.get('max_abs_err'):.3g})"
+        for a in artifacts
+        if not a.probe.get("passed")
+    ]
+    problems += [
+        f"{a.target}: no strategy made an artifact that runs whole on {backend} (see the manifest's attempts)"
+        for a in artifacts
+        for backend, met in (a.options.get("require") or {}).items()
+        if not met
+    ]
+    problems += [
+        f"{a.target}[int8]: --keep-float: {a.keep_float.get('stopped')}"
+        for a in artifacts
+        if a.keep_float
+        and (a.keep_float.get("missing") or (a.keep_float.get("mode") == "auto" and not a.keep_float.get("passed")))
+    ]
     manifest = Path(args.out) / "manifest.json"
     if problems:
         print(_one_line(f"FAILED ({'; '.join(problems)}) - manifest: {manifest}"))
@@ -509,7 +691,7 @@ def _progress(args):
 def _print_summary(report, quiet: bool = False) -> None:
     labels = [t.label for t in report.targets]
     for t in report.targets if not quiet else ():
-        if labels.count(t.label) > 1 and t.artifact:   # several files of one target: say which is which
+        if labels.count(t.label) > 1 and t.artifact:  # several files of one target: say which is which
             print(_one_line(f"{Path(t.artifact).name}:"))
         outs = (t.parity or {}).get("outputs", [])
         err = max((o["max_abs_err"] for o in outs), default=None)
@@ -570,16 +752,34 @@ def cmd_validate(args) -> int:
 
     exported = is_export_folder(args.out)
     report_path = Path(args.report or (Path(args.out[0]) / "report.json" if exported else BYO_REPORT))
-    _start_run(report_path.parent, report_path.name, f"{report_path.stem}.md", f"{report_path.stem}.html",
-               "junit.xml", "gate.json", *(() if exported else ("manifest.json",)), option="--report folder")
+    _start_run(
+        report_path.parent,
+        report_path.name,
+        f"{report_path.stem}.md",
+        f"{report_path.stem}.html",
+        "junit.xml",
+        "gate.json",
+        *(() if exported else ("manifest.json",)),
+        option="--report folder",
+    )
     policy = _policy(args)
     with _progress(args):
         source = _load(args)
         artifacts = _artifacts(args, source, args.out, exported, report_path.parent)
-        report = validate_artifacts(source, artifacts, args.samples, args.seed, args.inputs, _tol(args),
-                                    args.threads, args.runs, allow_inconclusive=args.allow_inconclusive,
-                                    allow_precision_change=args.allow_precision_change,
-                                    emulate_cpu=not args.no_emulate_cpu, explain=not args.no_explain)
+        report = validate_artifacts(
+            source,
+            artifacts,
+            args.samples,
+            args.seed,
+            args.inputs,
+            _tol(args),
+            args.threads,
+            args.runs,
+            allow_inconclusive=args.allow_inconclusive,
+            allow_precision_change=args.allow_precision_change,
+            emulate_cpu=not args.no_emulate_cpu,
+            explain=not args.no_explain,
+        )
     path = write_reports(report, report_path)
     _print_summary(report, args.quiet)
     gate = _gate(report, policy, path)
@@ -596,11 +796,19 @@ def _artifacts(args, source, paths, exported: bool, folder: Path):
 
     if exported:
         if args.io_map or args.precision:
-            raise BadInputError(f"--io-map and --precision are for files made elsewhere; the manifest in "
-                                f"{paths[0]} already records how its artifacts match and their precision")
+            raise BadInputError(
+                f"--io-map and --precision are for files made elsewhere; the manifest in "
+                f"{paths[0]} already records how its artifacts match and their precision"
+            )
         return Artifacts.load(paths[0])
-    return prepare(source, paths, folder, args.io_map, None if args.precision == "fp32" else args.precision,
-                   args.threads or default_threads())
+    return prepare(
+        source,
+        paths,
+        folder,
+        args.io_map,
+        None if args.precision == "fp32" else args.precision,
+        args.threads or default_threads(),
+    )
 
 
 def cmd_check(args) -> int:
@@ -609,11 +817,20 @@ def cmd_check(args) -> int:
 
     _start_run(args.out)
     policy = _policy(args)
-    if args.artifact and (args.quantize or args.strategy or args.dynamic or args.calibration or args.int8_io
-                          or args.require or args.keep_float):
-        raise BadInputError("--artifact validates files made elsewhere: --quantize, --strategy, --dynamic, "
-                            "--calibration, --int8-io, --require and --keep-float are export options and do not "
-                            "apply")
+    if args.artifact and (
+        args.quantize
+        or args.strategy
+        or args.dynamic
+        or args.calibration
+        or args.int8_io
+        or args.require
+        or args.keep_float
+    ):
+        raise BadInputError(
+            "--artifact validates files made elsewhere: --quantize, --strategy, --dynamic, "
+            "--calibration, --int8-io, --require and --keep-float are export options and do not "
+            "apply"
+        )
     keep = None if args.artifact else _keep_float(args)
     _requirements(args)
     if not args.artifact and (args.io_map or args.precision):
@@ -622,19 +839,45 @@ def cmd_check(args) -> int:
         source = _load(args)
         if args.artifact:
             artifacts = _artifacts(args, source, args.artifact, False, Path(args.out))
-            report = validate_artifacts(source, artifacts, args.samples, args.seed, args.inputs, _tol(args),
-                                        args.threads, args.runs, allow_inconclusive=args.allow_inconclusive,
-                                        allow_precision_change=args.allow_precision_change,
-                                        emulate_cpu=not args.no_emulate_cpu, explain=not args.no_explain)
+            report = validate_artifacts(
+                source,
+                artifacts,
+                args.samples,
+                args.seed,
+                args.inputs,
+                _tol(args),
+                args.threads,
+                args.runs,
+                allow_inconclusive=args.allow_inconclusive,
+                allow_precision_change=args.allow_precision_change,
+                emulate_cpu=not args.no_emulate_cpu,
+                explain=not args.no_explain,
+            )
             write_reports(report, Path(args.out) / "report.json")
         else:
-            report = check_source(source, args.to, args.out, args.samples, args.seed, args.inputs, _tol(args),
-                                  args.threads, args.runs, allow_inconclusive=args.allow_inconclusive,
-                                  allow_precision_change=args.allow_precision_change,
-                                  emulate_cpu=not args.no_emulate_cpu, quantize=args.quantize,
-                                  strategy=args.strategy, dynamic=dict(args.dynamic), calibration=args.calibration,
-                                  int8_io=args.int8_io, int8_kernels=args.int8_kernels, explain=not args.no_explain,
-                                  require=args.require, keep_float=keep)
+            report = check_source(
+                source,
+                args.to,
+                args.out,
+                args.samples,
+                args.seed,
+                args.inputs,
+                _tol(args),
+                args.threads,
+                args.runs,
+                allow_inconclusive=args.allow_inconclusive,
+                allow_precision_change=args.allow_precision_change,
+                emulate_cpu=not args.no_emulate_cpu,
+                quantize=args.quantize,
+                strategy=args.strategy,
+                dynamic=dict(args.dynamic),
+                calibration=args.calibration,
+                int8_io=args.int8_io,
+                int8_kernels=args.int8_kernels,
+                explain=not args.no_explain,
+                require=args.require,
+                keep_float=keep,
+            )
     path = Path(args.out) / "report.json"
     _print_summary(report, args.quiet)
     gate = _gate(report, policy, path)
@@ -713,22 +956,34 @@ def cmd_explain(args) -> int:
         for entry in divergence.unpaired:
             print(_one_line(f"unpaired: {entry['source_layer']} ({entry['source_type']}): {entry['reason']}"))
         if divergence.ranking:
-            print(f"{divergence.precision}: layers by SNR lost against the layer before them (what --keep-float "
-                  "auto keeps in float first):")
+            print(
+                f"{divergence.precision}: layers by SNR lost against the layer before them (what --keep-float "
+                "auto keeps in float first):"
+            )
             for rank, entry in enumerate(divergence.ranking, 1):
-                print(_one_line(f"   {rank:>3} {entry['source_layer']:32} lost {entry['snr_lost_db']:7.1f} dB  "
-                                f"(SNR {entry['snr_db']:.1f} dB)"))
+                print(
+                    _one_line(
+                        f"   {rank:>3} {entry['source_layer']:32} lost {entry['snr_lost_db']:7.1f} dB  "
+                        f"(SNR {entry['snr_db']:.1f} dB)"
+                    )
+                )
     return _explain_verdict(divergence, artifact)
 
 
 def _explain_verdict(divergence, artifact) -> int:
     counts = divergence.counts()
-    tally = (f"{counts['by_name']} paired by name, {counts['by_value']} by value, {counts['unpaired']} unpaired "
-             f"of {counts['source_layers']} source layers")
+    tally = (
+        f"{counts['by_name']} paired by name, {counts['by_value']} by value, {counts['unpaired']} unpaired "
+        f"of {counts['source_layers']} source layers"
+    )
     first = divergence.first
     if first is None and not divergence.layers:
-        print(_one_line(f"FAILED (nothing to compare: no layer of the source could be paired with a tensor of "
-                        f"{artifact.path.name}; {tally})"))
+        print(
+            _one_line(
+                f"FAILED (nothing to compare: no layer of the source could be paired with a tensor of "
+                f"{artifact.path.name}; {tally})"
+            )
+        )
         return 1
     if first is None:
         # Unpaired layers were not compared: the verdict says so rather than vouching for them.
@@ -736,9 +991,13 @@ def _explain_verdict(divergence, artifact) -> int:
         print(_one_line(f"PASSED (no divergence found in {artifact.path.name}: {tally}{hidden})"))
         return 0
     fused = f", fused with {', '.join(first.fused_with)}" if first.fused_with else ""
-    print(_one_line(f"FAILED (first divergence at {first.source_layer} ({first.source_type}{fused}) -> "
-                    f"{first.artifact_tensor} ({first.op_type}): max abs err {first.max_abs_err:.3g}, cosine "
-                    f"{first.cosine:.4f}; {tally})"))
+    print(
+        _one_line(
+            f"FAILED (first divergence at {first.source_layer} ({first.source_type}{fused}) -> "
+            f"{first.artifact_tensor} ({first.op_type}): max abs err {first.max_abs_err:.3g}, cosine "
+            f"{first.cosine:.4f}; {tally})"
+        )
+    )
     return 1
 
 
@@ -748,8 +1007,16 @@ def cmd_doctor(args) -> int:
     return doctor()
 
 
-COMMANDS = {"export": cmd_export, "validate": cmd_validate, "check": cmd_check, "report": cmd_report,
-            "gate": cmd_gate, "doctor": cmd_doctor, "explain": cmd_explain, "zoo": cmd_zoo}
+COMMANDS = {
+    "export": cmd_export,
+    "validate": cmd_validate,
+    "check": cmd_check,
+    "report": cmd_report,
+    "gate": cmd_gate,
+    "doctor": cmd_doctor,
+    "explain": cmd_explain,
+    "zoo": cmd_zoo,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,6 +4,7 @@ int8 kernels differ by instruction set (x86 without VNNI multiplies u8 x s8 into
 can saturate; AMX and VNNI do not), so a report names the CPU that proved it, and the gate can tell
 two reports measured on different ISA classes apart. Read from /proc/cpuinfo; nothing imported.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,12 +14,29 @@ from typing import Any
 
 # /proc/cpuinfo flag -> the name reports use. Only features that change int8/fp16/bf16 numerics or speed.
 _X86_FEATURES = {
-    "avx2": "avx2", "fma": "fma", "f16c": "f16c", "avx512f": "avx512f", "avx512bw": "avx512bw",
-    "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni", "avx512_bf16": "avx512_bf16",
-    "avx512_fp16": "avx512_fp16", "amx_tile": "amx", "amx_int8": "amx_int8", "amx_bf16": "amx_bf16",
+    "avx2": "avx2",
+    "fma": "fma",
+    "f16c": "f16c",
+    "avx512f": "avx512f",
+    "avx512bw": "avx512bw",
+    "avx512_vnni": "avx512_vnni",
+    "avx_vnni": "avx_vnni",
+    "avx512_bf16": "avx512_bf16",
+    "avx512_fp16": "avx512_fp16",
+    "amx_tile": "amx",
+    "amx_int8": "amx_int8",
+    "amx_bf16": "amx_bf16",
 }
-_ARM_FEATURES = {"asimd": "neon", "asimddp": "dotprod", "i8mm": "i8mm", "sve": "sve", "sve2": "sve2",
-                 "fphp": "fp16", "asimdhp": "fp16", "bf16": "bf16"}
+_ARM_FEATURES = {
+    "asimd": "neon",
+    "asimddp": "dotprod",
+    "i8mm": "i8mm",
+    "sve": "sve",
+    "sve2": "sve2",
+    "fphp": "fp16",
+    "asimdhp": "fp16",
+    "bf16": "bf16",
+}
 
 
 def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
@@ -37,9 +55,14 @@ def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
     table = _ARM_FEATURES if "Features" in fields and "flags" not in fields else _X86_FEATURES
     isa = sorted({name for flag, name in table.items() if flag in flags})
     arch = platform.machine() or "unknown"
-    return {"vendor": fields.get("vendor_id") or fields.get("CPU implementer") or "unknown",
-            "model": fields.get("model name") or fields.get("Hardware") or platform.processor() or arch,
-            "cores": os.cpu_count() or 1, "arch": arch, "isa": isa, "isa_class": isa_class(isa, arch)}
+    return {
+        "vendor": fields.get("vendor_id") or fields.get("CPU implementer") or "unknown",
+        "model": fields.get("model name") or fields.get("Hardware") or platform.processor() or arch,
+        "cores": os.cpu_count() or 1,
+        "arch": arch,
+        "isa": isa,
+        "isa_class": isa_class(isa, arch),
+    }
 
 
 def isa_class(isa: list[str], arch: str = "x86_64") -> str:
@@ -54,8 +77,13 @@ def isa_class(isa: list[str], arch: str = "x86_64") -> str:
             if name in have:
                 return name
         return "baseline"
-    for name, needs in (("amx", {"amx_int8"}), ("avx512-vnni", {"avx512_vnni"}), ("avx-vnni", {"avx_vnni"}),
-                        ("avx512", {"avx512f", "avx512bw"}), ("avx2", {"avx2"})):
+    for name, needs in (
+        ("amx", {"amx_int8"}),
+        ("avx512-vnni", {"avx512_vnni"}),
+        ("avx-vnni", {"avx_vnni"}),
+        ("avx512", {"avx512f", "avx512bw"}),
+        ("avx2", {"avx2"}),
+    ):
         if needs <= have:
             return name
     return "baseline"

@@ -1,4 +1,5 @@
 """``ondevice doctor``: what is installed, from package metadata, without importing any framework."""
+
 from __future__ import annotations
 
 import importlib.metadata as metadata
@@ -26,8 +27,12 @@ _CHECKS = [
     ("runtime", "executorch", "executorch", "runs .pte (XNNPACK and portable kernels)"),
 ]
 # Each target and the runtimes (modules) that can run it: one is enough.
-_TARGET_RUNTIMES = {"onnx": ("onnxruntime",), "openvino": ("openvino",), "tflite": ("ai_edge_litert", "tflite_runtime"),
-                    "executorch": ("executorch",)}
+_TARGET_RUNTIMES = {
+    "onnx": ("onnxruntime",),
+    "openvino": ("openvino",),
+    "tflite": ("ai_edge_litert", "tflite_runtime"),
+    "executorch": ("executorch",),
+}
 _EXTRAS = {"onnx": "onnx", "openvino": "openvino", "tflite": "tflite", "executorch": "executorch"}
 
 
@@ -63,5 +68,11 @@ def _print_cpu() -> None:
         print(f"{'int8':10} this CPU is of the avx2 class: int8 parity here is the AVX2 proof")
         return
     launcher, why = emulator_command(info)
-    print(f"{'int8':10} " + (f"also proven on an emulated avx2 CPU ({' '.join(launcher[1:])} via {launcher[0]})"
-                             if launcher else f"not proven on avx2 here: {why}"))
+    print(
+        f"{'int8':10} "
+        + (
+            f"also proven on an emulated avx2 CPU ({' '.join(launcher[1:])} via {launcher[0]})"
+            if launcher
+            else f"not proven on avx2 here: {why}"
+        )
+    )

@@ -1,4 +1,5 @@
 """Two error families: the user's (one line, an exit code) and ours (a traceback with --debug)."""
+
 from __future__ import annotations
 
 EXIT_PASSED = 0

@@ -4,6 +4,7 @@ tensor visible, and locate the first layer where they part (validators.divergenc
 Used on its own (``ondevice explain SOURCE ARTIFACT``) and by validation for each target that fails
 parity, within a time budget.
 """
+
 from __future__ import annotations
 
 import time
@@ -42,8 +43,10 @@ def artifact_tensors(artifact, sample: dict, threads: int = 1, limit_bytes: int 
     if artifact.target == "executorch":
         # Intermediate tensors would come from ExecuTorch's ETDump debug buffers matched through an
         # ETRecord written at export; neither is produced here yet.
-        raise BadInputError("explain does not read ExecuTorch programs yet (their intermediate tensors need "
-                            "an ETDump and an ETRecord); explain the same model's ONNX or OpenVINO export")
+        raise BadInputError(
+            "explain does not read ExecuTorch programs yet (their intermediate tensors need "
+            "an ETDump and an ETRecord); explain the same model's ONNX or OpenVINO export"
+        )
     runner = ArtifactRunner(artifact, threads)
     feeds = runner.feeds(sample)
     if artifact.target == "onnx":
@@ -62,12 +65,17 @@ def pick_artifact(source, path, target=None, quantize=None, hints=(), precision=
     if not source.outputs:
         fill_source_outputs(source, threads)
     if is_export_folder(path):
-        items = [a for a in Artifacts.load(path)
-                 if (target is None or a.target == target) and (quantize is None or a.quantize == quantize)]
+        items = [
+            a
+            for a in Artifacts.load(path)
+            if (target is None or a.target == target) and (quantize is None or a.quantize == quantize)
+        ]
         if len(items) != 1:
             found = ", ".join(f"{a.target}[{a.quantize}]" if a.quantize else a.target for a in items) or "none"
-            raise BadInputError(f"{path} holds {len(items)} artifacts matching --target {target} --quantize "
-                                f"{quantize} ({found}): pick exactly one")
+            raise BadInputError(
+                f"{path} holds {len(items)} artifacts matching --target {target} --quantize "
+                f"{quantize} ({found}): pick exactly one"
+            )
         return items[0]
     path = Path(path)
     if not path.is_file():
@@ -80,7 +88,7 @@ def explain_within(source, artifact, sample: dict, threads: int, budget_s: float
     start = time.perf_counter()
     try:
         divergence = explain_artifact(source, artifact, sample, threads)
-    except Exception as exc:   # explaining is a diagnosis: its failure must not change the verdict
+    except Exception as exc:  # explaining is a diagnosis: its failure must not change the verdict
         return {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"}
     data = divergence.to_json()
     data["seconds"] = round(time.perf_counter() - start, 3)
@@ -92,16 +100,20 @@ def explain_within(source, artifact, sample: dict, threads: int, budget_s: float
 def table(divergence, limit: int = 0) -> list[str]:
     """The per-layer table as text lines (first divergence marked with >>)."""
     first = divergence.first
-    lines = [f"   {'#':>3} {'source layer':32} {'artifact tensor':40} {'op':16} {'by':5} {'max abs err':>11} "
-             f"{'rel err':>9} {'cosine':>9} {'SNR dB':>7}"]
+    lines = [
+        f"   {'#':>3} {'source layer':32} {'artifact tensor':40} {'op':16} {'by':5} {'max abs err':>11} "
+        f"{'rel err':>9} {'cosine':>9} {'SNR dB':>7}"
+    ]
     rows = divergence.layers if not limit else divergence.layers[:limit]
     for layer in rows:
         mark = ">> " if layer is first else ("!  " if layer.diverged else "   ")
-        lines.append(f"{mark}{layer.depth:>3} {_cut(layer.source_layer, 32):32} {_cut(layer.artifact_tensor, 40):40} "
-                     f"{_cut(layer.op_type, 16):16} {layer.paired_by:5} {layer.max_abs_err:11.3g} "
-                     f"{layer.rel_err:9.2g} {layer.cosine:9.6f} {min(layer.snr_db, 999):7.1f}")
+        lines.append(
+            f"{mark}{layer.depth:>3} {_cut(layer.source_layer, 32):32} {_cut(layer.artifact_tensor, 40):40} "
+            f"{_cut(layer.op_type, 16):16} {layer.paired_by:5} {layer.max_abs_err:11.3g} "
+            f"{layer.rel_err:9.2g} {layer.cosine:9.6f} {min(layer.snr_db, 999):7.1f}"
+        )
     return lines
 
 
 def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else "…" + text[-(width - 1):]
+    return text if len(text) <= width else "…" + text[-(width - 1) :]

@@ -5,6 +5,7 @@ Quantization is a step after that: each requested precision is made from the acc
 artifact by that target's quantizers, tried in order like strategies, and installed beside it as
 ``model.<precision>.<ext>`` with its own manifest entry pointing back at the float one.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,9 @@ def fill_source_outputs(source, threads: int = 1) -> dict:
     except OndeviceError:
         raise
     except Exception as exc:
-        raise BadInputError(f"the source model failed on its example inputs: {type(exc).__name__}: "
-                            f"{_one_line(exc)}") from None
+        raise BadInputError(
+            f"the source model failed on its example inputs: {type(exc).__name__}: {_one_line(exc)}"
+        ) from None
     if source.framework == "onnx":
         source.outputs = list(runner.outputs)
     else:
@@ -57,10 +59,21 @@ def _one_line(exc: BaseException) -> str:
     return (lines[0] if lines else type(exc).__name__)[:400]
 
 
-def export_source(source, targets, out_dir, quantize=None, strategy=None, dynamic=None,
-                  calibration=None, threads: int = 1, int8_io: bool = False,
-                  int8_kernels: str = "portable", keep_work: bool = False, require=None,
-                  keep_float=None) -> Artifacts:
+def export_source(
+    source,
+    targets,
+    out_dir,
+    quantize=None,
+    strategy=None,
+    dynamic=None,
+    calibration=None,
+    threads: int = 1,
+    int8_io: bool = False,
+    int8_kernels: str = "portable",
+    keep_work: bool = False,
+    require=None,
+    keep_float=None,
+) -> Artifacts:
     """Produce every requested target in ``out_dir``; targets no strategy can make go to ``failures``.
 
     ``quantize`` is None (float only), a precision, or a list of them; each quantized artifact is
@@ -73,19 +86,43 @@ def export_source(source, targets, out_dir, quantize=None, strategy=None, dynami
     ``keep_float`` (a ``keep_float.KeepFloat``) leaves layers of int8 artifacts in float until they pass.
     """
     with run_scratch(out_dir, keep_work):
-        return _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibration, threads,
-                              int8_io, int8_kernels, require, keep_float)
+        return _export_source(
+            source,
+            targets,
+            out_dir,
+            quantize,
+            strategy,
+            dynamic,
+            calibration,
+            threads,
+            int8_io,
+            int8_kernels,
+            require,
+            keep_float,
+        )
 
 
-def _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibration, threads, int8_io,
-                   int8_kernels, require=None, keep_float=None) -> Artifacts:
+def _export_source(
+    source,
+    targets,
+    out_dir,
+    quantize,
+    strategy,
+    dynamic,
+    calibration,
+    threads,
+    int8_io,
+    int8_kernels,
+    require=None,
+    keep_float=None,
+) -> Artifacts:
     from converters.registry import check_dynamic, check_route, check_target, get_strategy
 
     targets = [check_target(t) for t in targets]
     for target in targets:
-        check_route(source.framework, target)   # before any work: "no route from keras to executorch"
+        check_route(source.framework, target)  # before any work: "no route from keras to executorch"
     forced = get_strategy(strategy) if strategy else None
-    dynamic = check_dynamic(dynamic or {}, source.inputs)   # a bad name or axis is the user's error
+    dynamic = check_dynamic(dynamic or {}, source.inputs)  # a bad name or axis is the user's error
     precisions = _precisions(quantize, int8_io)
     int8 = _Int8(int8_io, _int8_kernels(int8_kernels), keep_float)
     require = _requirements(require, targets)
@@ -104,8 +141,9 @@ def _export_source(source, targets, out_dir, quantize, strategy, dynamic, calibr
     for target in targets:
         if forced and forced.target != target and len(targets) > 1:
             raise BadInputError(f"--strategy {forced.name} makes {forced.target}, not every requested target")
-        outcome = _export_target(source, target, out_dir, forced, reference, dynamic or {}, threads,
-                                 require.get(target, ()))
+        outcome = _export_target(
+            source, target, out_dir, forced, reference, dynamic or {}, threads, require.get(target, ())
+        )
         if isinstance(outcome, Artifact):
             result.items.append(outcome)
         else:
@@ -128,8 +166,12 @@ def _export_target(source, target, out_dir, forced, reference, dynamic, threads,
 
     strategies = [forced] if forced else strategies_for(source.framework, target)
     if forced and (forced.source, forced.target) != (source.framework, target):
-        return {"target": target, "error": f"strategy {forced.name} converts {forced.source}->{forced.target}, "
-                f"not {source.framework}->{target}", "attempts": []}
+        return {
+            "target": target,
+            "error": f"strategy {forced.name} converts {forced.source}->{forced.target}, "
+            f"not {source.framework}->{target}",
+            "attempts": [],
+        }
     attempts, fallback = [], None
     for number, strat in enumerate(strategies, 1):
         progress.stage(target, f"converting with {strat.name} (strategy {number} of {len(strategies)})")
@@ -153,7 +195,7 @@ def _export_target(source, target, out_dir, forced, reference, dynamic, threads,
         # Every strategy converted but none matched the source (or ran on the required backends): keep
         # the best, and let validation fail it (exit 1) rather than hide a working-but-wrong export.
         if required and "require" not in fallback.options:
-            _required_problem(fallback, required)   # recorded, so validation holds it to the requirement
+            _required_problem(fallback, required)  # recorded, so validation holds it to the requirement
         _precision_problem(fallback)
         return _install(fallback, out_dir, attempts)
     if not strategies:
@@ -224,9 +266,19 @@ def _load_and_probe(converted, source, target, options, reference, threads, prec
 def _describe(converted, source, target, options, threads):
     """An Artifact for a fresh conversion, its I/O matched to the source's, and its loaded runner."""
     options = {**options, "dynamic_kept": dict(getattr(converted, "dynamic_kept", None) or {})}
-    artifact = Artifact(target, Path(converted.path), "", [], [], {}, files=list(converted.files),
-                        versions=dict(converted.versions), notes=list(converted.notes), options=options,
-                        delegation=dict(getattr(converted, "delegation", None) or {}))
+    artifact = Artifact(
+        target,
+        Path(converted.path),
+        "",
+        [],
+        [],
+        {},
+        files=list(converted.files),
+        versions=dict(converted.versions),
+        notes=list(converted.notes),
+        options=options,
+        delegation=dict(getattr(converted, "delegation", None) or {}),
+    )
     runner = get_runner_class(runtime_for(target))(artifact.path, threads=threads)
     artifact.inputs = match_io(source.inputs, runner.inputs, converted.channels_last, "input")
     artifact.outputs = match_io(source.outputs, runner.outputs, converted.channels_last, "output")
@@ -242,11 +294,11 @@ def _install(artifact: Artifact, out_dir: Path, attempts: list, stem: str = "mod
     final = out_dir / f"{stem}{_SUFFIX[artifact.target]}"
     # Side files keep their names: the artifact refers to them by name (model.bin, external data).
     moves = [(artifact.path, final), *((side, out_dir / Path(side).name) for side in artifact.files)]
-    _scratch.active().will_install([dest for _, dest in moves])   # a killed run's are removed next run
+    _scratch.active().will_install([dest for _, dest in moves])  # a killed run's are removed next run
     mode = _scratch.file_mode()
     for src, dest in moves:
         shutil.move(str(src), dest)
-        os.chmod(dest, mode)   # tools write 0600 temporaries; outputs get the mode a plain write gives
+        os.chmod(dest, mode)  # tools write 0600 temporaries; outputs get the mode a plain write gives
     moved = [dest for _, dest in moves[1:]]
     artifact.path, artifact.files = final, moved
     artifact.attempts = attempts
@@ -260,8 +312,10 @@ def _install(artifact: Artifact, out_dir: Path, attempts: list, stem: str = "mod
 # so an int8 artifact is not judged on the very inputs it was calibrated on.
 CALIBRATION_SAMPLES = 32
 CALIBRATION_SEED = 1234
-RANDOM_CALIBRATION_WARNING = ("warning: int8 calibration uses generated random inputs, a poor proxy for real data; "
-                              "pass --calibration data.npz with real inputs")
+RANDOM_CALIBRATION_WARNING = (
+    "warning: int8 calibration uses generated random inputs, a poor proxy for real data; "
+    "pass --calibration data.npz with real inputs"
+)
 
 
 def _precisions(quantize, int8_io: bool) -> list[str]:
@@ -283,7 +337,7 @@ class _Int8:
 
     io: bool = False
     kernels: str = "portable"
-    keep_float: object = None   # keep_float.KeepFloat: layers left in float until int8 passes
+    keep_float: object = None  # keep_float.KeepFloat: layers left in float until int8 passes
 
 
 def _int8_kernels(name: str) -> str:
@@ -334,8 +388,10 @@ def calibration_warnings(samples: list[dict]) -> list[str]:
     for name in samples[0]:
         values = np.stack([np.asarray(s[name], dtype=np.float64) for s in samples])
         if values.size and float(values.max()) == float(values.min()):
-            found.append(f"calibration input {name!r} is constant ({float(values.flat[0]):g} everywhere): "
-                         "int8 activation ranges fitted to it will not fit real inputs")
+            found.append(
+                f"calibration input {name!r} is constant ({float(values.flat[0]):g} everywhere): "
+                "int8 activation ranges fitted to it will not fit real inputs"
+            )
     return found
 
 
@@ -352,7 +408,7 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
         return {**failure, "error": f"no quantizer makes {precision} {target} from a {source.framework} source"}
     keep = int8.keep_float if precision == "int8" else None
     if keep is not None and any(q.keeps_float for q in quantizers):
-        quantizers = [q for q in quantizers if q.keeps_float]   # one quantizer makes the plain and mixed ones
+        quantizers = [q for q in quantizers if q.keeps_float]  # one quantizer makes the plain and mixed ones
     samples = _artifact_calibration(float_artifact, calib, threads) if precision == "int8" else []
     attempts, fallback, crashes = [], None, []
     for qz in quantizers:
@@ -395,8 +451,13 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
     summary = "; ".join(f"{a['strategy']}: {a['reason']}" for a in attempts)
     if crashes:
         # A process killed by a signal is a fault (exit 4), not a model the converters refuse.
-        return {**failure, "status": "error", "signal": crashes[0].signal_name, "attempts": attempts,
-                "error": f"{precision} quantization crashed ({crashes[0].signal_name}): {summary}"}
+        return {
+            **failure,
+            "status": "error",
+            "signal": crashes[0].signal_name,
+            "attempts": attempts,
+            "error": f"{precision} quantization crashed ({crashes[0].signal_name}): {summary}",
+        }
     return {**failure, "attempts": attempts, "error": f"no quantizer produced {precision} {target}: {summary}"}
 
 
@@ -423,12 +484,14 @@ def _keep_float(plain: Artifact, qz, job, keep, made: tuple) -> Artifact:
     def requantize(names: tuple) -> Artifact:
         rounds.append(names)
         workdir = _scratch.active().folder(f"{job.target}-{job.precision}-{qz.name}-keep{len(rounds)}")
-        progress.stage(f"{job.target}[{job.precision}]", f"re-quantizing with {len(names)} nodes in float "
-                                                           f"(round {len(rounds)})")
+        progress.stage(
+            f"{job.target}[{job.precision}]", f"re-quantizing with {len(names)} nodes in float (round {len(rounds)})"
+        )
         with quiet():
             converted = qz.quantize(replace(job, workdir=workdir, keep_float=tuple(names)))
-        artifact, reason = _load_and_probe(converted, job.source, job.target, options, reference, threads,
-                                           job.precision)
+        artifact, reason = _load_and_probe(
+            converted, job.source, job.target, options, reference, threads, job.precision
+        )
         if artifact is None:
             raise OndeviceError(reason)
         artifact.strategy = qz.name

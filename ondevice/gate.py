@@ -4,6 +4,7 @@ Every rule that fails becomes one ``Failure`` with the rule's name, where it app
 precision, output), the measured value and the limit. The gate never re-measures anything: it
 judges the numbers ``report.json`` holds, so the same report and policy always give the same verdict.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,14 @@ PARITY_KEYS = ("atol", "rtol", "min_cosine", "min_snr_db", "min_top1_agreement",
 LATENCY_KEYS = ("max_p50_ms", "max_p90_ms", "max_p99_ms", "max_ratio_to_source")
 SIZE_KEYS = ("max_bytes",)
 # Defaults chosen so that run-to-run noise on a shared CI machine does not fail a release (docs/gating.md).
-REGRESSION_DEFAULTS = {"err_growth": 2.0, "err_floor": 0.1, "snr_drop_db": 6.0, "snr_floor_db": 80.0,
-                       "latency_pct": 10.0, "size_growth_pct": 5.0}
+REGRESSION_DEFAULTS = {
+    "err_growth": 2.0,
+    "err_floor": 0.1,
+    "snr_drop_db": 6.0,
+    "snr_floor_db": 80.0,
+    "latency_pct": 10.0,
+    "size_growth_pct": 5.0,
+}
 GATE_SCHEMA_VERSION = 1
 
 
@@ -64,6 +71,7 @@ def _matches(rule: dict, target: str, precision: str, output: str | None) -> boo
 
 # ---- loading and validating gate.toml -------------------------------------------------------------
 
+
 def load_policy(path) -> Policy:
     """Read and validate a gate.toml; any problem is a PolicyError (exit 2) naming the key."""
     import tomllib
@@ -77,7 +85,7 @@ def load_policy(path) -> Policy:
         raise PolicyError(f"policy {path} is a folder; give the gate.toml file") from None
     except OSError as exc:
         raise PolicyError(f"cannot read policy {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, ValueError) as exc:   # ValueError: bad UTF-8, a 5000-digit integer
+    except (tomllib.TOMLDecodeError, ValueError) as exc:  # ValueError: bad UTF-8, a 5000-digit integer
         raise PolicyError(f"policy {path} is not valid TOML: {exc}") from None
     except RecursionError:
         raise PolicyError(f"policy {path} nests too deeply to be a gate policy") from None
@@ -98,11 +106,17 @@ def policy_from_dict(data: dict, where: str = "policy", path: str | None = None)
     _known(regression, tuple(REGRESSION_DEFAULTS), f"{where}: [regression]")
     for key, value in regression.items():
         _number(value, f"{where}: [regression] {key}", minimum=0.0)
-    return Policy(tuple(targets or ()), tuple(precisions or ("fp32",)),
-                  tuple(statuses) if statuses is not None else None,
-                  _rules(data, "parity", PARITY_KEYS, where), _rules(data, "latency", LATENCY_KEYS, where),
-                  _rules(data, "size", SIZE_KEYS, where), {**REGRESSION_DEFAULTS, **regression}, path,
-                  _compatibility_policy(data, where))
+    return Policy(
+        tuple(targets or ()),
+        tuple(precisions or ("fp32",)),
+        tuple(statuses) if statuses is not None else None,
+        _rules(data, "parity", PARITY_KEYS, where),
+        _rules(data, "latency", LATENCY_KEYS, where),
+        _rules(data, "size", SIZE_KEYS, where),
+        {**REGRESSION_DEFAULTS, **regression},
+        path,
+        _compatibility_policy(data, where),
+    )
 
 
 def _compatibility_policy(data: dict, where: str) -> dict:
@@ -120,7 +134,7 @@ def _compatibility_policy(data: dict, where: str) -> dict:
     required = {t: b for t, b in required.items() if b}
     coverage = table.get("min_coverage")
     if coverage is not None and not required:
-        raise PolicyError(f"{at} min_coverage needs a backend list, e.g. tflite = [\"gpu\"]")
+        raise PolicyError(f'{at} min_coverage needs a backend list, e.g. tflite = ["gpu"]')
     limits = {}
     if isinstance(coverage, dict):
         _known(coverage, tuple(required), f"{at} min_coverage")
@@ -163,7 +177,7 @@ def _names(table: dict, key: str, allowed, where: str):
 def _number(value, where: str, minimum: float | None = None, maximum: float | None = None) -> float:
     try:
         finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    except OverflowError:   # an integer too large for a float
+    except OverflowError:  # an integer too large for a float
         finite = False
     if not finite:
         shown = repr(value) if len(repr(value)) < 40 else f"{repr(value)[:20]}..."
@@ -173,8 +187,12 @@ def _number(value, where: str, minimum: float | None = None, maximum: float | No
     return float(value)
 
 
-_RANGES = {"min_cosine": (-1.0, 1.0), "min_top1_agreement": (0.0, 1.0), "min_topk_agreement": (0.0, 1.0),
-           "min_snr_db": (None, None)}
+_RANGES = {
+    "min_cosine": (-1.0, 1.0),
+    "min_top1_agreement": (0.0, 1.0),
+    "min_topk_agreement": (0.0, 1.0),
+    "min_snr_db": (None, None),
+}
 
 
 def _rules(data: dict, section: str, keys, where: str) -> tuple:
@@ -205,6 +223,7 @@ def _rules(data: dict, section: str, keys, where: str) -> tuple:
 
 
 # ---- results ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -256,9 +275,17 @@ class GateResult:
         return self.passed
 
     def to_json(self) -> dict:
-        return {"schema_version": GATE_SCHEMA_VERSION, "passed": self.passed, "exit_code": self.exit_code,
-                "report": self.report, "baseline": self.baseline, "policy": self.policy, "checks": self.checks,
-                "failed": [f.to_json() for f in self.failures], "notes": list(self.notes)}
+        return {
+            "schema_version": GATE_SCHEMA_VERSION,
+            "passed": self.passed,
+            "exit_code": self.exit_code,
+            "report": self.report,
+            "baseline": self.baseline,
+            "policy": self.policy,
+            "checks": self.checks,
+            "failed": [f.to_json() for f in self.failures],
+            "notes": list(self.notes),
+        }
 
     def write(self, path) -> Path:
         """Write the machine-readable result (gate.json)."""
@@ -288,8 +315,14 @@ def load_gate(path) -> GateResult:
     try:
         data = json.loads(Path(path).read_text())
         failures = tuple(Failure(**f) for f in data["failed"])
-        return GateResult(failures, data["checks"], tuple(data.get("notes", ())), data.get("report"),
-                          data.get("baseline"), data.get("policy"))
+        return GateResult(
+            failures,
+            data["checks"],
+            tuple(data.get("notes", ())),
+            data.get("report"),
+            data.get("baseline"),
+            data.get("policy"),
+        )
     except FileNotFoundError:
         raise BadInputError(f"gate result not found: {path}") from None
     except (ValueError, KeyError, TypeError) as exc:
@@ -325,18 +358,25 @@ def _allowed(report: Report, policy: Policy) -> tuple:
 
 # ---- the gate --------------------------------------------------------------------------------------
 
-def run_gate(report: Report, policy: Policy | None = None, baseline: Report | None = None,
-             report_path=None, baseline_path=None) -> GateResult:
+
+def run_gate(
+    report: Report, policy: Policy | None = None, baseline: Report | None = None, report_path=None, baseline_path=None
+) -> GateResult:
     """Apply ``policy`` (default: every target passed) to ``report``; with ``baseline``, flag regressions."""
     policy = policy or Policy()
     tally = _Tally()
     _required(report, policy, tally)
     allowed = _allowed(report, policy)
     for t in report.targets:
-        status_ok = tally.judge(t.status in allowed, "status", t, actual=t.status, limit=", ".join(allowed),
-                                exit_code=max(1, STATUS_EXIT.get(t.status, 4)),
-                                message=f"status {t.status}, allowed: {', '.join(allowed)}"
-                                + (f" ({t.error})" if t.error else ""))
+        status_ok = tally.judge(
+            t.status in allowed,
+            "status",
+            t,
+            actual=t.status,
+            limit=", ".join(allowed),
+            exit_code=max(1, STATUS_EXIT.get(t.status, 4)),
+            message=f"status {t.status}, allowed: {', '.join(allowed)}" + (f" ({t.error})" if t.error else ""),
+        )
         # A target that did not convert or run has no numbers; its status failure already says so.
         _parity(t, policy, tally, quiet_missing=not status_ok)
         _latency(t, policy, tally, quiet_missing=not status_ok)
@@ -345,9 +385,14 @@ def run_gate(report: Report, policy: Policy | None = None, baseline: Report | No
     _compatibility_targets(report, policy, tally)
     if baseline is not None:
         _regressions(report, baseline, policy, allowed, tally)
-    return GateResult(tuple(tally.failures), tally.checks, tuple(tally.notes),
-                      None if report_path is None else str(report_path),
-                      None if baseline_path is None else str(baseline_path), policy.path)
+    return GateResult(
+        tuple(tally.failures),
+        tally.checks,
+        tuple(tally.notes),
+        None if report_path is None else str(report_path),
+        None if baseline_path is None else str(baseline_path),
+        policy.path,
+    )
 
 
 def _required(report: Report, policy: Policy, tally: _Tally) -> None:
@@ -356,8 +401,13 @@ def _required(report: Report, policy: Policy, tally: _Tally) -> None:
     present = {_key(t) for t in report.targets}
     for target in policy.targets:
         for precision in policy.precisions:
-            tally.judge((target, precision) in present, "require.target", target=target, precision=precision,
-                        message=f"{target} at {precision} is required but not in the report")
+            tally.judge(
+                (target, precision) in present,
+                "require.target",
+                target=target,
+                precision=precision,
+                message=f"{target} at {precision} is required but not in the report",
+            )
 
 
 def _missing(tally: _Tally, quiet: bool, rule: str, t: TargetResult, what: str, output=None) -> None:
@@ -375,8 +425,13 @@ def _parity(t: TargetResult, policy: Policy, tally: _Tally, quiet_missing: bool)
     names = {o["name"] for o in outputs}
     for rule in policy.parity:
         if "output" in rule and rule["output"] not in names and _matches(rule, t.target, precision, rule["output"]):
-            tally.judge(False, "parity.output", t, output=rule["output"],
-                        message=f"the policy names output {rule['output']!r}; the report has {', '.join(sorted(names))}")
+            tally.judge(
+                False,
+                "parity.output",
+                t,
+                output=rule["output"],
+                message=f"the policy names output {rule['output']!r}; the report has {', '.join(sorted(names))}",
+            )
     for out in outputs:
         limits = policy.thresholds("parity", t.target, precision, out["name"])
         if "atol" in limits or "rtol" in limits:
@@ -392,23 +447,42 @@ def _tolerance(t, out, atol: float, rtol: float, tally: _Tally) -> None:
     """Elementwise |err| <= atol + rtol*|ref|, proven from the report's summary numbers or not at all."""
     judged_tighter = out.get("passed") and out.get("atol", math.inf) <= atol and out.get("rtol", math.inf) <= rtol
     ok = out["max_abs_err"] <= atol or out.get("max_rel_err", math.inf) <= rtol or bool(judged_tighter)
-    tally.judge(ok, "parity.tolerance", t, output=out["name"], actual=out["max_abs_err"],
-                limit=f"atol {atol:g} + rtol {rtol:g}*|ref|",
-                message=f"max abs err {out['max_abs_err']:.3g} > atol {atol:g} and max rel err "
-                        f"{out.get('max_rel_err', math.inf):.3g} > rtol {rtol:g}, and the report was judged at "
-                        f"atol {out.get('atol', math.nan):g} / rtol {out.get('rtol', math.nan):g}"
-                        + ("" if out.get("passed") else " and failed"))
+    tally.judge(
+        ok,
+        "parity.tolerance",
+        t,
+        output=out["name"],
+        actual=out["max_abs_err"],
+        limit=f"atol {atol:g} + rtol {rtol:g}*|ref|",
+        message=f"max abs err {out['max_abs_err']:.3g} > atol {atol:g} and max rel err "
+        f"{out.get('max_rel_err', math.inf):.3g} > rtol {rtol:g}, and the report was judged at "
+        f"atol {out.get('atol', math.nan):g} / rtol {out.get('rtol', math.nan):g}"
+        + ("" if out.get("passed") else " and failed"),
+    )
 
 
 def _at_least(t, out, key: str, value, limits: dict, tally: _Tally, label: str) -> None:
     if key not in limits:
         return
     if value is None:
-        tally.judge(False, f"parity.{key}", t, output=out["name"], limit=limits[key],
-                    message=f"not measured: the report has no {label} for this output")
+        tally.judge(
+            False,
+            f"parity.{key}",
+            t,
+            output=out["name"],
+            limit=limits[key],
+            message=f"not measured: the report has no {label} for this output",
+        )
         return
-    tally.judge(value >= limits[key], f"parity.{key}", t, output=out["name"], actual=value, limit=limits[key],
-                message=f"{label} {value:.6g} < {limits[key]:g}")
+    tally.judge(
+        value >= limits[key],
+        f"parity.{key}",
+        t,
+        output=out["name"],
+        actual=value,
+        limit=limits[key],
+        message=f"{label} {value:.6g} < {limits[key]:g}",
+    )
 
 
 def _latency(t: TargetResult, policy: Policy, tally: _Tally, quiet_missing: bool) -> None:
@@ -422,18 +496,29 @@ def _latency(t: TargetResult, policy: Policy, tally: _Tally, quiet_missing: bool
         key = f"max_{pct}_ms"
         if key in limits:
             value = t.latency[f"{pct}_ms"]
-            tally.judge(value <= limits[key], f"latency.{key}", t, actual=value, limit=limits[key],
-                        message=f"{pct} {value:.3g} ms > {limits[key]:g} ms")
+            tally.judge(
+                value <= limits[key],
+                f"latency.{key}",
+                t,
+                actual=value,
+                limit=limits[key],
+                message=f"{pct} {value:.3g} ms > {limits[key]:g} ms",
+            )
     if "max_ratio_to_source" in limits:
         source = (t.source_latency or {}).get("p50_ms")
         if not source:
             _missing(tally, False, "latency.max_ratio_to_source", t, "source model latency")
             return
         ratio = t.latency["p50_ms"] / source
-        tally.judge(ratio <= limits["max_ratio_to_source"], "latency.max_ratio_to_source", t, actual=ratio,
-                    limit=limits["max_ratio_to_source"],
-                    message=f"p50 {t.latency['p50_ms']:.3g} ms is {ratio:.2f}x the source model's "
-                            f"{source:.3g} ms (limit {limits['max_ratio_to_source']:g}x)")
+        tally.judge(
+            ratio <= limits["max_ratio_to_source"],
+            "latency.max_ratio_to_source",
+            t,
+            actual=ratio,
+            limit=limits["max_ratio_to_source"],
+            message=f"p50 {t.latency['p50_ms']:.3g} ms is {ratio:.2f}x the source model's "
+            f"{source:.3g} ms (limit {limits['max_ratio_to_source']:g}x)",
+        )
 
 
 def _size(t: TargetResult, policy: Policy, tally: _Tally, quiet_missing: bool) -> None:
@@ -443,8 +528,14 @@ def _size(t: TargetResult, policy: Policy, tally: _Tally, quiet_missing: bool) -
     if t.size_bytes is None:
         _missing(tally, quiet_missing, "size.max_bytes", t, "artifact size")
         return
-    tally.judge(t.size_bytes <= limits["max_bytes"], "size.max_bytes", t, actual=t.size_bytes,
-                limit=limits["max_bytes"], message=f"{t.size_bytes} bytes > {int(limits['max_bytes'])} bytes")
+    tally.judge(
+        t.size_bytes <= limits["max_bytes"],
+        "size.max_bytes",
+        t,
+        actual=t.size_bytes,
+        limit=limits["max_bytes"],
+        message=f"{t.size_bytes} bytes > {int(limits['max_bytes'])} bytes",
+    )
 
 
 def _compatible(t: TargetResult, policy: Policy, tally: _Tally, quiet_missing: bool) -> None:
@@ -467,8 +558,14 @@ def _compatible(t: TargetResult, policy: Policy, tally: _Tally, quiet_missing: b
         coverage = entry["ops_supported"] / entry["ops_total"] if entry.get("ops_total") else 0.0
         ok = bool(entry.get("supported")) if limit is None else coverage >= limit
         wanted = "every op" if limit is None else f"coverage >= {limit:g}"
-        tally.judge(ok, rule, t, actual=round(coverage, 4), limit=1.0 if limit is None else limit,
-                    message=f"{describe(backend, entry)} (coverage {coverage:.2f}; required: {wanted})")
+        tally.judge(
+            ok,
+            rule,
+            t,
+            actual=round(coverage, 4),
+            limit=1.0 if limit is None else limit,
+            message=f"{describe(backend, entry)} (coverage {coverage:.2f}; required: {wanted})",
+        )
 
 
 def _compatibility_targets(report: Report, policy: Policy, tally: _Tally) -> None:
@@ -476,11 +573,16 @@ def _compatibility_targets(report: Report, policy: Policy, tally: _Tally) -> Non
     present = {t.target for t in report.targets}
     for target, backends in (policy.compatibility.get("require") or {}).items():
         if target not in present:
-            tally.judge(False, f"compatibility.{backends[0]}", message=f"[compatibility] requires {target} on "
-                        f"{', '.join(backends)}, and the report has no {target} artifact")
+            tally.judge(
+                False,
+                f"compatibility.{backends[0]}",
+                message=f"[compatibility] requires {target} on "
+                f"{', '.join(backends)}, and the report has no {target} artifact",
+            )
 
 
 # ---- against a baseline ----------------------------------------------------------------------------
+
 
 def _regressions(report: Report, baseline: Report, policy: Policy, allowed: tuple, tally: _Tally) -> None:
     reg = policy.regression
@@ -491,35 +593,57 @@ def _regressions(report: Report, baseline: Report, policy: Policy, allowed: tupl
         if old.status not in allowed:
             continue  # it did not pass before: nothing it could regress from
         if new is None:
-            tally.judge(False, "regression.missing_target", target=old.target, precision=precision_of(old),
-                        baseline=old.status, message="passed in the baseline and is missing from this report")
+            tally.judge(
+                False,
+                "regression.missing_target",
+                target=old.target,
+                precision=precision_of(old),
+                baseline=old.status,
+                message="passed in the baseline and is missing from this report",
+            )
             continue
-        tally.judge(new.status in allowed, "regression.newly_failing", new, actual=new.status, baseline=old.status,
-                    message=f"passed in the baseline, now {new.status}" + (f" ({new.error})" if new.error else ""))
+        tally.judge(
+            new.status in allowed,
+            "regression.newly_failing",
+            new,
+            actual=new.status,
+            baseline=old.status,
+            message=f"passed in the baseline, now {new.status}" + (f" ({new.error})" if new.error else ""),
+        )
         _parity_regression(new, old, reg, tally)
         _latency_regression(new, old, reg["latency_pct"], tally)
         if new.size_bytes is not None and old.size_bytes:
             limit = old.size_bytes * (1 + reg["size_growth_pct"] / 100)
-            tally.judge(new.size_bytes <= limit, "regression.size", new, actual=new.size_bytes,
-                        baseline=old.size_bytes, limit=limit,
-                        message=f"{new.size_bytes} bytes, baseline {old.size_bytes} "
-                                f"(+{100 * (new.size_bytes / old.size_bytes - 1):.1f}%, "
-                                f"limit +{reg['size_growth_pct']:g}%)")
+            tally.judge(
+                new.size_bytes <= limit,
+                "regression.size",
+                new,
+                actual=new.size_bytes,
+                baseline=old.size_bytes,
+                limit=limit,
+                message=f"{new.size_bytes} bytes, baseline {old.size_bytes} "
+                f"(+{100 * (new.size_bytes / old.size_bytes - 1):.1f}%, "
+                f"limit +{reg['size_growth_pct']:g}%)",
+            )
 
 
 def _compare_context(report: Report, baseline: Report, tally: _Tally) -> None:
     if report.inputs.get("sha256") != baseline.inputs.get("sha256"):
-        tally.notes.append("the baseline judged different inputs (inputs.sha256 differs): parity is compared "
-                           "across different samples")
+        tally.notes.append(
+            "the baseline judged different inputs (inputs.sha256 differs): parity is compared across different samples"
+        )
     isa = [(r.environment.get("cpu") or {}).get("isa_class") for r in (report, baseline)]
     if isa[0] != isa[1]:
-        tally.notes.append(f"the runs were measured on different CPU classes (now {isa[0] or 'unrecorded'}, "
-                           f"baseline {isa[1] or 'unrecorded'}): latency changes are not regressions of the "
-                           "model, and int8 numerics may differ by kernel")
+        tally.notes.append(
+            f"the runs were measured on different CPU classes (now {isa[0] or 'unrecorded'}, "
+            f"baseline {isa[1] or 'unrecorded'}): latency changes are not regressions of the "
+            "model, and int8 numerics may differ by kernel"
+        )
     threads = report.environment.get("threads"), baseline.environment.get("threads")
     if threads[0] != threads[1]:
-        tally.notes.append(f"threads differ (now {threads[0]}, baseline {threads[1]}): latency comparisons "
-                           "are between unlike runs")
+        tally.notes.append(
+            f"threads differ (now {threads[0]}, baseline {threads[1]}): latency comparisons are between unlike runs"
+        )
 
 
 def _parity_regression(new: TargetResult, old: TargetResult, reg: dict, tally: _Tally) -> None:
@@ -530,17 +654,31 @@ def _parity_regression(new: TargetResult, old: TargetResult, reg: dict, tally: _
             continue
         # Errors far below the tolerance wobble between converter versions; only growth that matters counts.
         limit = max(prev["max_abs_err"] * reg["err_growth"], reg["err_floor"] * out.get("atol", 0.0))
-        tally.judge(out["max_abs_err"] <= limit, "regression.parity_max_abs_err", new, output=out["name"],
-                    actual=out["max_abs_err"], baseline=prev["max_abs_err"], limit=limit,
-                    message=f"max abs err {out['max_abs_err']:.3g}, baseline {prev['max_abs_err']:.3g} "
-                            f"(limit {limit:.3g}: {reg['err_growth']:g}x the baseline)")
+        tally.judge(
+            out["max_abs_err"] <= limit,
+            "regression.parity_max_abs_err",
+            new,
+            output=out["name"],
+            actual=out["max_abs_err"],
+            baseline=prev["max_abs_err"],
+            limit=limit,
+            message=f"max abs err {out['max_abs_err']:.3g}, baseline {prev['max_abs_err']:.3g} "
+            f"(limit {limit:.3g}: {reg['err_growth']:g}x the baseline)",
+        )
         if out.get("snr_db") is not None and prev.get("snr_db") is not None:
             ok = out["snr_db"] >= prev["snr_db"] - reg["snr_drop_db"] or out["snr_db"] >= reg["snr_floor_db"]
-            tally.judge(ok, "regression.parity_snr_db", new, output=out["name"], actual=out["snr_db"],
-                        baseline=prev["snr_db"], limit=prev["snr_db"] - reg["snr_drop_db"],
-                        message=f"SNR {out['snr_db']:.1f} dB, baseline {prev['snr_db']:.1f} dB (dropped "
-                                f"{prev['snr_db'] - out['snr_db']:.1f} dB; at most {reg['snr_drop_db']:g} dB "
-                                f"allowed below {reg['snr_floor_db']:g} dB)")
+            tally.judge(
+                ok,
+                "regression.parity_snr_db",
+                new,
+                output=out["name"],
+                actual=out["snr_db"],
+                baseline=prev["snr_db"],
+                limit=prev["snr_db"] - reg["snr_drop_db"],
+                message=f"SNR {out['snr_db']:.1f} dB, baseline {prev['snr_db']:.1f} dB (dropped "
+                f"{prev['snr_db'] - out['snr_db']:.1f} dB; at most {reg['snr_drop_db']:g} dB "
+                f"allowed below {reg['snr_floor_db']:g} dB)",
+            )
 
 
 def p50_ci(latency: dict) -> tuple[float, float]:
@@ -560,9 +698,18 @@ def _latency_regression(new: TargetResult, old: TargetResult, pct: float, tally:
     # Noise alone must not fail a release: each median must lie outside the other run's interval.
     outside = now > old_hi and before < now_lo
     change = 100 * (now / before - 1) if before else math.inf
-    text = (f"p50 {now:.3g} ms, baseline {before:.3g} ms ({change:+.0f}%, limit +{pct:g}%); 95% CI now "
-            f"[{now_lo:.3g}, {now_hi:.3g}], baseline [{old_lo:.3g}, {old_hi:.3g}]")
-    tally.judge(not (slower and outside), "regression.latency_p50", new, actual=now, baseline=before,
-                limit=before * (1 + pct / 100), message=text)
+    text = (
+        f"p50 {now:.3g} ms, baseline {before:.3g} ms ({change:+.0f}%, limit +{pct:g}%); 95% CI now "
+        f"[{now_lo:.3g}, {now_hi:.3g}], baseline [{old_lo:.3g}, {old_hi:.3g}]"
+    )
+    tally.judge(
+        not (slower and outside),
+        "regression.latency_p50",
+        new,
+        actual=now,
+        baseline=before,
+        limit=before * (1 + pct / 100),
+        message=text,
+    )
     if slower and not outside:
         tally.notes.append(f"{new.target}[{precision_of(new)}] {text}: within the runs' noise, not counted")

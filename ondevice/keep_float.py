@@ -9,6 +9,7 @@ parity passes, no layer that fits under the cap (a share of the model's weight b
 MAX_ROUNDS.
 ``LAYER,...``: those layers, by the user's own names, kept in float in one quantization.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from .errors import BadInputError
 
 AUTO = "auto"
 DEFAULT_CAP = 0.10
-MAX_ROUNDS = 8          # re-quantizations per target; each one costs a quantizer run
+MAX_ROUNDS = 8  # re-quantizations per target; each one costs a quantizer run
 # Held-out samples the search judges on beside the calibration set, drawn like validation's generated
 # inputs with a seed of their own: int8 ranges fitted to a small calibration set pass on that very set
 # (the family Transformer calibrated on 2 examples did) and clip on the next input.
@@ -33,7 +34,7 @@ HELD_OUT_SAMPLES, HELD_OUT_SEED = 8, 4321
 # SNR this many dB above the int8 minimum (cosine to match). The family Transformer calibrated on 2
 # examples gave SNR 21.9 dB on the search's samples and 19.9 dB on validation's.
 MARGIN_ERROR, MARGIN_SNR_DB = 0.75, 3.0
-LATENCY_RUNS = 30      # cost: timed runs per artifact (after a warm-up)
+LATENCY_RUNS = 30  # cost: timed runs per artifact (after a warm-up)
 
 
 @dataclass(frozen=True)
@@ -84,13 +85,14 @@ def check_request(keep: KeepFloat | None, precisions: list, source, threads: int
 
 # ---- the float artifact's layers ---------------------------------------------------------------
 
+
 @dataclass
 class LayerMap:
     """Source layer -> the float artifact's nodes that compute it and the float weights they read."""
 
-    nodes: dict = field(default_factory=dict)      # layer -> tuple of node names
-    weights: dict = field(default_factory=dict)    # layer -> {constant: bytes}
-    total: int = 0                                 # every float weight byte of the model
+    nodes: dict = field(default_factory=dict)  # layer -> tuple of node names
+    weights: dict = field(default_factory=dict)  # layer -> {constant: bytes}
+    total: int = 0  # every float weight byte of the model
 
     def bytes_of(self, layers) -> int:
         seen = {}
@@ -132,6 +134,7 @@ def map_layers(source, float_artifact, sample: dict, threads: int) -> LayerMap:
 
 # ---- the search --------------------------------------------------------------------------------
 
+
 @dataclass
 class Search:
     """One target's keep-float run: the float artifact, calibration samples (source layout), and
@@ -155,8 +158,10 @@ class Search:
 
         calibration = len(self.samples)
         self.samples = [*self.samples, *make_samples(self.source.inputs, HELD_OUT_SAMPLES, HELD_OUT_SEED)]
-        self.judged_on = (f"{calibration} calibration and {HELD_OUT_SAMPLES} generated held-out samples, the int8 "
-                          f"tolerance with a margin (errors x{MARGIN_ERROR:g}, SNR +{MARGIN_SNR_DB:g} dB)")
+        self.judged_on = (
+            f"{calibration} calibration and {HELD_OUT_SAMPLES} generated held-out samples, the int8 "
+            f"tolerance with a margin (errors x{MARGIN_ERROR:g}, SNR +{MARGIN_SNR_DB:g} dB)"
+        )
         with quiet():
             runner = reference_runner(self.source, self.threads)
             self.reference = [runner.run(s) for s in self.samples]
@@ -176,8 +181,10 @@ class Search:
     def _requested(self, plain, judged, layers: LayerMap):
         missing = [name for name in self.keep.layers if not layers.nodes.get(name)]
         kept = [name for name in self.keep.layers if layers.nodes.get(name)]
-        where = f"no node of the {self.float_artifact.target} artifact computes {', '.join(missing)} alone (fused " \
-                "into other layers)"
+        where = (
+            f"no node of the {self.float_artifact.target} artifact computes {', '.join(missing)} alone (fused "
+            "into other layers)"
+        )
         if not kept:
             return (plain, [], judged), where
         artifact, judged = self._attempt(kept, layers, kept[-1])
@@ -189,10 +196,15 @@ class Search:
         """Re-quantize with ``kept`` in float and judge it; (None, row) when the quantizer refused."""
         try:
             artifact = self.requantize(layers.node_names(kept))
-        except Exception as exc:   # a quantizer that cannot honour the request ends the search, not the export
+        except Exception as exc:  # a quantizer that cannot honour the request ends the search, not the export
             text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            row = {"round": len(self.rounds), "added": added, "kept": list(kept), "passed": False,
-                   "problem": f"re-quantization failed: {text}"}
+            row = {
+                "round": len(self.rounds),
+                "added": added,
+                "kept": list(kept),
+                "passed": False,
+                "problem": f"re-quantization failed: {text}",
+            }
             self.rounds.append(row)
             return None, row
         return artifact, self._judge(artifact, kept, layers, added, skipped)
@@ -206,8 +218,12 @@ class Search:
                 return best, f"{MAX_ROUNDS} re-quantizations tried"
             layer, skipped = self._next_layer(current[0], judged, kept, layers)
             if layer is None:
-                return best, (f"cap reached: keeping {', '.join(skipped)} in float would pass {self.keep.cap:.0%} "
-                              "of the weight bytes" if skipped else "no layer left that loses SNR and maps to nodes")
+                return best, (
+                    f"cap reached: keeping {', '.join(skipped)} in float would pass {self.keep.cap:.0%} "
+                    "of the weight bytes"
+                    if skipped
+                    else "no layer left that loses SNR and maps to nodes"
+                )
             kept = [*kept, layer]
             artifact, judged = self._attempt(kept, layers, layer, skipped)
             if artifact is None:
@@ -231,7 +247,7 @@ class Search:
         order = [layer.source_layer for layer in divergence.layers]
         before = dict(zip(order[1:], order[:-1], strict=True))
         covered = set(layers.node_names(kept))
-        done = lambda name: name in kept or set(layers.nodes.get(name) or ()) <= covered   # noqa: E731
+        done = lambda name: name in kept or set(layers.nodes.get(name) or ()) <= covered  # noqa: E731
         skipped = []
         for entry in snr_lost(divergence.layers):
             name = entry["source_layer"]
@@ -258,27 +274,47 @@ class Search:
             actual = [runner.run(s) for s in self.samples]
         parity = compare(self.reference, actual, search_tolerance())
         outputs = parity.outputs
-        row = {"round": len(self.rounds), "added": added, "kept": list(kept), "skipped_over_cap": list(skipped),
-               "float_weight_bytes": layers.bytes_of(kept),
-               "float_weight_fraction": round(layers.bytes_of(kept) / max(layers.total, 1), 5),
-               "max_abs_err_of_peak": max((o.max_abs_err / o.peak if o.peak else o.max_abs_err) for o in outputs),
-               "snr_db": min(o.snr_db for o in outputs), "cosine": min(o.cosine for o in outputs),
-               "passed": parity.passed, "problem": next(iter(parity.problems()), None),
-               "worst_sample": _worst_sample(self.reference, actual)}
+        row = {
+            "round": len(self.rounds),
+            "added": added,
+            "kept": list(kept),
+            "skipped_over_cap": list(skipped),
+            "float_weight_bytes": layers.bytes_of(kept),
+            "float_weight_fraction": round(layers.bytes_of(kept) / max(layers.total, 1), 5),
+            "max_abs_err_of_peak": max((o.max_abs_err / o.peak if o.peak else o.max_abs_err) for o in outputs),
+            "snr_db": min(o.snr_db for o in outputs),
+            "cosine": min(o.cosine for o in outputs),
+            "passed": parity.passed,
+            "problem": next(iter(parity.problems()), None),
+            "worst_sample": _worst_sample(self.reference, actual),
+        }
         self.rounds.append(row)
         return row
 
     def _record(self, layers: LayerMap, chosen, stopped: str) -> dict:
         _, kept, judged = chosen
-        return {**self.keep.to_json(), "judged_on": self.judged_on,
-                "passed": bool(judged["passed"]), "stopped": stopped,
-                "layers": [{"layer": name, "nodes": list(layers.nodes[name]), "weight_bytes": layers.bytes_of([name]),
-                            "same_nodes_as": [other for other, nodes in layers.nodes.items()
-                                              if other != name and nodes == layers.nodes[name]]} for name in kept],
-                "float_weight_bytes": layers.bytes_of(kept), "weight_bytes": layers.total,
-                "float_weight_fraction": round(layers.bytes_of(kept) / max(layers.total, 1), 5),
-                "installed_round": judged["round"],
-                "rounds": [{k: v for k, v in r.items() if k != "worst_sample"} for r in self.rounds]}
+        return {
+            **self.keep.to_json(),
+            "judged_on": self.judged_on,
+            "passed": bool(judged["passed"]),
+            "stopped": stopped,
+            "layers": [
+                {
+                    "layer": name,
+                    "nodes": list(layers.nodes[name]),
+                    "weight_bytes": layers.bytes_of([name]),
+                    "same_nodes_as": [
+                        other for other, nodes in layers.nodes.items() if other != name and nodes == layers.nodes[name]
+                    ],
+                }
+                for name in kept
+            ],
+            "float_weight_bytes": layers.bytes_of(kept),
+            "weight_bytes": layers.total,
+            "float_weight_fraction": round(layers.bytes_of(kept) / max(layers.total, 1), 5),
+            "installed_round": judged["round"],
+            "rounds": [{k: v for k, v in r.items() if k != "worst_sample"} for r in self.rounds],
+        }
 
 
 def search_tolerance():
@@ -289,8 +325,13 @@ def search_tolerance():
 
     base = Tolerance.default("int8")
     snr = (base.min_snr_db or 0.0) + MARGIN_SNR_DB
-    return replace(base, atol=base.atol * MARGIN_ERROR, rtol=base.rtol * MARGIN_ERROR, min_snr_db=snr,
-                   min_cosine=1 - 0.5 * 10 ** (-snr / 10))
+    return replace(
+        base,
+        atol=base.atol * MARGIN_ERROR,
+        rtol=base.rtol * MARGIN_ERROR,
+        min_snr_db=snr,
+        min_cosine=1 - 0.5 * 10 ** (-snr / 10),
+    )
 
 
 def _score(judged: dict) -> tuple:
@@ -299,9 +340,11 @@ def _score(judged: dict) -> tuple:
 
 def _worst_sample(reference: list, actual: list) -> int:
     """The sample with the most error energy against its signal: the one explain looks at."""
+
     def noise(ref: dict, act: dict) -> float:
-        num = sum(float(np.sum((np.asarray(act[k], np.float64) - np.asarray(v, np.float64)) ** 2))
-                  for k, v in ref.items())
+        num = sum(
+            float(np.sum((np.asarray(act[k], np.float64) - np.asarray(v, np.float64)) ** 2)) for k, v in ref.items()
+        )
         den = sum(float(np.sum(np.asarray(v, np.float64) ** 2)) for v in ref.values())
         return num / max(den, 1e-30)
 
@@ -309,6 +352,7 @@ def _worst_sample(reference: list, actual: list) -> int:
 
 
 # ---- what keeping layers in float cost -----------------------------------------------------------
+
 
 def cost(float_artifact, plain, mixed, sample: dict, threads: int) -> dict:
     """File bytes and p50 latency of the float, pure-int8 and mixed artifacts, measured alike: each in a
@@ -331,16 +375,24 @@ def cost(float_artifact, plain, mixed, sample: dict, threads: int) -> dict:
             feeds = ArtifactRunner(artifact, threads).feeds(sample)
         path = scratch.folder(f"keep-float-timing-{artifact.target}-{key}") / "feeds.npz"
         save_samples(path, [feeds])
-        kwargs = {"runtime": runtime_for(artifact.target), "path": str(Path(artifact.path).absolute()),
-                  "feeds_path": str(path), "threads": threads, "runs": LATENCY_RUNS}
+        kwargs = {
+            "runtime": runtime_for(artifact.target),
+            "path": str(Path(artifact.path).absolute()),
+            "feeds_path": str(path),
+            "threads": threads,
+            "runs": LATENCY_RUNS,
+        }
         try:
             p50[key] = call_isolated("ondevice.keep_float:time_worker", kwargs, timeout=300)
-        except IsolatedFailure as exc:   # the figure is missing, said so; the artifact is not at fault
+        except IsolatedFailure as exc:  # the figure is missing, said so; the artifact is not at fault
             p50[key], errors[key] = None, exc.reason
-    return {"size_bytes": {k: _size(a) for k, a in named.items()}, "p50_ms": p50,
-            **({"errors": errors} if errors else {}),
-            "measured": f"at export, each artifact in a fresh process, {threads} threads, {LATENCY_RUNS} timed runs "
-                        "after a warm-up, on the first calibration sample"}
+    return {
+        "size_bytes": {k: _size(a) for k, a in named.items()},
+        "p50_ms": p50,
+        **({"errors": errors} if errors else {}),
+        "measured": f"at export, each artifact in a fresh process, {threads} threads, {LATENCY_RUNS} timed runs "
+        "after a warm-up, on the first calibration sample",
+    }
 
 
 def time_worker(runtime: str, path: str, feeds_path: str, threads: int, runs: int) -> float:
@@ -362,30 +414,37 @@ def _size(artifact) -> int:
 
 # ---- the record as text --------------------------------------------------------------------------
 
+
 def summary_lines(record: dict) -> list[str]:
     """What was kept in float, every round tried, and the cost: for the terminal and report.md."""
     kept = ", ".join(entry["layer"] for entry in record.get("layers", [])) or "nothing"
     verdict = "int8 parity reached" if record.get("passed") else "int8 parity NOT reached"
-    cap = f", cap {record.get('cap', DEFAULT_CAP):.0%}" if record.get("mode") == AUTO else ""   # auto's bound only
-    lines = [f"keep-float {record.get('mode')}: {kept} in float ({record.get('float_weight_fraction', 0):.1%} of the "
-             f"weight bytes{cap}); {verdict} on {record.get('judged_on')}: {record.get('stopped')}"]
-    lines.append(f"{'round':>5}  {'layer added':24} {'float weights':>13} {'err/peak':>9} {'SNR dB':>7} {'cosine':>8}  "
-                 "parity")
+    cap = f", cap {record.get('cap', DEFAULT_CAP):.0%}" if record.get("mode") == AUTO else ""  # auto's bound only
+    lines = [
+        f"keep-float {record.get('mode')}: {kept} in float ({record.get('float_weight_fraction', 0):.1%} of the "
+        f"weight bytes{cap}); {verdict} on {record.get('judged_on')}: {record.get('stopped')}"
+    ]
+    lines.append(
+        f"{'round':>5}  {'layer added':24} {'float weights':>13} {'err/peak':>9} {'SNR dB':>7} {'cosine':>8}  parity"
+    )
     for row in record.get("rounds", []):
-        if "snr_db" not in row:   # the quantizer refused this round
+        if "snr_db" not in row:  # the quantizer refused this round
             lines.append(f"{row['round']:>5}  {row.get('added')!s:24} {row.get('problem')}")
             continue
-        lines.append(f"{row['round']:>5}  {row.get('added') or '(plain int8)'!s:24} "
-                     f"{row['float_weight_fraction']:>13.1%} {row['max_abs_err_of_peak']:>9.3f} "
-                     f"{row['snr_db']:>7.1f} {row['cosine']:>8.5f}  {'passed' if row['passed'] else 'failed'}"
-                     + (f"  (over the cap: {', '.join(row['skipped_over_cap'])})" if row.get("skipped_over_cap")
-                        else ""))
+        lines.append(
+            f"{row['round']:>5}  {row.get('added') or '(plain int8)'!s:24} "
+            f"{row['float_weight_fraction']:>13.1%} {row['max_abs_err_of_peak']:>9.3f} "
+            f"{row['snr_db']:>7.1f} {row['cosine']:>8.5f}  {'passed' if row['passed'] else 'failed'}"
+            + (f"  (over the cap: {', '.join(row['skipped_over_cap'])})" if row.get("skipped_over_cap") else "")
+        )
     cost_ = record.get("cost")
     if cost_:
         size, p50 = cost_["size_bytes"], cost_["p50_ms"]
-        lines.append(f"cost: {size['mixed'] / 1024:.1f} KiB vs {size['int8'] / 1024:.1f} KiB pure int8, "
-                     f"{size['float'] / 1024:.1f} KiB float; p50 {_ms(p50['mixed'])} vs {_ms(p50['int8'])} "
-                     f"pure int8, {_ms(p50['float'])} float ({cost_['measured']})")
+        lines.append(
+            f"cost: {size['mixed'] / 1024:.1f} KiB vs {size['int8'] / 1024:.1f} KiB pure int8, "
+            f"{size['float'] / 1024:.1f} KiB float; p50 {_ms(p50['mixed'])} vs {_ms(p50['int8'])} "
+            f"pure int8, {_ms(p50['float'])} float ({cost_['measured']})"
+        )
     return lines
 
 

@@ -9,6 +9,7 @@ permutation that turns the source's array into the artifact's (e.g. NCHW -> NHWC
 pairs by name, then by shape under the layout moves converters make, and refuses to guess when
 two pairings fit (``AmbiguousMatch``, answered with ``--io-map``).
 """
+
 from __future__ import annotations
 
 import re
@@ -22,13 +23,18 @@ from .errors import BadInputError, ConversionError
 from .runtimes.base import clean_name
 from .specs import TensorSpec
 
-Perm = tuple[int, ...]   # source axis for each artifact axis, as np.transpose takes it
+Perm = tuple[int, ...]  # source axis for each artifact axis, as np.transpose takes it
 Shape = tuple[Any, ...]
 # A source tensor's partner: the artifact tensor, the evidence that paired them, and the --io-map entry if any.
 _Pair = tuple[TensorSpec, str, "IOHint | None"]
 
-_LAYOUT_NAMES = {(0, 2, 3, 1): "NCHW->NHWC", (0, 2, 1): "NCW->NWC", (0, 2, 3, 4, 1): "NCDHW->NDHWC",
-                 (0, 3, 1, 2): "NHWC->NCHW", (0, 4, 1, 2, 3): "NDHWC->NCDHW"}
+_LAYOUT_NAMES = {
+    (0, 2, 3, 1): "NCHW->NHWC",
+    (0, 2, 1): "NCW->NWC",
+    (0, 2, 3, 4, 1): "NCDHW->NDHWC",
+    (0, 3, 1, 2): "NHWC->NCHW",
+    (0, 4, 1, 2, 3): "NDHWC->NCDHW",
+}
 
 
 @dataclass(frozen=True)
@@ -37,13 +43,17 @@ class IOMap:
 
     source: str
     artifact: str
-    perm: Perm | None = None      # source array -> artifact array
-    matched_by: str = "name"      # "name", "order", "position" (args_0, Identity_1...), "shape" or "io-map"
+    perm: Perm | None = None  # source array -> artifact array
+    matched_by: str = "name"  # "name", "order", "position" (args_0, Identity_1...), "shape" or "io-map"
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.source, "artifact_name": self.artifact,
-                "perm": list(self.perm) if self.perm else None,
-                "layout": _LAYOUT_NAMES.get(self.perm) if self.perm else None, "matched_by": self.matched_by}
+        return {
+            "name": self.source,
+            "artifact_name": self.artifact,
+            "perm": list(self.perm) if self.perm else None,
+            "layout": _LAYOUT_NAMES.get(self.perm) if self.perm else None,
+            "matched_by": self.matched_by,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> IOMap:
@@ -87,8 +97,10 @@ def match_io(source: list[TensorSpec], artifact: list[TensorSpec], channels_last
     for src, art, how in pairs:
         perm = _perm_for(src, art, channels_last)
         if isinstance(perm, bool):
-            raise ConversionError(f"{kind} {src.name!r} has shape {list(src.shape)} in the source but "
-                                  f"{art.name!r} has {list(art.shape)} in the artifact")
+            raise ConversionError(
+                f"{kind} {src.name!r} has shape {list(src.shape)} in the source but "
+                f"{art.name!r} has {list(art.shape)} in the artifact"
+            )
         maps.append(IOMap(src.name, art.name, perm, how))
     return maps
 
@@ -108,6 +120,7 @@ def to_source(value: np.ndarray, io: IOMap) -> np.ndarray:
 
 
 # ---- artifacts made by any tool ----------------------------------------------------------------
+
 
 class AmbiguousMatch(BadInputError):
     """Two pairings of source and artifact tensors fit the evidence; the user must pick with --io-map."""
@@ -179,8 +192,9 @@ class IOHint:
 def parse_io_map(text: str) -> IOHint:
     """``src=art`` or ``src=art:0,2,3,1`` (``:none`` for no permutation); BadInputError otherwise."""
     src, sep, rest = text.partition("=")
-    art, _, perm_text = rest.rpartition(":") if ":" in rest and _looks_like_perm(rest.rpartition(":")[2]) \
-        else (rest, "", "")
+    art, _, perm_text = (
+        rest.rpartition(":") if ":" in rest and _looks_like_perm(rest.rpartition(":")[2]) else (rest, "", "")
+    )
     if not sep or not src or not art:
         raise BadInputError(f"bad --io-map {text!r}: expected SOURCE_NAME=ARTIFACT_NAME[:PERM], e.g. x=input:0,2,3,1")
     if not perm_text:
@@ -197,8 +211,9 @@ def _looks_like_perm(text: str) -> bool:
     return text.lower() == "none" or bool(re.fullmatch(r"\d+(,\d+)+", text))
 
 
-def match_external(source: list[TensorSpec], artifact: list[TensorSpec], kind: str, layout_moves: bool,
-                   hints: Sequence[IOHint] = ()) -> list[IOMap]:
+def match_external(
+    source: list[TensorSpec], artifact: list[TensorSpec], kind: str, layout_moves: bool, hints: Sequence[IOHint] = ()
+) -> list[IOMap]:
     """Pair every source tensor with one artifact tensor of a file made by any tool.
 
     Evidence in order: ``hints`` (--io-map), equal names, names that encode a position
@@ -207,19 +222,25 @@ def match_external(source: list[TensorSpec], artifact: list[TensorSpec], kind: s
     and how to choose. The maps come back in source order; ``matched_by`` says which evidence won.
     """
     if len(source) != len(artifact):
-        raise BadInputError(f"the artifact has {len(artifact)} {kind}s ({', '.join(a.name for a in artifact)}), "
-                            f"the source {len(source)} ({', '.join(s.name for s in source)})")
+        raise BadInputError(
+            f"the artifact has {len(artifact)} {kind}s ({', '.join(a.name for a in artifact)}), "
+            f"the source {len(source)} ({', '.join(s.name for s in source)})"
+        )
     pairs = _hinted_pairs(source, artifact, kind, hints)
     pairs.update(_named_pairs(source, artifact, pairs))
     rest = [s for s in source if s.name not in pairs]
     if rest:
-        pairs.update(_shape_pairs(rest, [a for a in artifact if a.name not in {p[0].name for p in pairs.values()}],
-                                  kind, layout_moves))
+        pairs.update(
+            _shape_pairs(
+                rest, [a for a in artifact if a.name not in {p[0].name for p in pairs.values()}], kind, layout_moves
+            )
+        )
     return [_with_perm(s, *pairs[s.name], kind, layout_moves) for s in source]
 
 
-def _hinted_pairs(source: list[TensorSpec], artifact: list[TensorSpec], kind: str,
-                  hints: Sequence[IOHint]) -> dict[str, _Pair]:
+def _hinted_pairs(
+    source: list[TensorSpec], artifact: list[TensorSpec], kind: str, hints: Sequence[IOHint]
+) -> dict[str, _Pair]:
     by_src = {s.name: s for s in source}
     by_art = {a.name: a for a in artifact}
     pairs: dict[str, _Pair] = {}
@@ -252,8 +273,9 @@ def _named_pairs(source: list[TensorSpec], artifact: list[TensorSpec], taken: di
     return pairs
 
 
-def _shape_pairs(source: list[TensorSpec], artifact: list[TensorSpec], kind: str,
-                 layout_moves: bool) -> dict[str, _Pair]:
+def _shape_pairs(
+    source: list[TensorSpec], artifact: list[TensorSpec], kind: str, layout_moves: bool
+) -> dict[str, _Pair]:
     """The one assignment of the remaining tensors in which every pair fits by shape."""
     options = {s.name: [a for a in artifact if _fitting_perms(s, a, layout_moves)] for s in source}
     found: list[dict[str, TensorSpec]] = []
@@ -263,17 +285,26 @@ def _shape_pairs(source: list[TensorSpec], artifact: list[TensorSpec], kind: str
     if not found:
         lines = "; ".join(f"{s.name} {list(s.shape)}" for s in source)
         offered = "; ".join(f"{a.name} {list(a.shape)}" for a in artifact)
-        raise BadInputError(f"no {kind} of the artifact fits the source's by name or shape (source: {lines}; "
-                            f"artifact: {offered}); map them with --io-map SOURCE_NAME=ARTIFACT_NAME[:PERM]")
-    choices = "; ".join(f"{s.name} -> {' or '.join(a.name for a in options[s.name])}"
-                        for s in source if len(options[s.name]) > 1)
+        raise BadInputError(
+            f"no {kind} of the artifact fits the source's by name or shape (source: {lines}; "
+            f"artifact: {offered}); map them with --io-map SOURCE_NAME=ARTIFACT_NAME[:PERM]"
+        )
+    choices = "; ".join(
+        f"{s.name} -> {' or '.join(a.name for a in options[s.name])}" for s in source if len(options[s.name]) > 1
+    )
     example = ", ".join(f"--io-map {name}={art.name}" for name, art in found[0].items())
-    raise AmbiguousMatch(f"{len(found)} pairings of {kind}s fit by shape and no name decides ({choices}): "
-                         f"ondevice will not guess; say which, e.g. {example}")
+    raise AmbiguousMatch(
+        f"{len(found)} pairings of {kind}s fit by shape and no name decides ({choices}): "
+        f"ondevice will not guess; say which, e.g. {example}"
+    )
 
 
-def _assign(source: list[TensorSpec], options: dict[str, list[TensorSpec]], chosen: dict[str, TensorSpec],
-            found: list[dict[str, TensorSpec]]) -> None:
+def _assign(
+    source: list[TensorSpec],
+    options: dict[str, list[TensorSpec]],
+    chosen: dict[str, TensorSpec],
+    found: list[dict[str, TensorSpec]],
+) -> None:
     """Every perfect matching (at most two are needed to know it is not unique)."""
     if len(found) > 1:
         return
@@ -288,23 +319,28 @@ def _assign(source: list[TensorSpec], options: dict[str, list[TensorSpec]], chos
             del chosen[src.name]
 
 
-def _with_perm(src: TensorSpec, art: TensorSpec, how: str, hint: IOHint | None, kind: str,
-               layout_moves: bool) -> IOMap:
+def _with_perm(src: TensorSpec, art: TensorSpec, how: str, hint: IOHint | None, kind: str, layout_moves: bool) -> IOMap:
     """The pair with its permutation; a pair that fits several ways (1x8x8: as is, or NCL -> NLC) is asked about."""
     if hint is not None and hint.given_perm:
         moved = tuple(src.shape[p] for p in hint.perm) if hint.perm else tuple(src.shape)
         if len(moved) != len(art.shape) or not _compatible(moved, art.shape):
-            raise BadInputError(f"--io-map {src.name}={art.name}: {kind} {src.name!r} {list(src.shape)} under "
-                                f"{hint.perm or 'no permutation'} does not give {art.name!r}'s shape {list(art.shape)}")
+            raise BadInputError(
+                f"--io-map {src.name}={art.name}: {kind} {src.name!r} {list(src.shape)} under "
+                f"{hint.perm or 'no permutation'} does not give {art.name!r}'s shape {list(art.shape)}"
+            )
         return IOMap(src.name, art.name, hint.perm, how)
     fits = _fitting_perms(src, art, layout_moves)
     if not fits:
-        raise BadInputError(f"{kind} {src.name!r} has shape {list(src.shape)} in the source but {art.name!r} has "
-                            f"{list(art.shape)} in the artifact, under no known layout; map it with "
-                            f"--io-map {src.name}={art.name}:PERM")
+        raise BadInputError(
+            f"{kind} {src.name!r} has shape {list(src.shape)} in the source but {art.name!r} has "
+            f"{list(art.shape)} in the artifact, under no known layout; map it with "
+            f"--io-map {src.name}={art.name}:PERM"
+        )
     if len(fits) > 1:
         shown = " or ".join("as is" if p is None else ",".join(map(str, p)) for p in fits)
-        raise AmbiguousMatch(f"{kind} {src.name!r} {list(src.shape)} fits {art.name!r} {list(art.shape)} {shown}: "
-                             f"ondevice will not guess the layout; say which, e.g. --io-map {src.name}={art.name}:"
-                             f"{'none' if fits[0] is None else ','.join(map(str, fits[0]))}")
+        raise AmbiguousMatch(
+            f"{kind} {src.name!r} {list(src.shape)} fits {art.name!r} {list(art.shape)} {shown}: "
+            f"ondevice will not guess the layout; say which, e.g. --io-map {src.name}={art.name}:"
+            f"{'none' if fits[0] is None else ','.join(map(str, fits[0]))}"
+        )
     return IOMap(src.name, art.name, fits[0], how)

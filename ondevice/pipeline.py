@@ -1,4 +1,5 @@
 """validate and check: run source and artifacts on the same samples, judge, and build the report."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,22 @@ from .specs import load_samples, make_samples, samples_digest
 from .worker import load_samples_file, save_samples
 from .zoo.timing import alone as timed_alone  # a zoo run times one model at a time
 
-_REPORTED_PACKAGES = ("ondevice", "numpy", "torch", "tensorflow", "keras", "onnx", "onnxruntime", "openvino",
-                      "onnx2tf", "tf2onnx", "litert-torch", "ai-edge-litert", "tflite-runtime", "executorch")
+_REPORTED_PACKAGES = (
+    "ondevice",
+    "numpy",
+    "torch",
+    "tensorflow",
+    "keras",
+    "onnx",
+    "onnxruntime",
+    "openvino",
+    "onnx2tf",
+    "tf2onnx",
+    "litert-torch",
+    "ai-edge-litert",
+    "tflite-runtime",
+    "executorch",
+)
 
 
 def default_threads() -> int:
@@ -62,11 +77,23 @@ def _reference(source, samples, threads):
 WORKER_TIMEOUT_S = 600
 
 
-def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int = 0, inputs_file=None,
-                       tolerance: dict | None = None, threads: int | None = None, runs: int = 50,
-                       warmup: int = 5, allow_inconclusive: bool = False, budget_s: float | None = None,
-                       timeout_s: float = WORKER_TIMEOUT_S, allow_precision_change: bool = False,
-                       emulate_cpu: bool = True, explain: bool = True) -> Report:
+def validate_artifacts(
+    source,
+    artifacts: Artifacts,
+    samples: int = 8,
+    seed: int = 0,
+    inputs_file=None,
+    tolerance: dict | None = None,
+    threads: int | None = None,
+    runs: int = 50,
+    warmup: int = 5,
+    allow_inconclusive: bool = False,
+    budget_s: float | None = None,
+    timeout_s: float = WORKER_TIMEOUT_S,
+    allow_precision_change: bool = False,
+    emulate_cpu: bool = True,
+    explain: bool = True,
+) -> Report:
     """Judge every artifact against the source on the same seeded samples.
 
     The source runs here; each artifact runs in a worker process of its own, so a runtime that
@@ -83,8 +110,9 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
     progress.stage("source", f"running {len(data)} samples and timing")
     ref_runner, reference = _reference(source, data, threads)
     with quiet(), timed_alone():
-        source_latency = latency_check.measure(lambda: ref_runner.run(data[0]), threads, runs, warmup,
-                                               budget_s).to_json()
+        source_latency = latency_check.measure(
+            lambda: ref_runner.run(data[0]), threads, runs, warmup, budget_s
+        ).to_json()
     results, explain_budget = [], EXPLAIN_BUDGET_S
     with tempfile.TemporaryDirectory(prefix="ondevice-validate-") as tmp:
         samples_path = Path(tmp) / "samples.npz"
@@ -93,9 +121,19 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
         outputs = {}
         for index, artifact in enumerate(artifacts):
             tol = replace(Tolerance.default(artifact.quantize), **(tolerance or {}))
-            job = _WorkerJob(artifacts.out_dir, index, samples_path, Path(tmp) / f"outputs{index}.npz",
-                             threads, runs, warmup, budget_s, timeout_s,
-                             other.path if other and other.fits(artifact) else None, artifacts.external)
+            job = _WorkerJob(
+                artifacts.out_dir,
+                index,
+                samples_path,
+                Path(tmp) / f"outputs{index}.npz",
+                threads,
+                runs,
+                warmup,
+                budget_s,
+                timeout_s,
+                other.path if other and other.fits(artifact) else None,
+                artifacts.external,
+            )
             progress.stage(_label(artifact), f"validating: {len(data)} samples, then timing")
             judged_at = time.perf_counter()
             result = _judge(artifact, job, reference, tol)
@@ -120,16 +158,28 @@ def validate_artifacts(source, artifacts: Artifacts, samples: int = 8, seed: int
     _compatibility(results, artifacts, timeout_s)
     _keep_float_latency(results, artifacts)
     for failure in artifacts.failures:
-        results.append(TargetResult(failure["target"], failure.get("status", "conversion_error"),
-                                    failure.get("quantize"), error=failure["error"],
-                                    timings=_export_timings(failure)))
+        results.append(
+            TargetResult(
+                failure["target"],
+                failure.get("status", "conversion_error"),
+                failure.get("quantize"),
+                error=failure["error"],
+                timings=_export_timings(failure),
+            )
+        )
     versions = {**installed_versions(), **ref_runner.versions()}
-    return Report(source.to_json(), environment(threads, versions), inputs_info, results, allow_inconclusive,
-                  run=run_facts(started))
+    return Report(
+        source.to_json(),
+        environment(threads, versions),
+        inputs_info,
+        results,
+        allow_inconclusive,
+        run=run_facts(started),
+    )
 
 
 OTHER_SHAPE_SAMPLES = 3
-OTHER_SHAPE_GROWTH = 2   # each dynamic axis is validated at its example size + this
+OTHER_SHAPE_GROWTH = 2  # each dynamic axis is validated at its example size + this
 
 
 @dataclass
@@ -137,8 +187,8 @@ class _OtherShape:
     """Samples at a second shape for the axes some artifact kept dynamic, and the source's outputs."""
 
     path: Path
-    axes: dict            # input name -> axes that changed
-    shapes: dict          # input name -> the second shape
+    axes: dict  # input name -> axes that changed
+    shapes: dict  # input name -> the second shape
     reference: list
 
     def fits(self, artifact) -> bool:
@@ -167,20 +217,25 @@ def _other_shape(source, artifacts, ref_runner, seed: int, path: Path) -> _Other
             axes.setdefault(name, set()).update(kept)
     if not axes:
         return None
-    specs = [replace(s, shape=tuple(d + OTHER_SHAPE_GROWTH if i in axes.get(s.name, ()) else d
-                                    for i, d in enumerate(s.shape))) for s in source.inputs]
+    specs = [
+        replace(
+            s, shape=tuple(d + OTHER_SHAPE_GROWTH if i in axes.get(s.name, ()) else d for i, d in enumerate(s.shape))
+        )
+        for s in source.inputs
+    ]
     samples = make_samples(specs, OTHER_SHAPE_SAMPLES, seed + 1)
     try:
         with quiet():
             reference = [ref_runner.run(s) for s in samples]
     except Exception:
-        return None   # the source itself takes only its example shape: nothing to compare against
+        return None  # the source itself takes only its example shape: nothing to compare against
     save_samples(path, samples)
-    return _OtherShape(path, {n: sorted(a) for n, a in axes.items()},
-                       {s.name: s.shape for s in specs if s.name in axes}, reference)
+    return _OtherShape(
+        path, {n: sorted(a) for n, a in axes.items()}, {s.name: s.shape for s in specs if s.name in axes}, reference
+    )
 
 
-EXPLAIN_BUDGET_S = 300.0   # for every failing target of one run together
+EXPLAIN_BUDGET_S = 300.0  # for every failing target of one run together
 
 
 def _explain(result: TargetResult, source, artifact, sample: dict, threads: int, budget: float) -> float:
@@ -230,8 +285,10 @@ def _keep_float(result: TargetResult, artifact) -> None:
     result.keep_float = dict(record)
     problem = None
     if record.get("mode") == "auto" and not record.get("passed"):
-        problem = (f"--keep-float auto: int8 still misses its tolerances after {len(record.get('rounds', [])) - 1} "
-                   f"re-quantizations ({record.get('stopped')}); the rounds tried are in keep_float.rounds")
+        problem = (
+            f"--keep-float auto: int8 still misses its tolerances after {len(record.get('rounds', [])) - 1} "
+            f"re-quantizations ({record.get('stopped')}); the rounds tried are in keep_float.rounds"
+        )
     elif record.get("missing"):
         problem = f"--keep-float: {record.get('stopped')}"
     if problem is None:
@@ -249,8 +306,10 @@ def _keep_float_latency(results: list, artifacts: Artifacts) -> None:
         float_result = by_path.get(sibling.path.resolve()) if sibling is not None else None
         if result.keep_float is None or float_result is None:
             continue
-        result.keep_float["validation_p50_ms"] = {"mixed": (result.latency or {}).get("p50_ms"),
-                                                  "float": (float_result.latency or {}).get("p50_ms")}
+        result.keep_float["validation_p50_ms"] = {
+            "mixed": (result.latency or {}).get("p50_ms"),
+            "float": (float_result.latency or {}).get("p50_ms"),
+        }
 
 
 def _label(artifact) -> str:
@@ -270,8 +329,9 @@ def _vs_float(result: TargetResult, sibling, outputs: dict) -> None:
 INT8_PRECISIONS = ("int8", "dynamic-int8")
 
 
-def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, reference, tol, emulate: bool,
-                artifacts: Artifacts, outputs: dict) -> None:
+def _isa_checks(
+    result: TargetResult, artifact, job: _WorkerJob, reference, tol, emulate: bool, artifacts: Artifacts, outputs: dict
+) -> None:
     """int8 kernels differ by CPU class: record the native proof and, where possible, an AVX2 one.
 
     On a CPU with VNNI/AMX the artifact runs again under an emulator whose CPUID says AVX2 without
@@ -282,28 +342,49 @@ def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, reference, tol,
     from .cpu import EMULATED_CPU, cpu_info, emulator_command
 
     native = cpu_info()
-    result.isa_checks = [{"isa_class": native["isa_class"], "how": "native", "checked": result.status != "error",
-                          "passed": result.status in ("passed", "inconclusive")}]
+    result.isa_checks = [
+        {
+            "isa_class": native["isa_class"],
+            "how": "native",
+            "checked": result.status != "error",
+            "passed": result.status in ("passed", "inconclusive"),
+        }
+    ]
     if native["isa_class"] == EMULATED_CPU["isa_class"]:
-        return   # this CPU is of the AVX2 class itself: the native run is that proof
+        return  # this CPU is of the AVX2 class itself: the native run is that proof
     launcher, why = emulator_command(native)
     entry = {"isa_class": EMULATED_CPU["isa_class"], "how": "emulated", "checked": False}
     result.isa_checks.append(entry)
     sibling = artifacts.float_sibling(artifact)
     float_native = outputs.get(sibling.path.resolve()) if sibling is not None else None
     if launcher is None or not emulate or result.status == "error" or sibling is None or float_native is None:
-        entry["reason"] = (why if launcher is None else "turned off (--no-emulate-cpu)" if not emulate
-                           else "the native run failed" if result.status == "error"
-                           else "no float sibling to check the emulator against")
+        entry["reason"] = (
+            why
+            if launcher is None
+            else "turned off (--no-emulate-cpu)"
+            if not emulate
+            else "the native run failed"
+            if result.status == "error"
+            else "no float sibling to check the emulator against"
+        )
         return
     progress.stage(_label(artifact), "re-running on an emulated AVX2 CPU")
     entry["how"] = f"emulated ({' '.join([Path(launcher[0]).name, *launcher[1:]])})"
-    _emulated_check(entry, result, artifact, job, artifacts.items.index(sibling), launcher,
-                    (reference, tol), float_native)
+    _emulated_check(
+        entry, result, artifact, job, artifacts.items.index(sibling), launcher, (reference, tol), float_native
+    )
 
 
-def _emulated_check(entry: dict, result: TargetResult, artifact, job: _WorkerJob, sibling_index: int,
-                    launcher: list, judged: tuple, float_native: list) -> None:
+def _emulated_check(
+    entry: dict,
+    result: TargetResult,
+    artifact,
+    job: _WorkerJob,
+    sibling_index: int,
+    launcher: list,
+    judged: tuple,
+    float_native: list,
+) -> None:
     """Run the artifact and its float sibling on the emulated CPU; the float one is the control.
 
     An emulator can mistranslate an instruction (qemu did, on an unrolled LSTM's float IR): when the
@@ -315,18 +396,28 @@ def _emulated_check(entry: dict, result: TargetResult, artifact, job: _WorkerJob
     reference, tol = judged
     paths = [job.outputs_path.with_name(f"avx2-{i}-{job.outputs_path.name}") for i in (job.index, sibling_index)]
     try:
-        facts = call_isolated("ondevice.worker:run_artifact",
-                              {"out_dir": str(Path(job.out_dir).resolve()), "indices": [job.index, sibling_index],
-                               "samples_path": str(job.samples_path), "outputs_paths": [str(p) for p in paths],
-                               "threads": job.threads}, timeout=job.timeout_s, launcher=launcher)
+        facts = call_isolated(
+            "ondevice.worker:run_artifact",
+            {
+                "out_dir": str(Path(job.out_dir).resolve()),
+                "indices": [job.index, sibling_index],
+                "samples_path": str(job.samples_path),
+                "outputs_paths": [str(p) for p in paths],
+                "threads": job.threads,
+            },
+            timeout=job.timeout_s,
+            launcher=launcher,
+        )
     except IsolatedFailure as failure:
         entry["reason"] = f"the emulated run failed: {failure.reason}"
         return
     control = compare(float_native, load_samples_file(paths[1]), Tolerance.default(None))
     entry["control_max_abs_err"] = max((o.max_abs_err for o in control.outputs), default=0.0)
     if not control.passed:
-        entry["reason"] = (f"the emulator did not reproduce the float artifact (max abs err "
-                           f"{entry['control_max_abs_err']:.3g}), so its int8 figure would prove nothing")
+        entry["reason"] = (
+            f"the emulator did not reproduce the float artifact (max abs err "
+            f"{entry['control_max_abs_err']:.3g}), so its int8 figure would prove nothing"
+        )
         return
     parity = compare(reference, load_samples_file(paths[0]), tol)
     entry.update(checked=True, passed=parity.passed, runtime=facts["runtime"], parity=parity.to_json())
@@ -334,9 +425,15 @@ def _emulated_check(entry: dict, result: TargetResult, artifact, job: _WorkerJob
         # Parity held natively, so the calibration is not what broke: the kernels of this CPU class are.
         problems = "; ".join(p.replace(f"; {CALIBRATION_HINT}", "") for p in parity.problems())
         result.status = "failed"
-        result.error = (f"parity on an emulated {EMULATED_CPU['isa_class']} CPU ({EMULATED_CPU['model']}, no VNNI): "
-                        + problems + ("; int8 that holds only with VNNI: export with --int8-kernels portable"
-                                      if artifact.options.get("int8_kernels") == "vnni" else ""))
+        result.error = (
+            f"parity on an emulated {EMULATED_CPU['isa_class']} CPU ({EMULATED_CPU['model']}, no VNNI): "
+            + problems
+            + (
+                "; int8 that holds only with VNNI: export with --int8-kernels portable"
+                if artifact.options.get("int8_kernels") == "vnni"
+                else ""
+            )
+        )
 
 
 @contextmanager
@@ -360,8 +457,9 @@ def run_facts(started: float) -> dict:
     """The whole run's wall time and the peak resident memory of this process and its children."""
     import resource
 
-    peak_kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    peak_kib = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    )
     return {"wall_s": round(time.perf_counter() - started, 3), "peak_rss_mb": round(peak_kib / 1024, 1)}
 
 
@@ -399,7 +497,7 @@ class _WorkerJob:
     budget_s: float | None
     timeout_s: float
     extra_samples_path: Path | None = None
-    external: bool = False   # the manifest describes files made elsewhere (byo.py)
+    external: bool = False  # the manifest describes files made elsewhere (byo.py)
 
     @property
     def extra_outputs_path(self) -> Path:
@@ -407,21 +505,34 @@ class _WorkerJob:
 
     def run(self) -> dict:
         # Absolute paths: the worker runs in a scratch folder, not the caller's working directory.
-        kwargs = {"out_dir": str(Path(self.out_dir).resolve()), "index": self.index,
-                  "samples_path": str(self.samples_path),
-                  "outputs_path": str(self.outputs_path), "threads": self.threads, "runs": self.runs,
-                  "warmup": self.warmup, "budget_s": self.budget_s}
+        kwargs = {
+            "out_dir": str(Path(self.out_dir).resolve()),
+            "index": self.index,
+            "samples_path": str(self.samples_path),
+            "outputs_path": str(self.outputs_path),
+            "threads": self.threads,
+            "runs": self.runs,
+            "warmup": self.warmup,
+            "budget_s": self.budget_s,
+        }
         if self.extra_samples_path:
-            kwargs.update(extra_samples_path=str(self.extra_samples_path),
-                          extra_outputs_path=str(self.extra_outputs_path))
+            kwargs.update(
+                extra_samples_path=str(self.extra_samples_path), extra_outputs_path=str(self.extra_outputs_path)
+            )
         if self.external:
             kwargs["external"] = True
         return call_isolated("ondevice.worker:measure_artifact", kwargs, timeout=self.timeout_s)
 
 
 def _judge(artifact, job: _WorkerJob, reference, tol) -> TargetResult:
-    result = TargetResult(artifact.target, "error", artifact.quantize, artifact=str(artifact.path.resolve()),
-                          strategy=artifact.strategy, size_bytes=artifact.size_bytes)
+    result = TargetResult(
+        artifact.target,
+        "error",
+        artifact.quantize,
+        artifact=str(artifact.path.resolve()),
+        strategy=artifact.strategy,
+        size_bytes=artifact.size_bytes,
+    )
     result.io = {"inputs": [m.to_json() for m in artifact.inputs], "outputs": [m.to_json() for m in artifact.outputs]}
     result.delegation = artifact.delegation or None
     try:
@@ -447,11 +558,31 @@ def _judge(artifact, job: _WorkerJob, reference, tol) -> TargetResult:
     return result
 
 
-def check_source(source, targets, out_dir, samples: int = 8, seed: int = 0, inputs_file=None,
-                 tolerance=None, threads=None, runs: int = 50, warmup: int = 5, allow_inconclusive=False,
-                 quantize=None, strategy=None, dynamic=None, calibration=None, int8_io=False,
-                 allow_precision_change=False, int8_kernels="portable", emulate_cpu=True,
-                 keep_work=False, explain=True, require=None, keep_float=None) -> Report:
+def check_source(
+    source,
+    targets,
+    out_dir,
+    samples: int = 8,
+    seed: int = 0,
+    inputs_file=None,
+    tolerance=None,
+    threads=None,
+    runs: int = 50,
+    warmup: int = 5,
+    allow_inconclusive=False,
+    quantize=None,
+    strategy=None,
+    dynamic=None,
+    calibration=None,
+    int8_io=False,
+    allow_precision_change=False,
+    int8_kernels="portable",
+    emulate_cpu=True,
+    keep_work=False,
+    explain=True,
+    require=None,
+    keep_float=None,
+) -> Report:
     """Export then validate; writes OUT/report.json, report.md, report.html and junit.xml.
 
     Converters and runtimes work in OUT/.work, removed at the end unless ``keep_work``. ``require``
@@ -466,12 +597,35 @@ def check_source(source, targets, out_dir, samples: int = 8, seed: int = 0, inpu
         # A check that fails part-way must not leave the previous run's verdict in out_dir.
         clear_previous(output_folder(out_dir), (*REPORT_FILES, "manifest.json"))
         threads = threads or default_threads()
-        artifacts = export_source(source, targets, out_dir, quantize=quantize, strategy=strategy,
-                                  dynamic=dynamic, calibration=calibration, threads=threads, int8_io=int8_io,
-                                  int8_kernels=int8_kernels, require=require, keep_float=keep_float)
-        report = validate_artifacts(source, artifacts, samples, seed, inputs_file, tolerance, threads, runs,
-                                    warmup, allow_inconclusive, allow_precision_change=allow_precision_change,
-                                    emulate_cpu=emulate_cpu, explain=explain)
+        artifacts = export_source(
+            source,
+            targets,
+            out_dir,
+            quantize=quantize,
+            strategy=strategy,
+            dynamic=dynamic,
+            calibration=calibration,
+            threads=threads,
+            int8_io=int8_io,
+            int8_kernels=int8_kernels,
+            require=require,
+            keep_float=keep_float,
+        )
+        report = validate_artifacts(
+            source,
+            artifacts,
+            samples,
+            seed,
+            inputs_file,
+            tolerance,
+            threads,
+            runs,
+            warmup,
+            allow_inconclusive,
+            allow_precision_change=allow_precision_change,
+            emulate_cpu=emulate_cpu,
+            explain=explain,
+        )
         report.run = {**run_facts(started), "validate_s": report.run["wall_s"]}
         write_reports(report, Path(out_dir) / "report.json")
     return report

@@ -6,6 +6,7 @@ logs, pipes) each stage is one line. Nothing is shown unless a command opened a 
 descriptor: ``_quiet.quiet`` silences frameworks by redirecting fd 2 during conversions, which must
 not swallow the progress line too.
 """
+
 from __future__ import annotations
 
 import os
@@ -76,7 +77,7 @@ class _Reporter:
     def _draw(self, now: float) -> None:
         line = f"[{now - self._start:6.1f}s] {self._text} ({now - self._stage_start:.0f}s)"
         width = _columns() - 1
-        self._write("\r\x1b[K" + (line if len(line) <= width else line[:width - 1] + "…"))
+        self._write("\r\x1b[K" + (line if len(line) <= width else line[: width - 1] + "…"))
 
     def _redraw_loop(self) -> None:
         while not self._stop.wait(_REDRAW_S):
@@ -90,7 +91,7 @@ class _Reporter:
             self._thread.join(timeout=2)
         with self._lock:
             if self._live and self._text:
-                self._write("\r\x1b[K")   # the verdict and summary follow on a clean line
+                self._write("\r\x1b[K")  # the verdict and summary follow on a clean line
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
@@ -103,7 +104,7 @@ class _Reporter:
                 self._stream.write(text)
                 self._stream.flush()
         except (OSError, ValueError):
-            pass   # a closed terminal must not fail the run
+            pass  # a closed terminal must not fail the run
 
 
 def _own_descriptor(stream) -> int | None:
@@ -112,7 +113,7 @@ def _own_descriptor(stream) -> int | None:
         stream.flush()
         return os.dup(stream.fileno())
     except (AttributeError, OSError, ValueError):
-        return None   # a stream without a descriptor (a test's StringIO): write to it directly
+        return None  # a stream without a descriptor (a test's StringIO): write to it directly
 
 
 def _columns() -> int:

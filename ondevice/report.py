@@ -1,4 +1,5 @@
 """The report: what was judged, the numbers, the verdict, and the exit code a pipeline acts on."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from typing import Any
 from ._paths import write_text_atomic
 from .errors import BadInputError
 
-Json = dict[str, Any]   # a JSON object as json.loads gives it
+Json = dict[str, Any]  # a JSON object as json.loads gives it
 
 SCHEMA_VERSION = 1
 STATUS_EXIT = {"passed": 0, "failed": 1, "inconclusive": 1, "conversion_error": 3, "error": 4}
@@ -36,16 +37,18 @@ class TargetResult:
     latency: Json | None = None
     source_latency: Json | None = None
     footprint: Json | None = None
-    parity_vs_float: Json | None = None    # quantized artifacts: judged against their float sibling
-    precision: Json | None = None          # requested vs found in the artifact file
-    shapes: list[Json] | None = None             # parity at a second shape, for axes kept dynamic
-    isa_checks: list[Json] | None = None         # int8: parity per CPU class (native, emulated AVX2)
-    timings: dict[str, Any] = field(default_factory=dict)   # stage -> seconds (strategy:<name>, export, load, latency...)
-    io: Json | None = None                 # each source input/output's artifact tensor, layout and how matched
-    divergence: Json | None = None         # parity failed: the first diverging layer (validators.divergence)
-    delegation: Json | None = None         # ExecuTorch: ops each delegate took, ops left on portable kernels
-    compatibility: Json | None = None      # backend -> ops it takes (validators.compatibility)
-    keep_float: Json | None = None         # --keep-float: layers left in float, rounds tried, size/latency cost
+    parity_vs_float: Json | None = None  # quantized artifacts: judged against their float sibling
+    precision: Json | None = None  # requested vs found in the artifact file
+    shapes: list[Json] | None = None  # parity at a second shape, for axes kept dynamic
+    isa_checks: list[Json] | None = None  # int8: parity per CPU class (native, emulated AVX2)
+    timings: dict[str, Any] = field(
+        default_factory=dict
+    )  # stage -> seconds (strategy:<name>, export, load, latency...)
+    io: Json | None = None  # each source input/output's artifact tensor, layout and how matched
+    divergence: Json | None = None  # parity failed: the first diverging layer (validators.divergence)
+    delegation: Json | None = None  # ExecuTorch: ops each delegate took, ops left on portable kernels
+    compatibility: Json | None = None  # backend -> ops it takes (validators.compatibility)
+    keep_float: Json | None = None  # --keep-float: layers left in float, rounds tried, size/latency cost
     inconclusive: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -67,14 +70,16 @@ class Report:
     inputs: Json
     targets: list[TargetResult]
     allow_inconclusive: bool = False
-    run: dict[str, Any] = field(default_factory=dict)   # the whole run: wall_s, peak_rss_mb
+    run: dict[str, Any] = field(default_factory=dict)  # the whole run: wall_s, peak_rss_mb
 
     @property
     def exit_code(self) -> int:
         if not self.targets:
             return 2
-        codes = [0 if (t.status == "inconclusive" and self.allow_inconclusive) else STATUS_EXIT[t.status]
-                 for t in self.targets]
+        codes = [
+            0 if (t.status == "inconclusive" and self.allow_inconclusive) else STATUS_EXIT[t.status]
+            for t in self.targets
+        ]
         return max(codes)
 
     @property
@@ -85,10 +90,17 @@ class Report:
         return self.passed
 
     def to_json(self) -> Json:
-        return {"schema_version": SCHEMA_VERSION, "passed": self.passed, "exit_code": self.exit_code,
-                "allow_inconclusive": self.allow_inconclusive, "source": self.source,
-                "environment": self.environment, "inputs": self.inputs,
-                "targets": [t.to_json() for t in self.targets], "run": self.run}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "passed": self.passed,
+            "exit_code": self.exit_code,
+            "allow_inconclusive": self.allow_inconclusive,
+            "source": self.source,
+            "environment": self.environment,
+            "inputs": self.inputs,
+            "targets": [t.to_json() for t in self.targets],
+            "run": self.run,
+        }
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write JSON, or Markdown / HTML / JUnit XML for a ``.md`` / ``.html`` / ``.xml`` path.
@@ -145,16 +157,30 @@ def load_report(path: str | os.PathLike[str]) -> Report:
     if problem:
         raise BadInputError(f"malformed report {path}: {problem}")
     if data.get("schema_version") != SCHEMA_VERSION:
-        raise BadInputError(f"report {path} has schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-    targets = [TargetResult(**{k: v for k, v in t.items() if k in TargetResult.__dataclass_fields__})
-               for t in data["targets"]]
-    return Report(data["source"], data["environment"], data["inputs"], targets, data.get("allow_inconclusive", False),
-                  data.get("run") if isinstance(data.get("run"), dict) else {})
+        raise BadInputError(
+            f"report {path} has schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}"
+        )
+    targets = [
+        TargetResult(**{k: v for k, v in t.items() if k in TargetResult.__dataclass_fields__}) for t in data["targets"]
+    ]
+    return Report(
+        data["source"],
+        data["environment"],
+        data["inputs"],
+        targets,
+        data.get("allow_inconclusive", False),
+        data.get("run") if isinstance(data.get("run"), dict) else {},
+    )
 
 
 def environment(threads: int, packages: dict[str, str]) -> Json:
     """Where the numbers were measured: interpreter, platform, threads, packages and the CPU."""
     from .cpu import cpu_info
 
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "threads": threads,
-            "packages": dict(sorted(packages.items())), "cpu": cpu_info()}
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "threads": threads,
+        "packages": dict(sorted(packages.items())),
+        "cpu": cpu_info(),
+    }

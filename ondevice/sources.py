@@ -1,4 +1,5 @@
 """Turn a SOURCE (factory reference, model file or live object) into a Source."""
+
 from __future__ import annotations
 
 import contextlib
@@ -42,9 +43,12 @@ class Source:
         return make_samples(self.inputs, 1, seed=0)[0]
 
     def to_json(self) -> dict:
-        return {"spec": self.spec, "framework": self.framework,
-                "inputs": [s.to_json() for s in self.inputs],
-                "outputs": [s.to_json() for s in self.outputs]}
+        return {
+            "spec": self.spec,
+            "framework": self.framework,
+            "inputs": [s.to_json() for s in self.inputs],
+            "outputs": [s.to_json() for s in self.outputs],
+        }
 
 
 def framework_of(model: Any) -> str:
@@ -57,12 +61,15 @@ def framework_of(model: Any) -> str:
         return "keras"
     if _lazy.is_instance_of(model, "onnx", "ModelProto"):
         return "onnx"
-    raise BadInputError(f"unsupported model object of type {type(model).__module__}.{type(model).__qualname__}: "
-                        "pass a torch.nn.Module, a keras.Model, an onnx.ModelProto or a model file path")
+    raise BadInputError(
+        f"unsupported model object of type {type(model).__module__}.{type(model).__qualname__}: "
+        "pass a torch.nn.Module, a keras.Model, an onnx.ModelProto or a model file path"
+    )
 
 
-def load_source(spec: str, declared: Sequence[TensorSpec] = (), trust_pickle: bool = False,
-                trust_graph: bool = False) -> Source:
+def load_source(
+    spec: str, declared: Sequence[TensorSpec] = (), trust_pickle: bool = False, trust_graph: bool = False
+) -> Source:
     """Load SOURCE text as given on the command line; pickles and file-touching graphs only when trusted."""
     source = _load_source(spec, declared, trust_pickle, trust_graph)
     check_inputs(source.inputs, spec)
@@ -80,11 +87,19 @@ def _load_source(spec: str, declared, trust_pickle: bool, trust_graph: bool) -> 
         if (path / "saved_model.pb").exists():
             return _from_saved_model(path, declared, spec, trust_graph)
         raise BadInputError(f"{spec} is a folder but not a SavedModel (no saved_model.pb)")
-    loaders: dict[str, Callable[..., Source]] = {".onnx": _from_onnx_file, ".keras": _from_keras_file, ".h5": _from_keras_file,
-               ".pt2": _from_pt2, ".pt": _from_torch_file, ".pth": _from_torch_file}
+    loaders: dict[str, Callable[..., Source]] = {
+        ".onnx": _from_onnx_file,
+        ".keras": _from_keras_file,
+        ".h5": _from_keras_file,
+        ".pt2": _from_pt2,
+        ".pt": _from_torch_file,
+        ".pth": _from_torch_file,
+    }
     if suffix not in loaders:
-        raise BadInputError(f"unsupported model file {spec}: expected one of {', '.join(sorted(loaders))}, "
-                            "a SavedModel folder or file.py:factory")
+        raise BadInputError(
+            f"unsupported model file {spec}: expected one of {', '.join(sorted(loaders))}, "
+            "a SavedModel folder or file.py:factory"
+        )
     if not path.is_file():
         raise BadInputError(f"model {spec} is not a regular file")
     if path.stat().st_size == 0:
@@ -94,8 +109,9 @@ def _load_source(spec: str, declared, trust_pickle: bool, trust_graph: bool) -> 
     return loaders[suffix](path, declared, spec)
 
 
-def from_object(model: Any, example_inputs: Any = None, declared: Sequence[TensorSpec] = (),
-                spec: str = "<python object>") -> Source:
+def from_object(
+    model: Any, example_inputs: Any = None, declared: Sequence[TensorSpec] = (), spec: str = "<python object>"
+) -> Source:
     """A Source from a live model and its example inputs (the Python API's entry)."""
     framework = framework_of(model)
     if framework in ("onnx", "file"):
@@ -145,8 +161,9 @@ def _from_factory(spec: str, declared) -> Source:
     except BadInputError:
         raise
     except SystemExit as exc:
-        raise BadInputError(f"importing {target} called sys.exit({exc.code!r}); a factory module must define "
-                            "the factory, not exit") from None
+        raise BadInputError(
+            f"importing {target} called sys.exit({exc.code!r}); a factory module must define the factory, not exit"
+        ) from None
     except Exception as exc:
         raise BadInputError(f"cannot import {target}: {type(exc).__name__}: {exc}") from None
     factory = getattr(module, attr, None)
@@ -224,8 +241,10 @@ def _from_onnx_file(path: Path, declared, spec: str) -> Source:
         dtype = onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type).name
         dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim)
         if any(d is not None and d <= 0 for d in dims):
-            raise BadInputError(f"ONNX file {spec}: input {value.name!r} declares shape {list(dims)}; a dimension "
-                                "must be a positive integer (or symbolic); fix the model or give --input")
+            raise BadInputError(
+                f"ONNX file {spec}: input {value.name!r} declares shape {list(dims)}; a dimension "
+                "must be a positive integer (or symbolic); fix the model or give --input"
+            )
         inferred.append(TensorSpec(value.name, dims, dtype))
     inputs = merge_specs(declared, inferred)
     undefined = [s.name for s in inputs if any(d is None for d in s.shape)]
@@ -259,8 +278,9 @@ def _from_saved_model(path: Path, declared, spec: str, trust_graph: bool = False
         signature = tf.saved_model.load(str(path)).signatures["serving_default"]
         layer = keras.layers.TFSMLayer(str(path.resolve()), call_endpoint="serving_default")
     except Exception as exc:
-        raise BadInputError(f"malformed SavedModel {spec} (a serving_default signature is needed): "
-                            f"{_first_line(exc)}") from None
+        raise BadInputError(
+            f"malformed SavedModel {spec} (a serving_default signature is needed): {_first_line(exc)}"
+        ) from None
     declared_by_name = {d.name: d for d in declared}
     inputs = []
     for name, tspec in signature.structured_input_signature[1].items():
@@ -305,9 +325,11 @@ def _from_torch_file(path: Path, declared, spec: str, trust_pickle: bool = False
         elif trust_pickle:
             model = torch.load(str(path), map_location="cpu", weights_only=False)
         else:
-            raise BadInputError(f"{spec} is a pickled torch.save model; loading it runs arbitrary code. "
-                                "Re-run with --trust-pickle if you trust its author, or export it with "
-                                "torch.export / TorchScript")
+            raise BadInputError(
+                f"{spec} is a pickled torch.save model; loading it runs arbitrary code. "
+                "Re-run with --trust-pickle if you trust its author, or export it with "
+                "torch.export / TorchScript"
+            )
     except BadInputError:
         raise
     except Exception as exc:

@@ -1,4 +1,5 @@
 """Input specifications (name, shape, dtype) and the seeded sample data built from them."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +13,15 @@ import numpy as np
 from .errors import BadInputError
 
 _DTYPES = {
-    "float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool",
+    "float32",
+    "float16",
+    "float64",
+    "int8",
+    "uint8",
+    "int16",
+    "int32",
+    "int64",
+    "bool",
 }
 _SPEC_RE = re.compile(r"^(?P<name>[A-Za-z_][\w.\-/]*):(?P<shape>[^:]+)(?::(?P<dtype>\w+))?$")
 
@@ -26,7 +35,7 @@ class TensorSpec:
     """
 
     name: str
-    shape: tuple[Any, ...]   # int, or None (or a symbol's name) for a dynamic axis
+    shape: tuple[Any, ...]  # int, or None (or a symbol's name) for a dynamic axis
     dtype: str = "float32"
     low: float | None = None
     high: float | None = None
@@ -77,7 +86,7 @@ def memory_budget() -> int:
         import psutil
 
         return int(psutil.virtual_memory().available) // 2
-    except Exception:   # no psutil, or no /proc: assume a small machine
+    except Exception:  # no psutil, or no /proc: assume a small machine
         return 2**31
 
 
@@ -91,15 +100,19 @@ def check_inputs(specs: Iterable[TensorSpec], where: str, count: int = 1) -> Non
     for spec in specs:
         big = [d for d in spec.shape if isinstance(d, int) and d > MAX_DIM]
         if big:
-            raise BadInputError(f"{where}: input {spec.name!r} has dimension {big[0]}, above 2^31-1 that "
-                                "runtimes can index; give a smaller shape with --input")
+            raise BadInputError(
+                f"{where}: input {spec.name!r} has dimension {big[0]}, above 2^31-1 that "
+                "runtimes can index; give a smaller shape with --input"
+            )
     total = sum(nbytes(spec) for spec in specs) * count
     budget = memory_budget()
     if total > budget:
         shapes = ", ".join(f"{s.name} {'x'.join(map(str, concrete_shape(s)))} {s.dtype}" for s in specs)
-        raise BadInputError(f"{where}: {count} sample(s) of {shapes} need {_size(total)}, more than the "
-                            f"{_size(budget)} this machine can spare; give smaller shapes with --input"
-                            + (" or fewer --samples" if count > 1 else ""))
+        raise BadInputError(
+            f"{where}: {count} sample(s) of {shapes} need {_size(total)}, more than the "
+            f"{_size(budget)} this machine can spare; give smaller shapes with --input"
+            + (" or fewer --samples" if count > 1 else "")
+        )
 
 
 def spec_from_array(name: str, array: np.ndarray) -> TensorSpec:
@@ -128,18 +141,23 @@ def merge_specs(declared: Iterable[TensorSpec], inferred: list[TensorSpec]) -> l
     unknown = [name for name in by_name if name not in known]
     if unknown:
         # An ignored --input would leave the run judging shapes the user did not ask for.
-        raise BadInputError(f"--input {unknown[0]}: the model has no input {unknown[0]!r}; its inputs are "
-                            f"{', '.join(known)}")
+        raise BadInputError(
+            f"--input {unknown[0]}: the model has no input {unknown[0]!r}; its inputs are {', '.join(known)}"
+        )
     out = []
     for spec in inferred:
         d = by_name.get(spec.name)
-        out.append(spec if d is None else TensorSpec(d.name, d.shape, d.dtype, spec.low, spec.high, spec.mean, spec.std))
+        out.append(
+            spec if d is None else TensorSpec(d.name, d.shape, d.dtype, spec.low, spec.high, spec.mean, spec.std)
+        )
     return out
 
 
 def concrete_shape(spec: TensorSpec) -> tuple[int, ...]:
     """The spec's shape with dynamic axes fixed to 1."""
-    return tuple(1 if (d is None or (isinstance(d, int) and d < 0) or isinstance(d, str)) else int(d) for d in spec.shape)
+    return tuple(
+        1 if (d is None or (isinstance(d, int) and d < 0) or isinstance(d, str)) else int(d) for d in spec.shape
+    )
 
 
 def sample_one(spec: TensorSpec, rng: np.random.Generator) -> np.ndarray:
@@ -160,8 +178,9 @@ def sample_one(spec: TensorSpec, rng: np.random.Generator) -> np.ndarray:
     return values.astype(spec.dtype)
 
 
-def make_samples(specs: list[TensorSpec], count: int, seed: int,
-                 example: Mapping[str, np.ndarray] | None = None) -> list[dict[str, np.ndarray]]:
+def make_samples(
+    specs: list[TensorSpec], count: int, seed: int, example: Mapping[str, np.ndarray] | None = None
+) -> list[dict[str, np.ndarray]]:
     """``count`` seeded input sets; the example inputs, when given, are the first."""
     check_inputs(specs, "samples", count)
     rng = np.random.default_rng(seed)
@@ -190,8 +209,9 @@ def load_samples(path: str, specs: list[TensorSpec]) -> list[dict[str, np.ndarra
     with data:
         missing = [s.name for s in specs if s.name not in data.files]
         if missing:
-            raise BadInputError(f"inputs file {path} lacks arrays for {', '.join(missing)} "
-                                f"(has {', '.join(data.files) or 'none'})")
+            raise BadInputError(
+                f"inputs file {path} lacks arrays for {', '.join(missing)} (has {', '.join(data.files) or 'none'})"
+            )
         arrays = {s.name: _npz_array(data, s, path) for s in specs}
     counts = {a.shape[0] for a in arrays.values()}
     if len(counts) != 1:
@@ -213,17 +233,22 @@ def _npz_array(data: Any, spec: TensorSpec, path: object) -> np.ndarray:
     except Exception as exc:
         raise BadInputError(f"inputs file {path}: array {spec.name!r} is unreadable: {exc}") from None
     if dtype.hasobject or dtype.kind not in "biuf":
-        raise BadInputError(f"inputs file {path}: array {spec.name!r} has dtype {dtype} (pickled objects or "
-                            "text); ondevice never unpickles input files: save plain numeric arrays")
+        raise BadInputError(
+            f"inputs file {path}: array {spec.name!r} has dtype {dtype} (pickled objects or "
+            "text); ondevice never unpickles input files: save plain numeric arrays"
+        )
     if len(shape) < 1:
-        raise BadInputError(f"inputs file {path}: array {spec.name!r} is a scalar; the first axis must index "
-                            "the samples")
+        raise BadInputError(
+            f"inputs file {path}: array {spec.name!r} is a scalar; the first axis must index the samples"
+        )
     size = dtype.itemsize
     for d in shape:
         size *= d
     if size > memory_budget():
-        raise BadInputError(f"inputs file {path}: array {spec.name!r} of shape {list(shape)} needs {_size(size)}, "
-                            "more than this machine can spare")
+        raise BadInputError(
+            f"inputs file {path}: array {spec.name!r} of shape {list(shape)} needs {_size(size)}, "
+            "more than this machine can spare"
+        )
     try:
         array: np.ndarray = data[spec.name]
         return array

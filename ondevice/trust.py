@@ -4,6 +4,7 @@ or process ops, unless the user trusts the file (``--trust-pickle``, ``--trust-g
 Both checks read the file as data (zip members and JSON, the graph's protocol buffer) before any
 framework loader sees it. docs/security.md states the trust model.
 """
+
 from __future__ import annotations
 
 import ast
@@ -24,20 +25,61 @@ class UntrustedInput(BadInputError):
 # Members of a torch.export.save archive (torch 2.13) whose reading involves no unpickling. Weights
 # and constants are raw bytes described by JSON configs; sample inputs are a torch.save file that is
 # checked separately (torch falls back to full unpickling when weights_only loading fails).
-_PT2_MEMBERS = [re.compile(p) for p in (
-    r"archive_format", r"archive_version", r"byteorder", r"\.data/version", r"\.data/serialization_id",
-    r"models/[\w.\-]+\.json", r"data/weights/[\w.\-]+_weights_config\.json", r"data/weights/weight_\d+",
-    r"data/constants/[\w.\-]+_constants_config\.json", r"data/constants/tensor_\d+",
-    r"data/sample_inputs/[\w.\-]+\.pt", r"extra/[\w.\-]+")]
+_PT2_MEMBERS = [
+    re.compile(p)
+    for p in (
+        r"archive_format",
+        r"archive_version",
+        r"byteorder",
+        r"\.data/version",
+        r"\.data/serialization_id",
+        r"models/[\w.\-]+\.json",
+        r"data/weights/[\w.\-]+_weights_config\.json",
+        r"data/weights/weight_\d+",
+        r"data/constants/[\w.\-]+_constants_config\.json",
+        r"data/constants/tensor_\d+",
+        r"data/sample_inputs/[\w.\-]+\.pt",
+        r"extra/[\w.\-]+",
+    )
+]
 _PT2_HINT = "re-run with --trust-pickle only if you trust its author (loading runs its code)"
 # Guard expressions torch compiles with exec(); only shape arithmetic on the inputs may appear.
-_GUARD_NODES = (ast.Expression, ast.Compare, ast.BoolOp, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Subscript,
-                ast.Name, ast.Attribute, ast.Call, ast.Load, ast.operator, ast.boolop, ast.cmpop, ast.unaryop,
-                ast.Tuple, ast.Slice)
+_GUARD_NODES = (
+    ast.Expression,
+    ast.Compare,
+    ast.BoolOp,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Constant,
+    ast.Subscript,
+    ast.Name,
+    ast.Attribute,
+    ast.Call,
+    ast.Load,
+    ast.operator,
+    ast.boolop,
+    ast.cmpop,
+    ast.unaryop,
+    ast.Tuple,
+    ast.Slice,
+)
 _GUARD_NAMES = {"L", "math", "inf", "IsNonOverlappingAndDenseIndicator", "cast_symbool_to_symint_guardless"}
-_GUARD_ATTRS = {"size", "stride", "storage_offset", "numel", "dim", "shape", "isnan", "inf", "floor", "ceil",
-                "trunc", "sqrt", "log2"}
-_PT2_DENIED_OPS = ("from_file",)   # aten ops that read files named in the graph
+_GUARD_ATTRS = {
+    "size",
+    "stride",
+    "storage_offset",
+    "numel",
+    "dim",
+    "shape",
+    "isnan",
+    "inf",
+    "floor",
+    "ceil",
+    "trunc",
+    "sqrt",
+    "log2",
+}
+_PT2_DENIED_OPS = ("from_file",)  # aten ops that read files named in the graph
 
 
 def check_pt2(data: bytes, spec: str) -> bytes | None:
@@ -53,14 +95,15 @@ def check_pt2(data: bytes, spec: str) -> bytes | None:
     root = roots.pop()
     sample = None
     for name in names:
-        member = name[len(root) + 1:]
+        member = name[len(root) + 1 :]
         if member.endswith("/"):
             continue
         if (member.endswith(".pt") and not member.startswith("data/sample_inputs/")) or "_obj_" in member:
             raise UntrustedInput(f"{spec} holds a pickled member {member!r}; {_PT2_HINT}")
         if not any(p.fullmatch(member) for p in _PT2_MEMBERS):
-            raise UntrustedInput(f"{spec} holds {member!r}, which is not part of a torch.export archive; "
-                                 f"refused ({_PT2_HINT})")
+            raise UntrustedInput(
+                f"{spec} holds {member!r}, which is not part of a torch.export archive; refused ({_PT2_HINT})"
+            )
         if member.endswith("_config.json"):
             _check_payload_config(_json_member(archive, name, spec), member, spec)
         elif member.startswith("models/"):
@@ -85,8 +128,9 @@ def _check_payload_config(config, member: str, spec: str) -> None:
         if not isinstance(meta, dict) or meta.get("use_pickle") is not False:
             raise UntrustedInput(f"{spec}: {fqn!r} in {member} is stored as a pickle; {_PT2_HINT}")
         if not re.fullmatch(r"(weight|tensor)_\d+", str(meta.get("path_name"))):
-            raise UntrustedInput(f"{spec}: {fqn!r} in {member} is stored as {meta.get('path_name')!r}, "
-                                 f"not a raw tensor; {_PT2_HINT}")
+            raise UntrustedInput(
+                f"{spec}: {fqn!r} in {member} is stored as {meta.get('path_name')!r}, not a raw tensor; {_PT2_HINT}"
+            )
 
 
 def _check_program(program, member: str, spec: str) -> None:
@@ -97,8 +141,10 @@ def _check_program(program, member: str, spec: str) -> None:
         if key == "guards_code":
             for code in value if isinstance(value, list) else [value]:
                 if not _plain_guard(code):
-                    raise UntrustedInput(f"{spec}: {member} carries guard code {str(code)[:80]!r} that is not "
-                                         f"a shape check (torch runs it with exec); {_PT2_HINT}")
+                    raise UntrustedInput(
+                        f"{spec}: {member} carries guard code {str(code)[:80]!r} that is not "
+                        f"a shape check (torch runs it with exec); {_PT2_HINT}"
+                    )
 
 
 def _walk(value, depth: int = 0):
@@ -139,33 +185,94 @@ def check_sample_inputs(torch, data: bytes | None, spec: str) -> None:
     try:
         torch.load(io.BytesIO(data), weights_only=True)
     except Exception as exc:
-        raise UntrustedInput(f"{spec}: its sample inputs are not plain tensors (the safe loader says: "
-                             f"{str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__}); "
-                             f"{_PT2_HINT}") from None
+        raise UntrustedInput(
+            f"{spec}: its sample inputs are not plain tensors (the safe loader says: "
+            f"{str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__}); "
+            f"{_PT2_HINT}"
+        ) from None
 
 
 # ---- SavedModel graphs -----------------------------------------------------------------------------
 
 # Ops that read or write files, reach the network or call back into Python. Checkpoint ops are allowed
 # only in the functions that nothing but the SavedModel's own saver reaches.
-FILE_OPS = frozenset({
-    "ReadFile", "WriteFile", "MatchingFiles", "MatchingFilesDataset", "ImmutableConst",
-    "Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2", "RestoreSlice", "MergeV2Checkpoints",
-    "WholeFileReader", "WholeFileReaderV2", "TextLineReader", "TextLineReaderV2", "FixedLengthRecordReader",
-    "FixedLengthRecordReaderV2", "TFRecordReader", "TFRecordReaderV2", "LMDBReader", "ReaderReadV2",
-    "TFRecordDataset", "TFRecordDatasetV2", "TextLineDataset", "FixedLengthRecordDataset",
-    "FixedLengthRecordDatasetV2", "CSVDataset", "CSVDatasetV2", "ExperimentalCSVDataset", "SqlDataset",
-    "ExperimentalSqlDataset", "LMDBDataset", "ExperimentalLMDBDataset", "SaveDataset", "SaveDatasetV2",
-    "LoadDataset", "SnapshotDataset", "SnapshotDatasetV2", "CacheDataset", "CacheDatasetV2",
-    "InitializeTableFromTextFile", "InitializeTableFromTextFileV2", "LoadAndRemapMatrix",
-    "GenerateVocabRemapping", "CreateSummaryFileWriter", "CreateSummaryDbWriter", "WriteSummary",
-    "WriteScalarSummary", "WriteHistogramSummary", "WriteImageSummary", "WriteAudioSummary",
-    "WriteGraphSummary", "WriteRawProtoSummary", "ImportEvent", "DebugIdentity", "DebugIdentityV2",
-    "DebugIdentityV3", "DebugNanCount", "DebugNumericSummary", "DebugNumericSummaryV2",
-    "PyFunc", "PyFuncStateless", "EagerPyFunc", "Rpc", "TryRpc", "RemoteCall", "DataServiceDataset",
-    "DataServiceDatasetV2", "DataServiceDatasetV3", "DataServiceDatasetV4", "RegisterDataset",
-    "RegisterDatasetV2",
-})
+FILE_OPS = frozenset(
+    {
+        "ReadFile",
+        "WriteFile",
+        "MatchingFiles",
+        "MatchingFilesDataset",
+        "ImmutableConst",
+        "Save",
+        "SaveV2",
+        "SaveSlices",
+        "Restore",
+        "RestoreV2",
+        "RestoreSlice",
+        "MergeV2Checkpoints",
+        "WholeFileReader",
+        "WholeFileReaderV2",
+        "TextLineReader",
+        "TextLineReaderV2",
+        "FixedLengthRecordReader",
+        "FixedLengthRecordReaderV2",
+        "TFRecordReader",
+        "TFRecordReaderV2",
+        "LMDBReader",
+        "ReaderReadV2",
+        "TFRecordDataset",
+        "TFRecordDatasetV2",
+        "TextLineDataset",
+        "FixedLengthRecordDataset",
+        "FixedLengthRecordDatasetV2",
+        "CSVDataset",
+        "CSVDatasetV2",
+        "ExperimentalCSVDataset",
+        "SqlDataset",
+        "ExperimentalSqlDataset",
+        "LMDBDataset",
+        "ExperimentalLMDBDataset",
+        "SaveDataset",
+        "SaveDatasetV2",
+        "LoadDataset",
+        "SnapshotDataset",
+        "SnapshotDatasetV2",
+        "CacheDataset",
+        "CacheDatasetV2",
+        "InitializeTableFromTextFile",
+        "InitializeTableFromTextFileV2",
+        "LoadAndRemapMatrix",
+        "GenerateVocabRemapping",
+        "CreateSummaryFileWriter",
+        "CreateSummaryDbWriter",
+        "WriteSummary",
+        "WriteScalarSummary",
+        "WriteHistogramSummary",
+        "WriteImageSummary",
+        "WriteAudioSummary",
+        "WriteGraphSummary",
+        "WriteRawProtoSummary",
+        "ImportEvent",
+        "DebugIdentity",
+        "DebugIdentityV2",
+        "DebugIdentityV3",
+        "DebugNanCount",
+        "DebugNumericSummary",
+        "DebugNumericSummaryV2",
+        "PyFunc",
+        "PyFuncStateless",
+        "EagerPyFunc",
+        "Rpc",
+        "TryRpc",
+        "RemoteCall",
+        "DataServiceDataset",
+        "DataServiceDatasetV2",
+        "DataServiceDatasetV3",
+        "DataServiceDatasetV4",
+        "RegisterDataset",
+        "RegisterDatasetV2",
+    }
+)
 SAVE_OPS = frozenset({"Save", "SaveV2", "SaveSlices", "MergeV2Checkpoints"})
 RESTORE_OPS = frozenset({"Restore", "RestoreV2", "RestoreSlice"})
 
@@ -177,14 +284,16 @@ def check_saved_model(path, spec: str) -> None:
     saved = saved_model_pb2.SavedModel()
     try:
         saved.ParseFromString((path / "saved_model.pb").read_bytes())
-    except Exception as exc:   # protobuf's DecodeError, or an unreadable file
+    except Exception as exc:  # protobuf's DecodeError, or an unreadable file
         raise BadInputError(f"malformed SavedModel {spec}: saved_model.pb: {exc}") from None
     found = sorted({hit for meta in saved.meta_graphs for hit in _denied_ops(meta)})
     if found:
         listed = ", ".join(f"{op} in {where}" for op, where in found[:4]) + (" ..." if len(found) > 4 else "")
-        raise UntrustedInput(f"SavedModel {spec} runs file-system, network or Python ops ({listed}): running "
-                             "it would touch files outside its folder. Re-run with --trust-graph only if you "
-                             "trust its author")
+        raise UntrustedInput(
+            f"SavedModel {spec} runs file-system, network or Python ops ({listed}): running "
+            "it would touch files outside its folder. Re-run with --trust-graph only if you "
+            "trust its author"
+        )
 
 
 def _denied_ops(meta) -> list[tuple[str, str]]:
@@ -192,18 +301,21 @@ def _denied_ops(meta) -> list[tuple[str, str]]:
     graph = meta.graph_def
     nodes = {n.name: n for n in graph.node}
     functions = {f.signature.name: f for f in graph.library.function}
-    save = _closure([meta.saver_def.save_tensor_name] if meta.saver_def.save_tensor_name else [], [], nodes,
-                    functions)
-    restore = _closure([meta.saver_def.restore_op_name] if meta.saver_def.restore_op_name else [], [], nodes,
-                       functions)
-    other = _closure([n for n in nodes if n not in save[0] | restore[0]],
-                     [f for f in functions if f not in save[1] | restore[1]], nodes, functions)
+    save = _closure([meta.saver_def.save_tensor_name] if meta.saver_def.save_tensor_name else [], [], nodes, functions)
+    restore = _closure([meta.saver_def.restore_op_name] if meta.saver_def.restore_op_name else [], [], nodes, functions)
+    other = _closure(
+        [n for n in nodes if n not in save[0] | restore[0]],
+        [f for f in functions if f not in save[1] | restore[1]],
+        nodes,
+        functions,
+    )
 
     def allowed(name, kind: int) -> frozenset:
         if name in other[kind]:
             return frozenset()
-        return ((SAVE_OPS if name in save[kind] else SAVE_OPS | RESTORE_OPS)
-                & (RESTORE_OPS if name in restore[kind] else SAVE_OPS | RESTORE_OPS))
+        return (SAVE_OPS if name in save[kind] else SAVE_OPS | RESTORE_OPS) & (
+            RESTORE_OPS if name in restore[kind] else SAVE_OPS | RESTORE_OPS
+        )
 
     found = [(op, "the graph") for name, node in nodes.items() for op in _bad(node, allowed(name, 0))]
     for name, function in functions.items():

@@ -3,6 +3,7 @@
 The parent (pipeline.validate_artifacts) hands over samples in an .npz and gets outputs back
 in another, so a runtime that crashes or hangs takes down only its own worker.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,10 +69,20 @@ def run_artifact(out_dir: str, indices: list, samples_path: str, outputs_paths: 
     return {"runtime": runtimes[0]}
 
 
-def measure_artifact(out_dir: str, index: int, samples_path: str, outputs_path: str, threads: int,
-                     runs: int, warmup: int, budget_s: float | None = None, runtime: str | None = None,
-                     extra_samples_path: str | None = None, extra_outputs_path: str | None = None,
-                     external: bool = False) -> dict:
+def measure_artifact(
+    out_dir: str,
+    index: int,
+    samples_path: str,
+    outputs_path: str,
+    threads: int,
+    runs: int,
+    warmup: int,
+    budget_s: float | None = None,
+    runtime: str | None = None,
+    extra_samples_path: str | None = None,
+    extra_outputs_path: str | None = None,
+    external: bool = False,
+) -> dict:
     """Load artifact ``index`` of the manifest in ``out_dir``, run and time it; returns JSON-able facts.
 
     ``extra_samples_path``: samples at another shape (dynamic axes), run and saved but not timed.
@@ -99,10 +110,13 @@ def measure_artifact(out_dir: str, index: int, samples_path: str, outputs_path: 
     parity_s = time.perf_counter() - start
     feeds = runner.feeds(samples[0])
     start = time.perf_counter()
-    with alone():   # in a zoo run, every other model is stopped while this one is timed
+    with alone():  # in a zoo run, every other model is stopped while this one is timed
         timing = latency.measure(runner.runner.timed_call(feeds), threads, runs, warmup, budget_s).to_json()
     timing["load_ms"] = load_ms
     stages = {"load": load_ms / 1e3, "parity_run": parity_s, "latency": time.perf_counter() - start}
-    return {"runtime": runner.runtime, "latency": timing, "stages": stages,
-            "footprint": {"baseline_rss_mb": baseline, "peak_rss_load_mb": after_load,
-                          "peak_rss_run_mb": _rss_mb()}}
+    return {
+        "runtime": runner.runtime,
+        "latency": timing,
+        "stages": stages,
+        "footprint": {"baseline_rss_mb": baseline, "peak_rss_load_mb": after_load, "peak_rss_run_mb": _rss_mb()},
+    }

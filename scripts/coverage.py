@@ -6,6 +6,7 @@ ONNX file each PyTorch family exported. The table is generated, never edited by 
 measures some targets only: their table then replaces its own marked section of the page (or is
 added at its end), and the rest of the page stays as the last full run left it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,16 @@ def measure_one(family: str, out: Path, samples: int, every: bool, targets=TARGE
     framework = family.split("_", 1)[0]
     sources = [(framework, model, example)]
     mine = _routes(framework, targets)
-    rows = _check_rows(framework, family, lambda: ondevice.check(model, example, targets=mine,
-                                                                 out_dir=out / "source", samples=samples, runs=5),
-                       out / "source") if mine else []
+    rows = (
+        _check_rows(
+            framework,
+            family,
+            lambda: ondevice.check(model, example, targets=mine, out_dir=out / "source", samples=samples, runs=5),
+            out / "source",
+        )
+        if mine
+        else []
+    )
     # The ONNX source is the file the PyTorch family exported: export one when ONNX itself is not measured.
     onnx_file = out / "source" / "model.onnx"
     if framework == "torch" and _routes("onnx", targets) and not onnx_file.exists():
@@ -52,16 +60,25 @@ def measure_one(family: str, out: Path, samples: int, every: bool, targets=TARGE
         onnx_file = out / "onnx_source" / "model.onnx"
     if framework == "torch" and onnx_file.exists() and _routes("onnx", targets):
         sources.append(("onnx", str(onnx_file), None))
-        rows += _check_rows("onnx", family, lambda: ondevice.check(str(onnx_file), targets=_routes("onnx", targets),
-                                                                   out_dir=out / "onnx", samples=samples, runs=5),
-                            out / "onnx")
-    strategy_rows = [row for kind, m, ex in sources
-                     for row in _every_strategy(kind, family, m, ex, out, samples, targets)] if every else []
+        rows += _check_rows(
+            "onnx",
+            family,
+            lambda: ondevice.check(
+                str(onnx_file), targets=_routes("onnx", targets), out_dir=out / "onnx", samples=samples, runs=5
+            ),
+            out / "onnx",
+        )
+    strategy_rows = (
+        [row for kind, m, ex in sources for row in _every_strategy(kind, family, m, ex, out, samples, targets)]
+        if every
+        else []
+    )
     return {"rows": rows, "strategy_rows": strategy_rows}
 
 
-def _every_strategy(framework: str, family: str, model, example, out: Path, samples: int,
-                    targets=TARGETS) -> list[dict]:
+def _every_strategy(
+    framework: str, family: str, model, example, out: Path, samples: int, targets=TARGETS
+) -> list[dict]:
     """Each strategy of each route from ``framework``, forced alone: its error or why it failed."""
     import ondevice
     from converters.registry import strategies_for
@@ -70,14 +87,29 @@ def _every_strategy(framework: str, family: str, model, example, out: Path, samp
     for target in targets:
         for strategy in strategies_for(framework, target):
             started = time.perf_counter()
-            report = ondevice.check(model, example, targets=[target], out_dir=out / "forced" / strategy.name,
-                                    samples=samples, runs=1, strategy=strategy.name)
+            report = ondevice.check(
+                model,
+                example,
+                targets=[target],
+                out_dir=out / "forced" / strategy.name,
+                samples=samples,
+                runs=1,
+                strategy=strategy.name,
+            )
             result = report.targets[0]
             outputs = (result.parity or {}).get("outputs", [])
-            rows.append({"family": family.split("_", 1)[1], "source": framework, "target": target,
-                         "strategy": strategy.name, "status": result.status,
-                         "max_abs_err": max((o["max_abs_err"] for o in outputs), default=None),
-                         "error": result.error, "seconds": round(time.perf_counter() - started, 1)})
+            rows.append(
+                {
+                    "family": family.split("_", 1)[1],
+                    "source": framework,
+                    "target": target,
+                    "strategy": strategy.name,
+                    "status": result.status,
+                    "max_abs_err": max((o["max_abs_err"] for o in outputs), default=None),
+                    "error": result.error,
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+            )
     return rows
 
 
@@ -90,22 +122,41 @@ def _check_rows(framework: str, family: str, run, out: Path) -> list[dict]:
     rows = []
     for result in report.targets:
         outputs = (result.parity or {}).get("outputs", [])
-        rows.append({"family": family.split("_", 1)[1], "source": framework, "target": result.target,
-                     "status": result.status, "strategy": result.strategy,
-                     "max_abs_err": max((o["max_abs_err"] for o in outputs), default=None),
-                     "error": result.error, "attempts": attempts.get(result.target, []),
-                     "seconds": round(seconds, 1)})
+        rows.append(
+            {
+                "family": family.split("_", 1)[1],
+                "source": framework,
+                "target": result.target,
+                "status": result.status,
+                "strategy": result.strategy,
+                "max_abs_err": max((o["max_abs_err"] for o in outputs), default=None),
+                "error": result.error,
+                "attempts": attempts.get(result.target, []),
+                "seconds": round(seconds, 1),
+            }
+        )
     return rows
 
 
-def run_all(families: list[str], samples: int, timeout: int, every: bool,
-            targets=TARGETS) -> tuple[list[dict], list[dict]]:
+def run_all(
+    families: list[str], samples: int, timeout: int, every: bool, targets=TARGETS
+) -> tuple[list[dict], list[dict]]:
     """One subprocess per family; a crash or timeout becomes an error row for each target."""
     rows, strategy_rows = [], []
     for family in families:
         with tempfile.TemporaryDirectory(prefix=f"coverage-{family}-") as tmp:
-            cmd = [sys.executable, __file__, "--one", family, "--out", tmp, "--samples", str(samples),
-                   "--to", ",".join(targets)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                family,
+                "--out",
+                tmp,
+                "--samples",
+                str(samples),
+                "--to",
+                ",".join(targets),
+            ]
             cmd += ["--every-strategy"] if every else []
             print(f"{family} ...", file=sys.stderr, flush=True)
             try:
@@ -117,20 +168,46 @@ def run_all(families: list[str], samples: int, timeout: int, every: bool,
                 reason = None if found else (proc.stderr.strip().splitlines() or ["no output"])[-1]
             except subprocess.TimeoutExpired:
                 found, reason = None, f"timed out after {timeout} s"
-        rows += found or [{"family": family.split("_", 1)[1], "source": family.split("_", 1)[0], "target": t,
-                           "status": "error", "strategy": None, "max_abs_err": None, "error": reason,
-                           "attempts": [], "seconds": None} for t in _routes(family.split("_", 1)[0], targets)]
+        rows += found or [
+            {
+                "family": family.split("_", 1)[1],
+                "source": family.split("_", 1)[0],
+                "target": t,
+                "status": "error",
+                "strategy": None,
+                "max_abs_err": None,
+                "error": reason,
+                "attempts": [],
+                "seconds": None,
+            }
+            for t in _routes(family.split("_", 1)[0], targets)
+        ]
         for row in found or []:
-            print(f"  {row['source']:5} {row['target']:8} {row['status']:16} {row['strategy']} "
-                  f"{row['max_abs_err']}", file=sys.stderr, flush=True)
+            print(
+                f"  {row['source']:5} {row['target']:8} {row['status']:16} {row['strategy']} {row['max_abs_err']}",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows, strategy_rows
 
 
 def _versions() -> dict:
     from ondevice._lazy import package_versions
 
-    return package_versions("torch", "tensorflow", "keras", "onnx", "onnxruntime", "openvino", "onnx2tf",
-                            "tf2onnx", "litert-torch", "ai-edge-litert", "onnxsim", "executorch")
+    return package_versions(
+        "torch",
+        "tensorflow",
+        "keras",
+        "onnx",
+        "onnxruntime",
+        "openvino",
+        "onnx2tf",
+        "tf2onnx",
+        "litert-torch",
+        "ai-edge-litert",
+        "onnxsim",
+        "executorch",
+    )
 
 
 def _commit() -> str:
@@ -152,17 +229,26 @@ def _fmt_err(value) -> str:
 
 def render_strategies(rows: list[dict]) -> list[str]:
     """Every strategy forced alone: one table per route, a column per family."""
-    lines = ["", "## Every strategy forced alone", "",
-             "Each cell is one `ondevice.check --strategy NAME` of that family: the max abs error when the "
-             "artifact passed parity, else why it did not (reasons in full below the tables).", ""]
+    lines = [
+        "",
+        "## Every strategy forced alone",
+        "",
+        "Each cell is one `ondevice.check --strategy NAME` of that family: the max abs error when the "
+        "artifact passed parity, else why it did not (reasons in full below the tables).",
+        "",
+    ]
     notes = []
     routes = list(dict.fromkeys((r["source"], r["target"]) for r in rows))
     for source, target in routes:
         mine = [r for r in rows if (r["source"], r["target"]) == (source, target)]
         strategies = list(dict.fromkeys(r["strategy"] for r in mine))
         families = list(dict.fromkeys(r["family"] for r in mine))
-        lines += [f"### {source} → {target}", "", "| strategy | " + " | ".join(families) + " |",
-                  "|---|" + "---|" * len(families)]
+        lines += [
+            f"### {source} → {target}",
+            "",
+            "| strategy | " + " | ".join(families) + " |",
+            "|---|" + "---|" * len(families),
+        ]
         for strategy in strategies:
             cells = []
             for family in families:
@@ -181,22 +267,34 @@ def render_strategies(rows: list[dict]) -> list[str]:
     return lines
 
 
-def render(rows: list[dict], command: str, samples: int, strategy_rows: list[dict] = (),
-           title: str = "Coverage: every model family through every route") -> str:
+def render(
+    rows: list[dict],
+    command: str,
+    samples: int,
+    strategy_rows: list[dict] = (),
+    title: str = "Coverage: every model family through every route",
+) -> str:
     """The Markdown page: the table, then every rejected strategy with its reason."""
     passed = sum(r["status"] == "passed" for r in rows)
-    lines = [f"# {title}", "",
-             f"Generated by `{command}` at commit {_commit()} on {time.strftime('%Y-%m-%d')} "
-             f"(Python {platform.python_version()}, "
-             f"{platform.machine()}, CPU); do not edit by hand. Each row is one `ondevice.check` at float32 "
-             f"with {samples} seeded samples; the error is the largest max-abs error over the outputs. "
-             "Models: `tests/families.py`; the ONNX rows convert the ONNX file the PyTorch family exported.",
-             "", f"**{passed} of {len(rows)} passed.**", "",
-             "| family | source | target | status | strategy | max abs err |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# {title}",
+        "",
+        f"Generated by `{command}` at commit {_commit()} on {time.strftime('%Y-%m-%d')} "
+        f"(Python {platform.python_version()}, "
+        f"{platform.machine()}, CPU); do not edit by hand. Each row is one `ondevice.check` at float32 "
+        f"with {samples} seeded samples; the error is the largest max-abs error over the outputs. "
+        "Models: `tests/families.py`; the ONNX rows convert the ONNX file the PyTorch family exported.",
+        "",
+        f"**{passed} of {len(rows)} passed.**",
+        "",
+        "| family | source | target | status | strategy | max abs err |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['family']} | {r['source']} | {r['target']} | {r['status']} | "
-                     f"{r['strategy'] or '—'} | {_fmt_err(r['max_abs_err'])} |")
+        lines.append(
+            f"| {r['family']} | {r['source']} | {r['target']} | {r['status']} | "
+            f"{r['strategy'] or '—'} | {_fmt_err(r['max_abs_err'])} |"
+        )
     lines += ["", "## Strategies tried before the winner, and why they were rejected", ""]
     rejected = [(r, a) for r in rows for a in r["attempts"] if a["status"] == "rejected"]
     if not rejected:
@@ -228,22 +326,29 @@ def merge_section(page: str, key: str, block: str) -> str:
     section = f"{start}\n" + re.sub(r"^(#+) ", r"#\1 ", block.strip(), flags=re.M) + f"\n{end}\n"
     found = re.search(re.escape(start) + r".*?" + re.escape(end) + r"\n?", page, flags=re.S)
     if found:
-        return page[:found.start()] + section + page[found.end():]
+        return page[: found.start()] + section + page[found.end() :]
     return page.rstrip("\n") + "\n\n" + section
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("families", nargs="*", help="family names from tests/families.py (default: all)")
-    parser.add_argument("--to", type=_targets, default=TARGETS,
-                        help=f"comma-separated targets to measure (default: {','.join(TARGETS)}); a subset "
-                             "replaces its own section of the page")
+    parser.add_argument(
+        "--to",
+        type=_targets,
+        default=TARGETS,
+        help=f"comma-separated targets to measure (default: {','.join(TARGETS)}); a subset "
+        "replaces its own section of the page",
+    )
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per family")
     parser.add_argument("-o", "--output", default=str(ROOT / "docs" / "coverage.md"))
     parser.add_argument("--json", help="also write the rows as JSON here")
-    parser.add_argument("--every-strategy", action="store_true",
-                        help="also force each strategy of each route alone (slow: every converter runs)")
+    parser.add_argument(
+        "--every-strategy",
+        action="store_true",
+        help="also force each strategy of each route alone (slow: every converter runs)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -256,11 +361,18 @@ def main(argv=None) -> int:
     unknown = [f for f in args.families if f not in FAMILIES]
     if unknown:
         parser.error(f"unknown families {unknown}; known: {', '.join(FAMILIES)}")
-    rows, strategy_rows = run_all(args.families or list(FAMILIES), args.samples, args.timeout, args.every_strategy,
-                                  args.to)
+    rows, strategy_rows = run_all(
+        args.families or list(FAMILIES), args.samples, args.timeout, args.every_strategy, args.to
+    )
     subset = set(args.to) != set(TARGETS)
-    command = " ".join(["scripts/coverage", *(["--every-strategy"] if args.every_strategy else []),
-                        *([f"--to {','.join(args.to)}"] if subset else []), *args.families])
+    command = " ".join(
+        [
+            "scripts/coverage",
+            *(["--every-strategy"] if args.every_strategy else []),
+            *([f"--to {','.join(args.to)}"] if subset else []),
+            *args.families,
+        ]
+    )
     output = Path(args.output)
     if subset:
         title = f"Coverage: {', '.join(args.to)}"

@@ -4,6 +4,7 @@ The factories are usable from the CLI (``tests/byo_models.py:torch_two_streams``
 function is the call a user's own conversion script makes, with that converter's defaults: no input
 names, no layout options, OpenVINO's save_model compressing weights to fp16.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -62,13 +63,15 @@ def keras_two_inputs():
     a = keras.Input((8,), batch_size=1, name="a")
     b = keras.Input((8,), batch_size=1, name="b")
     hidden = keras.layers.Dense(8, activation="relu")(keras.layers.Concatenate()([a, keras.layers.Dense(8)(b)]))
-    model = keras.Model([a, b], [keras.layers.Dense(4, name="first")(hidden),
-                                 keras.layers.Dense(4, name="second")(hidden)])
+    model = keras.Model(
+        [a, b], [keras.layers.Dense(4, name="first")(hidden), keras.layers.Dense(4, name="second")(hidden)]
+    )
     rng = np.random.default_rng(42)
     return model, [rng.normal(size=(1, 8)).astype(np.float32), rng.normal(size=(1, 8)).astype(np.float32)]
 
 
 # ---- the plain converters ----------------------------------------------------------------------
+
 
 def plain_torch_onnx(model, args, path: Path, dynamo: bool) -> Path:
     """``torch.onnx.export(model, args, path, dynamo=...)`` and nothing else."""
@@ -98,8 +101,10 @@ def plain_onnx2tf(onnx_path: Path, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     images = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
     np.save(folder / "calibration_image_sample_data_20x128x128x3_float32.npy", images)
-    code = (f"import onnx2tf; onnx2tf.convert(input_onnx_file_path={str(onnx_path)!r}, "
-            f"output_folder_path={str(folder / 'saved')!r}, non_verbose=True, not_use_onnxsim=True)")
+    code = (
+        f"import onnx2tf; onnx2tf.convert(input_onnx_file_path={str(onnx_path)!r}, "
+        f"output_folder_path={str(folder / 'saved')!r}, non_verbose=True, not_use_onnxsim=True)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return folder / "saved" / f"{onnx_path.stem}_float32.tflite"

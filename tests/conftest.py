@@ -1,4 +1,5 @@
 """Session-scoped conversions shared by the tests: each model is exported once per session."""
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,9 @@ def torch_video_check(tmp_path_factory):
     """The Conv3d model to TFLite by litert-torch only: parity passes, the GPU delegate refuses CONV_3D."""
     out = tmp_path_factory.mktemp("video")
     model, example = models.video()
-    return ondevice.check(model, example, targets=("tflite",), out_dir=out, runs=10,
-                          strategy="torch-tflite-litert"), out
+    return ondevice.check(
+        model, example, targets=("tflite",), out_dir=out, runs=10, strategy="torch-tflite-litert"
+    ), out
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ Each factory returns ``(model, example_inputs)`` and is usable from the CLI
 sequences <= 8, d_model <= 16): conversions take seconds, yet every op of the family is there.
 ``TORCH`` and ``KERAS`` list the factories by family name; ``FAMILIES`` is both, prefixed.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,6 +22,7 @@ def _torch():
 
 # ---- PyTorch ---------------------------------------------------------------------------------
 
+
 def torch_cnn():
     """Residual CNN: stem conv, depthwise + grouped convs with BatchNorm, a skip add, pooled head."""
     torch, nn = _torch()
@@ -36,8 +38,15 @@ def torch_cnn():
             return torch.relu(x + self.norm(self.grouped(torch.relu(self.depthwise(x)))))
 
     torch.manual_seed(10)
-    model = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(), Block(16), Block(16),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        Block(16),
+        Block(16),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    )
     _randomise_batchnorm(model)
     return model.eval(), torch.rand(1, 3, 16, 16)
 
@@ -81,8 +90,12 @@ def torch_generator():
             super().__init__()
             self.project = nn.Linear(16, 16 * 4 * 4)
             self.body = nn.Sequential(
-                nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                nn.ConvTranspose2d(8, 3, 4, stride=2, padding=1), nn.Tanh())
+                nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1),
+                nn.BatchNorm2d(8),
+                nn.ReLU(),
+                nn.ConvTranspose2d(8, 3, 4, stride=2, padding=1),
+                nn.Tanh(),
+            )
 
         def forward(self, z):
             return self.body(self.project(z).view(-1, 16, 4, 4))
@@ -174,8 +187,9 @@ def _torch_vit(side: int):
             self.patches = nn.Conv2d(3, 16, 4, stride=4)
             self.cls_token = nn.Parameter(torch.randn(1, 1, 16) * 0.1)
             self.position = nn.Parameter(torch.randn(1, tokens, 16) * 0.1)
-            layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, activation="gelu", batch_first=True,
-                                               norm_first=True)
+            layer = nn.TransformerEncoderLayer(
+                16, 2, 32, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+            )
             self.encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
             self.norm = nn.LayerNorm(16)
             self.head = nn.Linear(16, 5)
@@ -207,8 +221,12 @@ def torch_recommender():
 
     torch.manual_seed(17)
     generator = torch.Generator().manual_seed(17)
-    example = (torch.randint(0, 30, (1,), generator=generator), torch.randint(0, 40, (1,), generator=generator),
-               torch.randint(0, 40, (1, 5), generator=generator), torch.randn(1, 4, generator=generator))
+    example = (
+        torch.randint(0, 30, (1,), generator=generator),
+        torch.randint(0, 40, (1,), generator=generator),
+        torch.randint(0, 40, (1, 5), generator=generator),
+        torch.randn(1, 4, generator=generator),
+    )
     return Recommender().eval(), example
 
 
@@ -226,7 +244,7 @@ def torch_multi_output():
 
         def forward(self, image):
             features = self.trunk(image)
-            rows = features.permute(0, 2, 1, 3).flatten(2)       # (N, H, C*W): a 3-D output
+            rows = features.permute(0, 2, 1, 3).flatten(2)  # (N, H, C*W): a 3-D output
             return self.classes(features.mean(dim=(2, 3))), self.segment(features), self.rows(rows)
 
     torch.manual_seed(18)
@@ -234,6 +252,7 @@ def torch_multi_output():
 
 
 # ---- Keras -----------------------------------------------------------------------------------
+
 
 def _keras(seed: int):
     import keras
@@ -255,8 +274,7 @@ def keras_cnn():
     for _ in range(2):
         y = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
         y = layers.Conv2D(16, 1, groups=4)(y)
-        y = layers.BatchNormalization(moving_mean_initializer="random_uniform",
-                                      moving_variance_initializer="ones")(y)
+        y = layers.BatchNormalization(moving_mean_initializer="random_uniform", moving_variance_initializer="ones")(y)
         x = layers.ReLU()(layers.Add()([x, y]))
     outputs = layers.Dense(10, name="logits")(layers.GlobalAveragePooling2D()(x))
     return keras.Model(inputs, outputs), _rng(20).random((1, 16, 16, 3), dtype=np.float32)
@@ -359,9 +377,11 @@ def keras_recommender():
     x = layers.Concatenate()([u, i, layers.Dot(axes=1)([u, i]), features])
     outputs = layers.Dense(1, activation="sigmoid", name="score")(layers.Dense(16, activation="relu")(x))
     rng = _rng(27)
-    example = {"user": rng.integers(0, 30, (1, 1)).astype(np.int32),
-               "item": rng.integers(0, 40, (1, 1)).astype(np.int32),
-               "features": rng.standard_normal((1, 4)).astype(np.float32)}
+    example = {
+        "user": rng.integers(0, 30, (1, 1)).astype(np.int32),
+        "item": rng.integers(0, 40, (1, 1)).astype(np.int32),
+        "features": rng.standard_normal((1, 4)).astype(np.float32),
+    }
     return keras.Model([user, item, features], outputs), example
 
 
@@ -381,7 +401,7 @@ def keras_audio():
     """Audio classifier: Conv1D front end over mel frames, a GRU, a dense head."""
     keras = _keras(29)
     layers = keras.layers
-    mels = keras.Input((None, 10), name="mels")   # any number of frames
+    mels = keras.Input((None, 10), name="mels")  # any number of frames
     x = layers.Conv1D(16, 3, padding="same", activation="relu")(mels)
     x = layers.GRU(16)(x)
     outputs = layers.Dense(4, activation="softmax", name="probs")(x)
@@ -400,8 +420,10 @@ def keras_wide_deep():
     wide = layers.Dense(1)(numeric)
     outputs = layers.Activation("sigmoid", name="ctr")(layers.Add()([wide, layers.Dense(1)(deep)]))
     rng = _rng(30)
-    example = {"category": rng.integers(0, 20, (1, 3)).astype(np.int32),
-               "numeric": rng.standard_normal((1, 5)).astype(np.float32)}
+    example = {
+        "category": rng.integers(0, 20, (1, 3)).astype(np.int32),
+        "numeric": rng.standard_normal((1, 5)).astype(np.float32),
+    }
     return keras.Model([category, numeric], outputs), example
 
 
@@ -425,13 +447,30 @@ def _class_token_layer():
     return ClassToken
 
 
-TORCH = {"cnn": torch_cnn, "unet": torch_unet, "generator": torch_generator, "lstm": torch_lstm,
-         "gru": torch_gru, "transformer": torch_transformer, "vit": torch_vit,
-         "recommender": torch_recommender, "multi_output": torch_multi_output}
-KERAS = {"cnn": keras_cnn, "unet": keras_unet, "generator": keras_generator, "lstm": keras_lstm,
-         "gru": keras_gru, "transformer": keras_transformer, "vit": keras_vit,
-         "recommender": keras_recommender, "multi_output": keras_multi_output, "audio": keras_audio,
-         "wide_deep": keras_wide_deep}
+TORCH = {
+    "cnn": torch_cnn,
+    "unet": torch_unet,
+    "generator": torch_generator,
+    "lstm": torch_lstm,
+    "gru": torch_gru,
+    "transformer": torch_transformer,
+    "vit": torch_vit,
+    "recommender": torch_recommender,
+    "multi_output": torch_multi_output,
+}
+KERAS = {
+    "cnn": keras_cnn,
+    "unet": keras_unet,
+    "generator": keras_generator,
+    "lstm": keras_lstm,
+    "gru": keras_gru,
+    "transformer": keras_transformer,
+    "vit": keras_vit,
+    "recommender": keras_recommender,
+    "multi_output": keras_multi_output,
+    "audio": keras_audio,
+    "wide_deep": keras_wide_deep,
+}
 FAMILIES = {**{f"torch_{k}": v for k, v in TORCH.items()}, **{f"keras_{k}": v for k, v in KERAS.items()}}
 
 

@@ -1,4 +1,5 @@
 """Tiny models with seeded random weights, as factories usable from the CLI (tests/models.py:NAME)."""
+
 from __future__ import annotations
 
 import numpy as np

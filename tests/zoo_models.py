@@ -1,5 +1,6 @@
 """Tiny models for zoo runs (tests/ondevice/test_zoo.py, benchmarks/zoo.py), with the faulty ones a zoo
 must survive: a factory that crashes, one that hangs, one that eats memory, a model that fails parity."""
+
 from __future__ import annotations
 
 import os

@@ -7,6 +7,7 @@ that ships with executorch, against the schemas that ship beside it. Nothing of 
 only needs the file. Segments (delegate payloads, named weights) follow the program in the file, at
 the offsets its extended header and segment table give.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,18 +22,50 @@ from typing import Any
 
 # XNNPACK value datatypes -> the dtype names the precision check uses. qint8/quint8 values are
 # quantized per tensor, qcint8/qcint4/qbint4 per channel or block (weights), qdint8 per call (dynamic).
-_XNN_DTYPES = {"xnn_datatype_fp32": "float32", "xnn_datatype_fp16": "float16", "xnn_datatype_bf16": "bfloat16",
-               "xnn_datatype_qint8": "int8", "xnn_datatype_quint8": "uint8", "xnn_datatype_qcint8": "int8",
-               "xnn_datatype_qdint8": "int8", "xnn_datatype_qcint4": "int4", "xnn_datatype_qbint4": "int4",
-               "xnn_datatype_qint32": "int32", "xnn_datatype_qcint32": "int32", "xnn_datatype_int32": "int32"}
+_XNN_DTYPES = {
+    "xnn_datatype_fp32": "float32",
+    "xnn_datatype_fp16": "float16",
+    "xnn_datatype_bf16": "bfloat16",
+    "xnn_datatype_qint8": "int8",
+    "xnn_datatype_quint8": "uint8",
+    "xnn_datatype_qcint8": "int8",
+    "xnn_datatype_qdint8": "int8",
+    "xnn_datatype_qcint4": "int4",
+    "xnn_datatype_qbint4": "int4",
+    "xnn_datatype_qint32": "int32",
+    "xnn_datatype_qcint32": "int32",
+    "xnn_datatype_int32": "int32",
+}
 _STATIC_ACTIVATIONS = ("xnn_datatype_qint8", "xnn_datatype_quint8")
 _DYNAMIC_ACTIVATIONS = ("xnn_datatype_qdint8",)
 # ExecuTorch ScalarType names (program.fbs) -> dtype names, and their sizes.
-_SCALAR_TYPES = {"BYTE": "uint8", "CHAR": "int8", "SHORT": "int16", "INT": "int32", "LONG": "int64",
-                 "HALF": "float16", "FLOAT": "float32", "DOUBLE": "float64", "BOOL": "bool", "QINT8": "int8",
-                 "QUINT8": "uint8", "QINT32": "int32", "BFLOAT16": "bfloat16"}
-_ITEMSIZE = {"uint8": 1, "int8": 1, "int16": 2, "int32": 4, "int64": 8, "float16": 2, "float32": 4, "float64": 8,
-             "bool": 1, "bfloat16": 2}
+_SCALAR_TYPES = {
+    "BYTE": "uint8",
+    "CHAR": "int8",
+    "SHORT": "int16",
+    "INT": "int32",
+    "LONG": "int64",
+    "HALF": "float16",
+    "FLOAT": "float32",
+    "DOUBLE": "float64",
+    "BOOL": "bool",
+    "QINT8": "int8",
+    "QUINT8": "uint8",
+    "QINT32": "int32",
+    "BFLOAT16": "bfloat16",
+}
+_ITEMSIZE = {
+    "uint8": 1,
+    "int8": 1,
+    "int16": 2,
+    "int32": 4,
+    "int64": 8,
+    "float16": 2,
+    "float32": 4,
+    "float64": 8,
+    "bool": 1,
+    "bfloat16": 2,
+}
 
 
 @dataclass
@@ -41,19 +74,19 @@ class Delegate:
 
     backend: str
     nodes: Counter[str] = field(default_factory=Counter)
-    decoded: bool = False   # False for a backend this reader cannot look inside
+    decoded: bool = False  # False for a backend this reader cannot look inside
 
 
 @dataclass
 class Program:
     """What one method of a .pte holds."""
 
-    constants: Counter[str] = field(default_factory=Counter)    # dtype -> bytes of constant tensors
+    constants: Counter[str] = field(default_factory=Counter)  # dtype -> bytes of constant tensors
     activations: Counter[str] = field(default_factory=Counter)  # "int8 activations" etc. -> tensors
-    kernels: Counter[str] = field(default_factory=Counter)      # op -> kernel calls outside delegates
+    kernels: Counter[str] = field(default_factory=Counter)  # op -> kernel calls outside delegates
     delegates: list[Delegate] = field(default_factory=list)
-    io_dtypes: dict[str, str] = field(default_factory=dict)     # input_N / output_N -> dtype
-    int8_weights: list[bytes] = field(default_factory=list)     # raw bytes of int8 weight tensors
+    io_dtypes: dict[str, str] = field(default_factory=dict)  # input_N / output_N -> dtype
+    int8_weights: list[bytes] = field(default_factory=list)  # raw bytes of int8 weight tensors
 
 
 @dataclass(frozen=True)
@@ -67,7 +100,7 @@ class _File:
     def segment(self, index: int) -> bytes:
         entry = self.program["segments"][index]
         start = self.segment_base + int(entry["offset"])
-        return self.data[start:start + int(entry["size"])]
+        return self.data[start : start + int(entry["size"])]
 
     def named(self, key: str) -> bytes:
         entry = next((n for n in self.program.get("named_data") or [] if n.get("key") == key), None)
@@ -82,8 +115,9 @@ def read_program(path: str | Path, method: str = "forward") -> Program:
         raise ValueError(f"{path} has no method {method!r}")
     found = Program()
     _program_values(plan, found)
-    operators = [f"{op['name']}.{op['overload']}" if op.get("overload") else op["name"]
-                 for op in plan.get("operators") or []]
+    operators = [
+        f"{op['name']}.{op['overload']}" if op.get("overload") else op["name"] for op in plan.get("operators") or []
+    ]
     for chain in plan.get("chains") or []:
         for instruction in chain.get("instructions") or []:
             if instruction.get("instr_args_type") == "KernelCall":
@@ -156,7 +190,7 @@ def _xnnpack_graph(payload: bytes) -> dict[str, Any]:
     """An XNNPACK delegate payload's XNNGraph: after its "XH00" header, else the payload itself (older files)."""
     if payload[4:8] == b"XH00":
         offset, size = int.from_bytes(payload[10:14], "little"), int.from_bytes(payload[14:18], "little")
-        payload = payload[offset:offset + size]
+        payload = payload[offset : offset + size]
     return _flatbuffer_json(payload, _executorch_file("backends", "xnnpack", "serialization", "schema.fbs"))
 
 
@@ -174,8 +208,22 @@ def _flatbuffer_json(binary: bytes, schema: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ondevice-pte-") as tmp:
         path = Path(tmp) / "data.bin"
         path.write_bytes(binary)
-        subprocess.run([str(flatc), "--json", "--strict-json", "--raw-binary", "--defaults-json", "-o", tmp,
-                        str(schema), "--", str(path)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                str(flatc),
+                "--json",
+                "--strict-json",
+                "--raw-binary",
+                "--defaults-json",
+                "-o",
+                tmp,
+                str(schema),
+                "--",
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+        )
         text = (Path(tmp) / "data.json").read_text()
     # flatc writes infinite clamp bounds as bare inf / nan, which JSON lacks; nothing read here uses them.
     decoded: dict[str, Any] = json.loads(re.sub(r"(?<![\w\"])-?(inf|nan)\b", "0", text))

@@ -6,6 +6,7 @@ refuses, and into how many pieces the graph falls. A backend that could not be c
 (``checked=False``); it never counts as supported. docs/compatibility.md describes each check and
 what a pass does not guarantee.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,10 +29,10 @@ class BackendCompatibility:
     supported: bool = False
     ops_total: int | None = None
     ops_supported: int | None = None
-    unsupported: tuple[str, ...] = ()   # op types the backend refuses, sorted
-    partitions: int | None = None     # connected pieces of the graph the backend takes
-    reason: str | None = None         # why it was not checked
-    details: dict[str, Any] = field(default_factory=dict)   # method, per-op problems, tool output
+    unsupported: tuple[str, ...] = ()  # op types the backend refuses, sorted
+    partitions: int | None = None  # connected pieces of the graph the backend takes
+    reason: str | None = None  # why it was not checked
+    details: dict[str, Any] = field(default_factory=dict)  # method, per-op problems, tool output
 
     @property
     def coverage(self) -> float | None:
@@ -44,9 +45,16 @@ class BackendCompatibility:
         return self.checked and self.supported
 
     def to_json(self) -> dict[str, Any]:
-        data = {"supported": bool(self), "checked": self.checked, "ops_total": self.ops_total,
-                "ops_supported": self.ops_supported, "unsupported": list(self.unsupported),
-                "partitions": self.partitions, "coverage": self.coverage, **self.details}
+        data = {
+            "supported": bool(self),
+            "checked": self.checked,
+            "ops_total": self.ops_total,
+            "ops_supported": self.ops_supported,
+            "unsupported": list(self.unsupported),
+            "partitions": self.partitions,
+            "coverage": self.coverage,
+            **self.details,
+        }
         if self.reason:
             data["reason"] = self.reason
         return data
@@ -60,13 +68,14 @@ def not_checked(backend: str, reason: str) -> BackendCompatibility:
 def measured(backend: str, ops: list[str], ok: list[bool], partitions: int, **details: Any) -> BackendCompatibility:
     """A checked backend from per-op types and verdicts (``ok[i]`` for ``ops[i]``)."""
     refused = tuple(sorted({op for op, good in zip(ops, ok, strict=True) if not good}))
-    return BackendCompatibility(backend, True, all(ok), len(ops), sum(map(bool, ok)), refused, partitions,
-                                details=details)
+    return BackendCompatibility(
+        backend, True, all(ok), len(ops), sum(map(bool, ok)), refused, partitions, details=details
+    )
 
 
 # ---- the registry: one checker per target ----------------------------------------------------------
 
-CheckFn = Callable[[Path], dict[str, BackendCompatibility]]   # artifact path -> {backend: verdict}
+CheckFn = Callable[[Path], dict[str, BackendCompatibility]]  # artifact path -> {backend: verdict}
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,7 @@ CHECKER_MODULES: tuple[str, ...] = ("validators.compatibility_executorch",)
 
 def checker(target: str, backends: Iterable[str]) -> Callable[[CheckFn], CheckFn]:
     """Decorator registering ``fn(path) -> {backend: BackendCompatibility}``; a second one for a target is refused."""
+
     def register(fn: CheckFn) -> CheckFn:
         if target in _CHECKERS:
             raise ValueError(f"a compatibility checker for {target!r} is registered twice")
@@ -124,8 +134,9 @@ def check_artifact(path: str | os.PathLike[str], target: str) -> dict[str, Backe
         why = f"the check failed: {type(exc).__name__}: {lines[0] if lines else ''}"[:300]
         return {b: not_checked(b, why) for b in found.backends}
     # Not ``results.get(b) or ...``: an unsupported verdict is falsy and must be kept.
-    return {b: results[b] if b in results else not_checked(b, "the checker returned nothing for it")
-            for b in found.backends}
+    return {
+        b: results[b] if b in results else not_checked(b, "the checker returned nothing for it") for b in found.backends
+    }
 
 
 def check_files(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -134,8 +145,12 @@ def check_files(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for item in items:
         start = time.perf_counter()
         results = check_artifact(item["path"], item["target"])
-        out.append({"compatibility": {b: r.to_json() for b, r in results.items()},
-                    "seconds": round(time.perf_counter() - start, 4)})
+        out.append(
+            {
+                "compatibility": {b: r.to_json() for b, r in results.items()},
+                "seconds": round(time.perf_counter() - start, 4),
+            }
+        )
     return out
 
 
@@ -160,22 +175,28 @@ def partitions(nodes: list[int], edges: Iterable[tuple[int, int]], supported: se
 # Op-level rules ported from TFLite's tensorflow/lite/tools/versioning/gpu_compatibility.cc, the
 # function the GPU delegate's model builder itself asks (CheckGpuDelegateCompatibility).
 _GPU_UNARY = frozenset("ABS CEIL COS ELU EXP FLOOR GELU LOG LOGISTIC NEG RSQRT SIGN SIN SQRT SQUARE TANH".split())
-_GPU_BINARY = frozenset("ATAN2 DIV EQUAL FLOOR_DIV FLOOR_MOD GREATER GREATER_EQUAL LOGICAL_AND LESS LESS_EQUAL "
-                        "MAXIMUM MINIMUM NOT_EQUAL POW SQUARED_DIFFERENCE SUB".split())
-_GPU_ONE_RUNTIME_INPUT = frozenset("RESHAPE TILE TRANSPOSE HARD_SWISH QUANTIZE DEPTH_TO_SPACE SPACE_TO_DEPTH "
-                                   "RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR".split())
+_GPU_BINARY = frozenset(
+    "ATAN2 DIV EQUAL FLOOR_DIV FLOOR_MOD GREATER GREATER_EQUAL LOGICAL_AND LESS LESS_EQUAL "
+    "MAXIMUM MINIMUM NOT_EQUAL POW SQUARED_DIFFERENCE SUB".split()
+)
+_GPU_ONE_RUNTIME_INPUT = frozenset(
+    "RESHAPE TILE TRANSPOSE HARD_SWISH QUANTIZE DEPTH_TO_SPACE SPACE_TO_DEPTH "
+    "RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR".split()
+)
 _GPU_REDUCE = frozenset("MEAN SUM REDUCE_MAX REDUCE_MIN REDUCE_PROD".split())
-_GPU_OP_LEVEL = frozenset("ADD ADD_N AVERAGE_POOL_2D BATCH_MATMUL CAST CONCATENATION CONV_2D CUMSUM DENSIFY "
-                          "DEPTHWISE_CONV_2D DEQUANTIZE EMBEDDING_LOOKUP DYNAMIC_UPDATE_SLICE FULLY_CONNECTED "
-                          "GATHER LSTM MAX_POOL_2D MUL PACK ONE_HOT RELU_N1_TO_1 PRELU SELECT SELECT_V2 SLICE "
-                          "SOFTMAX SPLIT SPLIT_V STRIDED_SLICE TRANSPOSE_CONV RELU RELU6 LEAKY_RELU PAD PADV2 "
-                          "MIRROR_PAD STABLEHLO_CLAMP".split())
+_GPU_OP_LEVEL = frozenset(
+    "ADD ADD_N AVERAGE_POOL_2D BATCH_MATMUL CAST CONCATENATION CONV_2D CUMSUM DENSIFY "
+    "DEPTHWISE_CONV_2D DEQUANTIZE EMBEDDING_LOOKUP DYNAMIC_UPDATE_SLICE FULLY_CONNECTED "
+    "GATHER LSTM MAX_POOL_2D MUL PACK ONE_HOT RELU_N1_TO_1 PRELU SELECT SELECT_V2 SLICE "
+    "SOFTMAX SPLIT SPLIT_V STRIDED_SLICE TRANSPOSE_CONV RELU RELU6 LEAKY_RELU PAD PADV2 "
+    "MIRROR_PAD STABLEHLO_CLAMP".split()
+)
 GPU_BUILTINS = _GPU_UNARY | _GPU_BINARY | _GPU_ONE_RUNTIME_INPUT | _GPU_REDUCE | _GPU_OP_LEVEL
 GPU_CUSTOM_OPS = frozenset({"Convolution2DTransposeBias", "MaxPoolingWithArgmax2D", "MaxUnpooling2D", "Resampler"})
 _FLOATS = ("FLOAT32", "FLOAT16")
 
 
-_TensorId = tuple[int, int]   # (subgraph, tensor index)
+_TensorId = tuple[int, int]  # (subgraph, tensor index)
 
 
 @dataclass(frozen=True)
@@ -189,10 +210,10 @@ class _Tensor:
 class _Op:
     name: str
     custom: bool
-    inputs: tuple[Any, ...]    # _Tensor, or None for an omitted optional input (never the first)
+    inputs: tuple[Any, ...]  # _Tensor, or None for an omitted optional input (never the first)
     outputs: tuple[_Tensor, ...]
-    options: Any               # the builtin options table, or None
-    tensor_ids: tuple[tuple[_TensorId, ...], tuple[_TensorId, ...]]   # (inputs, outputs): (subgraph, index)
+    options: Any  # the builtin options table, or None
+    tensor_ids: tuple[tuple[_TensorId, ...], tuple[_TensorId, ...]]  # (inputs, outputs): (subgraph, index)
 
     @property
     def runtime_inputs(self) -> int:
@@ -257,8 +278,11 @@ def _strided_slice(op: _Op, schema: Any) -> str | None:
 
 def _cast(op: _Op, schema: Any) -> str | None:
     pair = (op.inputs[0].dtype, op.outputs[0].dtype)
-    ok = (pair[0] == "BOOL" and pair[1] in _FLOATS) or (pair[0] in _FLOATS and pair[1] == "BOOL") \
+    ok = (
+        (pair[0] == "BOOL" and pair[1] in _FLOATS)
+        or (pair[0] in _FLOATS and pair[1] == "BOOL")
         or (pair[0] in ("FLOAT32", "INT32") and pair[1] in ("FLOAT32", "INT32"))
+    )
     return None if ok else f"no GPU cast from {pair[0]} to {pair[1]}"
 
 
@@ -319,10 +343,20 @@ def _conv(op: _Op, schema: Any) -> str | None:
 _GPU_RULES: dict[str, Callable[[_Op, Any], str | None]] = {
     "ADD_N": lambda op, s: None if len(op.inputs) == 2 else "only two inputs are supported",
     "BATCH_MATMUL": lambda op, s: None if (len(op.inputs), len(op.outputs)) == (2, 1) else "needs 2 inputs, 1 output",
-    "CAST": _cast, "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "TRANSPOSE_CONV": _conv,
-    "CUMSUM": _cumsum, "DEQUANTIZE": _dequantize, "FULLY_CONNECTED": _fully_connected, "GATHER": _gather,
-    "MIRROR_PAD": _pad, "PAD": _pad, "PADV2": _pad, "SLICE": lambda op, s: _rank_3_or_4(op),
-    "SOFTMAX": _softmax, "STRIDED_SLICE": _strided_slice,
+    "CAST": _cast,
+    "CONV_2D": _conv,
+    "DEPTHWISE_CONV_2D": _conv,
+    "TRANSPOSE_CONV": _conv,
+    "CUMSUM": _cumsum,
+    "DEQUANTIZE": _dequantize,
+    "FULLY_CONNECTED": _fully_connected,
+    "GATHER": _gather,
+    "MIRROR_PAD": _pad,
+    "PAD": _pad,
+    "PADV2": _pad,
+    "SLICE": lambda op, s: _rank_3_or_4(op),
+    "SOFTMAX": _softmax,
+    "STRIDED_SLICE": _strided_slice,
 }
 
 
@@ -349,8 +383,14 @@ def _tflite_ops(data: bytes, schema: Any) -> list[_Op]:
     for g in range(model.SubgraphsLength()):
         graph = model.Subgraphs(g)
         tensors = [graph.Tensors(i) for i in range(graph.TensorsLength())]
-        specs = [_Tensor(tuple(t.ShapeAsNumpy()) if t.ShapeLength() else (), dtypes.get(t.Type(), str(t.Type())),
-                         const(t.Buffer())) for t in tensors]
+        specs = [
+            _Tensor(
+                tuple(t.ShapeAsNumpy()) if t.ShapeLength() else (),
+                dtypes.get(t.Type(), str(t.Type())),
+                const(t.Buffer()),
+            )
+            for t in tensors
+        ]
         for j in range(graph.OperatorsLength()):
             op = graph.Operators(j)
             code = model.OperatorCodes(op.OpcodeIndex())
@@ -359,9 +399,16 @@ def _tflite_ops(data: bytes, schema: Any) -> list[_Op]:
             name = (code.CustomCode() or b"?").decode(errors="replace") if custom else names.get(builtin, str(builtin))
             ins = tuple(op.InputsAsNumpy()) if op.InputsLength() else ()
             outs = tuple(op.OutputsAsNumpy()) if op.OutputsLength() else ()
-            ops.append(_Op(name, custom, tuple(specs[i] if i >= 0 else None for i in ins),
-                           tuple(specs[i] for i in outs), op.BuiltinOptions(),
-                           (tuple((g, i) for i in ins if i >= 0), tuple((g, i) for i in outs))))
+            ops.append(
+                _Op(
+                    name,
+                    custom,
+                    tuple(specs[i] if i >= 0 else None for i in ins),
+                    tuple(specs[i] for i in outs),
+                    op.BuiltinOptions(),
+                    (tuple((g, i) for i in ins if i >= 0), tuple((g, i) for i in outs)),
+                )
+            )
     return ops
 
 
@@ -382,9 +429,18 @@ def _tflite(path: Path) -> dict[str, BackendCompatibility]:
     ok = [i not in problems for i in range(len(ops))]
     listed = [f"{ops[i].name} (op {i}): {why}" for i, why in sorted(problems.items())][:20]
     pieces = partitions(list(range(len(ops))), _tensor_edges(ops), {i for i, good in enumerate(ok) if good})
-    return {"gpu": measured("gpu", [op.name for op in ops], ok, pieces,
-                            method="op rules of TFLite's gpu_compatibility.cc (op types, runtime and constant "
-                                   "inputs, ranks, dtypes, options)", problems=listed, analyzer=analyzer)}
+    return {
+        "gpu": measured(
+            "gpu",
+            [op.name for op in ops],
+            ok,
+            pieces,
+            method="op rules of TFLite's gpu_compatibility.cc (op types, runtime and constant "
+            "inputs, ranks, dtypes, options)",
+            problems=listed,
+            analyzer=analyzer,
+        )
+    }
 
 
 # The TFLite model analyzer reports a refused op as a line after the op's own line.
@@ -404,10 +460,18 @@ def _analyzer_verdict(path: Path) -> dict[str, Any]:
     except Exception as exc:  # the rules still decide; the report says the analyzer could not add to them
         return {"ran": False, "reason": f"{type(exc).__name__}: {str(exc).strip()[:200]}"}
     rejected = analyzer_rejections(text)
-    verdict: dict[str, Any] = {"ran": True, "tool": tool, "effective": effective, "warnings": len(rejected), "rejected": rejected}
+    verdict: dict[str, Any] = {
+        "ran": True,
+        "tool": tool,
+        "effective": effective,
+        "warnings": len(rejected),
+        "rejected": rejected,
+    }
     if not effective:
-        verdict["note"] = ("the analyzer of this build called a custom op no GPU delegate implements compatible "
-                           "(its GPU check is compiled out): its verdict is not used")
+        verdict["note"] = (
+            "the analyzer of this build called a custom op no GPU delegate implements compatible "
+            "(its GPU check is compiled out): its verdict is not used"
+        )
     return verdict
 
 
@@ -424,7 +488,7 @@ def analyzer_rejections(text: str) -> dict[int, str]:
         if stripped.startswith("Op#"):
             op += 1
         elif stripped.startswith(_ANALYZER_WARNING):
-            why = stripped[len(_ANALYZER_WARNING):]
+            why = stripped[len(_ANALYZER_WARNING) :]
             if not why.startswith("Subgraph#") and op >= 0:
                 rejected[op] = why
     return rejected
@@ -521,8 +585,11 @@ def _canary_model() -> bytes:
 # ---- ONNX: onnxruntime's mobile execution providers -----------------------------------------------
 
 # backend -> the supported-ops table onnxruntime's usability checker reads (None: NNAPI's own).
-_ORT_BACKENDS = {"nnapi": None, "coreml": "coreml_supported_mlprogram_ops.md",
-                 "coreml-nn": "coreml_supported_neuralnetwork_ops.md"}
+_ORT_BACKENDS = {
+    "nnapi": None,
+    "coreml": "coreml_supported_mlprogram_ops.md",
+    "coreml-nn": "coreml_supported_neuralnetwork_ops.md",
+}
 
 
 @checker("onnx", tuple(_ORT_BACKENDS))
@@ -569,22 +636,35 @@ def _ort_backend(checker_module: Any, model: Any, backend: str, table: str | Non
     note = None
     try:
         info = run(True)
-    except ValueError as exc:   # no shape information: the checker cannot judge dynamic shapes
+    except ValueError as exc:  # no shape information: the checker cannot judge dynamic shapes
         info, note = run(False), f"shapes not inferred ({exc}); dynamic-shape limits not checked"
-    unsupported = {op.split(":", 1)[1] if op.startswith("ai.onnx:") else op
-                   for op in {*info.unsupported_ops, *info.ops_with_unsupported_rank}}
-    details = {"method": f"onnxruntime usability_checker ({table or 'nnapi_supported_ops.md'})",
-               "suitability": info.suitability().name if info.num_nodes else None,
-               "nodes_unsupported": {"op": info.nodes_unsupported_due_to_op,
-                                     "dynamic_shape": info.nodes_unsupported_due_to_dynamic_input,
-                                     "rank": info.num_unsupported_nodes_due_to_rank},
-               # Limits the checker lists but does not verify (e.g. NNAPI: "Only 2D Conv is supported").
-               "caveats": info.supported_ops_checker.get_caveats()}
+    unsupported = {
+        op.split(":", 1)[1] if op.startswith("ai.onnx:") else op
+        for op in {*info.unsupported_ops, *info.ops_with_unsupported_rank}
+    }
+    details = {
+        "method": f"onnxruntime usability_checker ({table or 'nnapi_supported_ops.md'})",
+        "suitability": info.suitability().name if info.num_nodes else None,
+        "nodes_unsupported": {
+            "op": info.nodes_unsupported_due_to_op,
+            "dynamic_shape": info.nodes_unsupported_due_to_dynamic_input,
+            "rank": info.num_unsupported_nodes_due_to_rank,
+        },
+        # Limits the checker lists but does not verify (e.g. NNAPI: "Only 2D Conv is supported").
+        "caveats": info.supported_ops_checker.get_caveats(),
+    }
     if note:
         details["note"] = note
-    return BackendCompatibility(backend, True, info.num_supported_nodes == info.num_nodes, info.num_nodes,
-                                info.num_supported_nodes, tuple(sorted(unsupported)), info.num_partitions,
-                                details=details)
+    return BackendCompatibility(
+        backend,
+        True,
+        info.num_supported_nodes == info.num_nodes,
+        info.num_nodes,
+        info.num_supported_nodes,
+        tuple(sorted(unsupported)),
+        info.num_partitions,
+        details=details,
+    )
 
 
 # ---- OpenVINO: the device plugins ------------------------------------------------------------------
@@ -604,20 +684,32 @@ def _openvino(path: Path) -> dict[str, BackendCompatibility]:
     for backend in ("cpu", "gpu", "npu"):
         device = next((d for d in available if d.split(".")[0] == backend.upper()), None)
         if device is None:
-            out[backend] = not_checked(backend, f"plugin absent: OpenVINO lists no {backend.upper()} device here "
-                                                f"(available: {', '.join(available) or 'none'})")
+            out[backend] = not_checked(
+                backend,
+                f"plugin absent: OpenVINO lists no {backend.upper()} device here "
+                f"(available: {', '.join(available) or 'none'})",
+            )
             continue
         out[backend] = _query(core, model, device, backend)
     return out
 
 
 def _query(core: Any, model: Any, device: str, backend: str) -> BackendCompatibility:
-    taken = core.query_model(model, device)   # friendly name -> device, for the ops the plugin supports
+    taken = core.query_model(model, device)  # friendly name -> device, for the ops the plugin supports
     ops = [op for op in model.get_ordered_ops() if op.get_type_name() not in _OV_STRUCTURAL]
     index = {op.get_name(): i for i, op in enumerate(ops)}
-    edges = [(index[src], i) for i, op in enumerate(ops) for value in op.inputs()
-             if (src := value.get_source_output().get_node().get_name()) in index]
+    edges = [
+        (index[src], i)
+        for i, op in enumerate(ops)
+        for value in op.inputs()
+        if (src := value.get_source_output().get_node().get_name()) in index
+    ]
     ok = [op.get_friendly_name() in taken for op in ops]
-    return measured(backend, [op.get_type_name() for op in ops], ok,
-                    partitions(list(range(len(ops))), edges, {i for i, good in enumerate(ok) if good}),
-                    method=f"openvino Core.query_model on {device}", device=device)
+    return measured(
+        backend,
+        [op.get_type_name() for op in ops],
+        ok,
+        partitions(list(range(len(ops))), edges, {i for i, good in enumerate(ok) if good}),
+        method=f"openvino Core.query_model on {device}",
+        device=device,
+    )

@@ -6,6 +6,7 @@ each XNNPACK delegate's graph (taken) and the kernel calls the program makes out
 between XNNPACK and the portable kernels. The manifest's ``delegation`` counts the same split in ATen
 ops at lowering time; this one works on any .pte, whoever lowered it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -17,6 +17,7 @@ decomposed. A layer *diverges* when its error, scaled to the tensor's magnitude,
 precision's threshold; the first divergence is the earliest such layer in source order. Unpaired
 layers are always listed, so "no divergence found" never hides a region that was not compared.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,10 +31,9 @@ from numpy.typing import ArrayLike
 Json = dict[str, Any]
 
 # precision -> (largest max|err| / peak|source| a layer may show, smallest cosine)
-LAYER_TOLERANCE = {"fp32": (1e-3, 0.99999), "fp16": (3e-2, 0.9995), "dynamic-int8": (0.1, 0.995),
-                   "int8": (0.3, 0.98)}
-MIN_PAIR_COSINE = 0.5     # below this, a same-sized tensor found by value is not the same quantity
-KEEP_SHARED_RATIO = 2.0   # sources sharing an artifact tensor stay paired within this error ratio
+LAYER_TOLERANCE = {"fp32": (1e-3, 0.99999), "fp16": (3e-2, 0.9995), "dynamic-int8": (0.1, 0.995), "int8": (0.3, 0.98)}
+MIN_PAIR_COSINE = 0.5  # below this, a same-sized tensor found by value is not the same quantity
+KEEP_SHARED_RATIO = 2.0  # sources sharing an artifact tensor stay paired within this error ratio
 
 
 @dataclass(frozen=True)
@@ -58,19 +58,21 @@ class LayerError:
     source_type: str
     artifact_tensor: str
     op_type: str
-    paired_by: str            # "name" or "value"
+    paired_by: str  # "name" or "value"
     max_abs_err: float
     mean_abs_err: float
     cosine: float
     snr_db: float
-    peak: float               # max |source| of this tensor: what the error is scaled to
-    rel_err: float            # max_abs_err / peak
+    peak: float  # max |source| of this tensor: what the error is scaled to
+    rel_err: float  # max_abs_err / peak
     diverged: bool
-    fused_with: tuple[str, ...] = ()    # source layers whose output the converter folded into this tensor
+    fused_with: tuple[str, ...] = ()  # source layers whose output the converter folded into this tensor
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (_finite(v) if isinstance(v, float) else list(v) if isinstance(v, tuple) else v)
-                for k, v in asdict(self).items()}
+        return {
+            k: (_finite(v) if isinstance(v, float) else list(v) if isinstance(v, tuple) else v)
+            for k, v in asdict(self).items()
+        }
 
 
 @dataclass(frozen=True)
@@ -78,10 +80,10 @@ class Divergence:
     """The per-layer table, the first divergence (None: none found) and the layers left unpaired."""
 
     layers: tuple[LayerError, ...]
-    unpaired: tuple[Json, ...]   # {"source_layer", "source_type", "reason"}
+    unpaired: tuple[Json, ...]  # {"source_layer", "source_type", "reason"}
     precision: str = "fp32"
     artifact_tensors: int = 0
-    ranking: tuple[Json, ...] = ()       # quantized: layers by SNR lost, worst first
+    ranking: tuple[Json, ...] = ()  # quantized: layers by SNR lost, worst first
 
     @property
     def first(self) -> LayerError | None:
@@ -89,18 +91,34 @@ class Divergence:
 
     def counts(self) -> dict[str, Any]:
         by = [layer.paired_by for layer in self.layers]
-        return {"by_name": by.count("name"), "by_value": by.count("value"), "unpaired": len(self.unpaired),
-                "source_layers": len(self.layers) + len(self.unpaired), "artifact_tensors": self.artifact_tensors}
+        return {
+            "by_name": by.count("name"),
+            "by_value": by.count("value"),
+            "unpaired": len(self.unpaired),
+            "source_layers": len(self.layers) + len(self.unpaired),
+            "artifact_tensors": self.artifact_tensors,
+        }
 
     def to_json(self) -> dict[str, Any]:
         first = self.first
-        return {"first": None if first is None else {
-                    "source_layer": first.source_layer, "artifact_tensor": first.artifact_tensor,
-                    "op_type": first.op_type, "max_abs_err": _finite(first.max_abs_err),
-                    "cosine": _finite(first.cosine), "depth": first.depth, "fused_with": list(first.fused_with)},
-                "precision": self.precision, "counts": self.counts(),
-                "layers": [layer.to_json() for layer in self.layers], "unpaired": list(self.unpaired),
-                "ranking": list(self.ranking)}
+        return {
+            "first": None
+            if first is None
+            else {
+                "source_layer": first.source_layer,
+                "artifact_tensor": first.artifact_tensor,
+                "op_type": first.op_type,
+                "max_abs_err": _finite(first.max_abs_err),
+                "cosine": _finite(first.cosine),
+                "depth": first.depth,
+                "fused_with": list(first.fused_with),
+            },
+            "precision": self.precision,
+            "counts": self.counts(),
+            "layers": [layer.to_json() for layer in self.layers],
+            "unpaired": list(self.unpaired),
+            "ranking": list(self.ranking),
+        }
 
 
 def locate(source: list[Tensor], artifact: list[Tensor], precision: str | None = None) -> Divergence:
@@ -116,8 +134,13 @@ def locate(source: list[Tensor], artifact: list[Tensor], precision: str | None =
     for depth, src in enumerate(source):
         found = _pair(src, artifact, by_numel.get(np.asarray(src.value).size, []), last)
         if found is None:
-            unpaired.append({"source_layer": src.name, "source_type": src.op_type,
-                             "reason": "no artifact tensor of the same size holds the same values"})
+            unpaired.append(
+                {
+                    "source_layer": src.name,
+                    "source_type": src.op_type,
+                    "reason": "no artifact tensor of the same size holds the same values",
+                }
+            )
         else:
             claims.append((depth, src, *found))
             last = max(last, found[0])
@@ -137,12 +160,14 @@ def _pair(src: Tensor, artifact: list[Tensor], candidates: list[int], last: int)
         return None
     patterns = name_patterns(src.name)
     named = _best(src, artifact, [i for i in candidates if any(p.search(artifact[i].name) for p in patterns)], -1.0)
-    valued = (_best(src, artifact, [i for i in candidates if i >= last], MIN_PAIR_COSINE)
-              or _best(src, artifact, candidates, MIN_PAIR_COSINE))
+    valued = _best(src, artifact, [i for i in candidates if i >= last], MIN_PAIR_COSINE) or _best(
+        src, artifact, candidates, MIN_PAIR_COSINE
+    )
     # A name shared by a layer's parts (a Linear's MatMul before its bias Add) is not proof: a tensor
     # that fits ten times better by value is the layer's output.
-    if named and not (valued and valued[1]["rel_err"] * 10 < named[1]["rel_err"]
-                      and valued[1]["cosine"] >= named[1]["cosine"]):
+    if named and not (
+        valued and valued[1]["rel_err"] * 10 < named[1]["rel_err"] and valued[1]["cosine"] >= named[1]["cosine"]
+    ):
         return named[0], "name", named[1]
     return (valued[0], "value", valued[1]) if valued else None
 
@@ -163,21 +188,41 @@ def _resolve(claims: list[_Claim], artifact: list[Tensor], precision: str, unpai
     fused: dict[int, list[str]] = {}
     for depth, src, index, how, m in claims:
         if m["rel_err"] > KEEP_SHARED_RATIO * best[index] + rel_tol:
-            unpaired.append({"source_layer": src.name, "source_type": src.op_type,
-                             "reason": f"fused: {artifact[index].name} matches another layer better",
-                             "artifact_tensor": artifact[index].name})
+            unpaired.append(
+                {
+                    "source_layer": src.name,
+                    "source_type": src.op_type,
+                    "reason": f"fused: {artifact[index].name} matches another layer better",
+                    "artifact_tensor": artifact[index].name,
+                }
+            )
             fused.setdefault(index, []).append(src.name)
             continue
         diverged = m["rel_err"] > rel_tol or m["cosine"] < min_cos
-        layers.append(LayerError(depth, src.name, src.op_type, artifact[index].name, artifact[index].op_type, how,
-                                 m["max_abs_err"], m["mean_abs_err"], m["cosine"], m["snr_db"], m["peak"],
-                                 m["rel_err"], diverged))
+        layers.append(
+            LayerError(
+                depth,
+                src.name,
+                src.op_type,
+                artifact[index].name,
+                artifact[index].op_type,
+                how,
+                m["max_abs_err"],
+                m["mean_abs_err"],
+                m["cosine"],
+                m["snr_db"],
+                m["peak"],
+                m["rel_err"],
+                diverged,
+            )
+        )
     by_tensor = {artifact[i].name: tuple(names) for i, names in fused.items()}
-    return _drop_rewritten([replace(layer, fused_with=by_tensor.get(layer.artifact_tensor, ())) for layer in layers],
-                           unpaired)
+    return _drop_rewritten(
+        [replace(layer, fused_with=by_tensor.get(layer.artifact_tensor, ())) for layer in layers], unpaired
+    )
 
 
-REWRITE_RUN = 2   # at most this many off layers in a row, then agreement again: a rewrite, not a break
+REWRITE_RUN = 2  # at most this many off layers in a row, then agreement again: a rewrite, not a break
 
 
 def _drop_rewritten(layers: list[LayerError], unpaired: list[Json]) -> list[LayerError]:
@@ -196,10 +241,15 @@ def _drop_rewritten(layers: list[LayerError], unpaired: list[Json]) -> list[Laye
             continue
         if 0 < len(run) <= REWRITE_RUN:
             for off in run:
-                unpaired.append({"source_layer": off.source_layer, "source_type": off.source_type,
-                                 "reason": f"rewritten: {off.artifact_tensor} differs but {layer.source_layer} "
-                                           "agrees again (a folded scale or a decomposed op)",
-                                 "artifact_tensor": off.artifact_tensor})
+                unpaired.append(
+                    {
+                        "source_layer": off.source_layer,
+                        "source_type": off.source_type,
+                        "reason": f"rewritten: {off.artifact_tensor} differs but {layer.source_layer} "
+                        "agrees again (a folded scale or a decomposed op)",
+                        "artifact_tensor": off.artifact_tensor,
+                    }
+                )
         else:
             kept.extend(run)
         run = []
@@ -218,8 +268,7 @@ def snr_lost(layers: Iterable[LayerError]) -> list[Json]:
     previous: float | None = None
     for layer in layers:
         drop = 0.0 if previous is None else previous - layer.snr_db
-        lost.append({"source_layer": layer.source_layer, "snr_db": _finite(layer.snr_db),
-                     "snr_lost_db": _finite(drop)})
+        lost.append({"source_layer": layer.source_layer, "snr_db": _finite(layer.snr_db), "snr_lost_db": _finite(drop)})
         previous = layer.snr_db
     return sorted(lost, key=lambda e: -e["snr_lost_db"])
 
@@ -243,10 +292,10 @@ def _aligned(ref: np.ndarray, act: np.ndarray) -> Iterator[np.ndarray]:
         yield act.reshape(ref.shape)
     for rank_perm in _layout_perms(ref.ndim):
         moved = tuple(ref.shape[p] for p in rank_perm)
-        if tuple(d for d in moved if d != 1) == squeezed_act:   # square tensors too: same shape, moved data
+        if tuple(d for d in moved if d != 1) == squeezed_act:  # square tensors too: same shape, moved data
             yield np.transpose(act.reshape(moved), np.argsort(rank_perm))
     if squeezed_ref != squeezed_act:
-        yield act.reshape(ref.shape)   # same element count, no known layout: compare in storage order
+        yield act.reshape(ref.shape)  # same element count, no known layout: compare in storage order
 
 
 def _layout_perms(rank: int) -> list[tuple[int, ...]]:
@@ -262,11 +311,17 @@ def _errors(ref: np.ndarray, act: np.ndarray) -> dict[str, Any]:
     peak = float(np.max(np.abs(ref))) if ref.size else 0.0
     norms = float(np.linalg.norm(ref) * np.linalg.norm(act))
     cosine = float(np.dot(ref, act) / norms) if norms > 0 else (1.0 if not err.any() else 0.0)
-    noise = float(np.sum(err ** 2))
-    snr = float("inf") if noise == 0 else 10 * np.log10(max(float(np.sum(ref ** 2)), 1e-300) / noise)
+    noise = float(np.sum(err**2))
+    snr = float("inf") if noise == 0 else 10 * np.log10(max(float(np.sum(ref**2)), 1e-300) / noise)
     max_err = float(err.max()) if err.size else 0.0
-    return {"max_abs_err": max_err, "mean_abs_err": float(err.mean()) if err.size else 0.0, "cosine": cosine,
-            "snr_db": snr, "peak": peak, "rel_err": max_err / peak if peak > 0 else (0.0 if max_err == 0 else np.inf)}
+    return {
+        "max_abs_err": max_err,
+        "mean_abs_err": float(err.mean()) if err.size else 0.0,
+        "cosine": cosine,
+        "snr_db": snr,
+        "peak": peak,
+        "rel_err": max_err / peak if peak > 0 else (0.0 if max_err == 0 else np.inf),
+    }
 
 
 def name_patterns(layer: str) -> list[re.Pattern[str]]:

@@ -4,6 +4,7 @@ Warmup runs in rounds of 5 (at least one round) until a round's median is within
 previous round's, at most 10 rounds: first calls often compile, allocate or fill caches. Then
 ``runs`` timed calls, or fewer when ``budget_s`` runs out (never fewer than MIN_RUNS).
 """
+
 from __future__ import annotations
 
 import time
@@ -69,8 +70,13 @@ def median_ci95(samples_ms: np.ndarray, seed: int = 0) -> tuple[float, float]:
     return float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))
 
 
-def measure(run: Callable[[], object], threads: int, runs: int = DEFAULT_RUNS, warmup: int = WARMUP_ROUND,
-            budget_s: float | None = None) -> LatencyResult:
+def measure(
+    run: Callable[[], object],
+    threads: int,
+    runs: int = DEFAULT_RUNS,
+    warmup: int = WARMUP_ROUND,
+    budget_s: float | None = None,
+) -> LatencyResult:
     """Time ``run()``; the first call is recorded apart as ``first_ms``."""
     first = _timed(run)
     warmed = 1 + warm_up(run, warmup)
@@ -81,5 +87,15 @@ def measure(run: Callable[[], object], threads: int, runs: int = DEFAULT_RUNS, w
         if deadline is not None and len(times) >= min(MIN_RUNS, runs) and time.perf_counter() > deadline:
             break
     ms = np.asarray(times) * 1e3
-    return LatencyResult(float(np.percentile(ms, 50)), float(np.percentile(ms, 90)), float(np.percentile(ms, 99)),
-                         float(ms.mean()), float(ms.std()), len(ms), warmed, threads, first * 1e3, median_ci95(ms))
+    return LatencyResult(
+        float(np.percentile(ms, 50)),
+        float(np.percentile(ms, 90)),
+        float(np.percentile(ms, 99)),
+        float(ms.mean()),
+        float(ms.std()),
+        len(ms),
+        warmed,
+        threads,
+        first * 1e3,
+        median_ci95(ms),
+    )

@@ -20,6 +20,7 @@ top class differs counts as agreeing when the source scored the artifact's pick 
 own (a near tie). Tolerances can be overridden per run (``--atol``/``--rtol``); the thresholds used
 are written into the report beside each metric.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-Outputs = dict[str, np.ndarray]   # one sample's outputs by name
+Outputs = dict[str, np.ndarray]  # one sample's outputs by name
 
 # precision -> (atol, rtol, atol is relative to the output's peak, min cosine, min SNR dB, min top-1)
 DEFAULT_TOLERANCES = {
@@ -37,8 +38,10 @@ DEFAULT_TOLERANCES = {
     "int8": (0.2, 0.1, True, 0.995, 20.0, 0.90),
 }
 TOP_K = 5
-CALIBRATION_HINT = ("int8 error this large usually means the calibration data do not resemble the inputs "
-                    "(pass real ones with --calibration)")
+CALIBRATION_HINT = (
+    "int8 error this large usually means the calibration data do not resemble the inputs "
+    "(pass real ones with --calibration)"
+)
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,8 @@ class OutputParity:
     problem: str | None = None
     # Counts of |artifact - source| per decade bin over every element; the HTML report plots it.
     abs_err_hist: dict[str, Any] | None = None
-    kind: str = "float"              # "float", "classifier" ([batch, classes]) or "exact" (integers)
-    peak: float | None = None        # max |source|, the scale a peak-relative atol is taken of
+    kind: str = "float"  # "float", "classifier" ([batch, classes]) or "exact" (integers)
+    peak: float | None = None  # max |source|, the scale a peak-relative atol is taken of
     top1_agreement: float | None = None
     topk_agreement: float | None = None
     top_k: int | None = None
@@ -114,8 +117,9 @@ def _finite(x: float) -> float:
 
 
 def _failed(name: str, tol: Tolerance, problem: str) -> OutputParity:
-    return OutputParity(name, float("inf"), float("inf"), float("inf"), 0.0, float("-inf"),
-                        tol.atol, tol.rtol, False, problem)
+    return OutputParity(
+        name, float("inf"), float("inf"), float("inf"), 0.0, float("-inf"), tol.atol, tol.rtol, False, problem
+    )
 
 
 def compare_output(name: str, reference: list[np.ndarray], actual: list[np.ndarray], tol: Tolerance) -> OutputParity:
@@ -142,15 +146,30 @@ def compare_output(name: str, reference: list[np.ndarray], actual: list[np.ndarr
         problem = f"{problem}; {CALIBRATION_HINT}"
     statistical = kind != "exact"
     return OutputParity(
-        name, _finite(err.max()) if err.size else 0.0, _finite(err.mean()) if err.size else 0.0,
-        _finite((err / np.maximum(np.abs(ref), 1e-12)).max()) if err.size else 0.0, cosine, snr, atol, rtol,
-        problem is None, problem, _histogram(err), kind, peak, top1, topk, k,
-        tol.min_cosine if statistical else None, tol.min_snr_db if statistical else None,
-        tol.min_top1 if kind == "classifier" else None)
+        name,
+        _finite(err.max()) if err.size else 0.0,
+        _finite(err.mean()) if err.size else 0.0,
+        _finite((err / np.maximum(np.abs(ref), 1e-12)).max()) if err.size else 0.0,
+        cosine,
+        snr,
+        atol,
+        rtol,
+        problem is None,
+        problem,
+        _histogram(err),
+        kind,
+        peak,
+        top1,
+        topk,
+        k,
+        tol.min_cosine if statistical else None,
+        tol.min_snr_db if statistical else None,
+        tol.min_top1 if kind == "classifier" else None,
+    )
 
 
 def output_kind(sample: np.ndarray) -> str:
-    """"exact" for integer/boolean outputs, "classifier" for 2-D [batch, classes] floats, else "float"."""
+    """ "exact" for integer/boolean outputs, "classifier" for 2-D [batch, classes] floats, else "float"."""
     array = np.asarray(sample)
     if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
         return "exact"
@@ -173,13 +192,16 @@ def _nan_problem(ref: np.ndarray, act: np.ndarray) -> str | None:
     return None
 
 
-def _element_problem(err: np.ndarray, within: np.ndarray, atol: float, rtol: float, act: np.ndarray,
-                     ref: np.ndarray) -> str | None:
+def _element_problem(
+    err: np.ndarray, within: np.ndarray, atol: float, rtol: float, act: np.ndarray, ref: np.ndarray
+) -> str | None:
     if bool(np.all(within)):
         return None
     worst = int(np.argmax(err - (atol + rtol * np.abs(ref))))
-    return (f"max abs error {err.max():.3g} exceeds atol {atol:.3g} + rtol {rtol:g}*|ref| "
-            f"({int(np.sum(~within))} of {err.size} elements; worst {act[worst]:.6g} vs {ref[worst]:.6g})")
+    return (
+        f"max abs error {err.max():.3g} exceeds atol {atol:.3g} + rtol {rtol:g}*|ref| "
+        f"({int(np.sum(~within))} of {err.size} elements; worst {act[worst]:.6g} vs {ref[worst]:.6g})"
+    )
 
 
 def _statistical_problem(tol: Tolerance, cosine: float, snr: float, top1: float | None) -> str | None:
@@ -205,7 +227,7 @@ def _agreement(reference: list[Any], actual: list[Any], atol: float) -> tuple[fl
     return float(agree.mean()), float(in_topk.mean()), int(k)
 
 
-HIST_EDGES = (0.0, *(10.0 ** k for k in range(-10, 2)), 1e30)
+HIST_EDGES = (0.0, *(10.0**k for k in range(-10, 2)), 1e30)
 
 
 def _histogram(err: np.ndarray) -> dict[str, Any]:
@@ -225,7 +247,7 @@ def _cosine(ref: np.ndarray, act: np.ndarray) -> float:
 
 def _snr_db(ref: np.ndarray, act: np.ndarray) -> float:
     noise = float(np.sum((ref - act) ** 2))
-    signal = float(np.sum(ref ** 2))
+    signal = float(np.sum(ref**2))
     if not np.isfinite(noise):
         return -1e30
     if noise == 0:
@@ -267,13 +289,15 @@ def constant_artifact_passes(reference: list[Outputs], tol: Tolerance) -> dict[s
     for name in reference[0]:
         stack = np.stack([np.asarray(r[name], dtype=np.float64) for r in reference])
         if not np.all(np.isfinite(stack)):
-            continue   # NaN/Inf is judged (and failed) by parity itself
+            continue  # NaN/Inf is judged (and failed) by parity itself
         mean = stack.mean(axis=0).astype(np.asarray(reference[0][name]).dtype)
         verdict = compare_output(name, [r[name] for r in reference], [mean] * len(reference), tol)
         if verdict.passed:
             deviation = float(np.abs(stack - stack.mean(axis=0)).max())
-            found[name] = (f"output {name!r} barely changes across {len(reference)} samples (largest deviation "
-                           f"from its average {deviation:.3g}, within the {tol.precision} tolerance: atol "
-                           f"{verdict.atol:.3g} + rtol {verdict.rtol:g}*|ref|): a constant artifact would pass; "
-                           "dead activations, a saturated output or inputs outside the useful range")
+            found[name] = (
+                f"output {name!r} barely changes across {len(reference)} samples (largest deviation "
+                f"from its average {deviation:.3g}, within the {tol.precision} tolerance: atol "
+                f"{verdict.atol:.3g} + rtol {verdict.rtol:g}*|ref|): a constant artifact would pass; "
+                "dead activations, a saturated output or inputs outside the useful range"
+            )
     return found

@@ -15,6 +15,7 @@ Classification, the same for every format:
 - ``fp16``: float16 weight constants and no integer weights (or, in a .pte, float16 activations);
 - ``fp32``: none of the above.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:   # annotations only: numpy and onnx are imported where they are used
+if TYPE_CHECKING:  # annotations only: numpy and onnx are imported where they are used
     from xml.etree.ElementTree import Element
 
     import numpy as np
@@ -42,9 +43,9 @@ class PrecisionInfo:
 
     target: str
     precision: str
-    weight_bytes: dict[str, int] = field(default_factory=dict)   # dtype name -> bytes of constant tensors
-    evidence: dict[str, int] = field(default_factory=dict)       # marker (op or tensor kind) -> count
-    io_dtypes: dict[str, str] = field(default_factory=dict)      # graph input/output name -> dtype name
+    weight_bytes: dict[str, int] = field(default_factory=dict)  # dtype name -> bytes of constant tensors
+    evidence: dict[str, int] = field(default_factory=dict)  # marker (op or tensor kind) -> count
+    io_dtypes: dict[str, str] = field(default_factory=dict)  # graph input/output name -> dtype name
     # Largest |q| over the signed int8 weight tensors (None without any): at most 64 means 7-bit
     # weights, whose u8 x s8 pair sums cannot saturate 16 bits on x86 CPUs without VNNI.
     int8_weight_max: int | None = None
@@ -60,8 +61,11 @@ class PrecisionInfo:
         return int(sum(self.weight_bytes.values()))
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "total_weight_bytes": self.total_weight_bytes,
-                "int8_weight_bits": self.int8_weight_bits}
+        return {
+            **asdict(self),
+            "total_weight_bytes": self.total_weight_bytes,
+            "int8_weight_bits": self.int8_weight_bits,
+        }
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,13 @@ class PrecisionCheck:
         return self.passed
 
     def to_json(self) -> dict[str, Any]:
-        return {"requested": self.requested, "found": self.found, "passed": self.passed,
-                "problem": self.problem, **{k: v for k, v in self.info.to_json().items() if k != "precision"}}
+        return {
+            "requested": self.requested,
+            "found": self.found,
+            "passed": self.passed,
+            "problem": self.problem,
+            **{k: v for k, v in self.info.to_json().items() if k != "precision"},
+        }
 
 
 # A precision counts only when its tensors hold this share of the weight bytes: a float32 IR of
@@ -105,8 +114,14 @@ def _classify(weight_bytes: dict[str, int], static: bool, dynamic: bool) -> str:
 # ---- ONNX ------------------------------------------------------------------------------------
 
 _ONNX_STATIC = ("QuantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd")
-_ONNX_DYNAMIC = ("DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeLSTM",
-                 "DynamicQuantizeMatMul", "MatMulIntegerToFloat")
+_ONNX_DYNAMIC = (
+    "DynamicQuantizeLinear",
+    "MatMulInteger",
+    "ConvInteger",
+    "DynamicQuantizeLSTM",
+    "DynamicQuantizeMatMul",
+    "MatMulIntegerToFloat",
+)
 
 
 def _inspect_onnx(path: Path) -> PrecisionInfo:
@@ -128,10 +143,14 @@ def _inspect_onnx(path: Path) -> PrecisionInfo:
     evidence = {op: n for op, n in ops.items() if op in _ONNX_STATIC + _ONNX_DYNAMIC or op == "DequantizeLinear"}
     static = any(ops.get(op) for op in _ONNX_STATIC)
     dynamic = any(ops.get(op) for op in _ONNX_DYNAMIC)
-    io = {v.name: onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
-          for v in [*model.graph.input, *model.graph.output] if v.type.HasField("tensor_type")}
-    return PrecisionInfo("onnx", _classify(_float_weights(weights), static, dynamic), dict(weights), evidence, io,
-                         int8_max)
+    io = {
+        v.name: onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
+        for v in [*model.graph.input, *model.graph.output]
+        if v.type.HasField("tensor_type")
+    }
+    return PrecisionInfo(
+        "onnx", _classify(_float_weights(weights), static, dynamic), dict(weights), evidence, io, int8_max
+    )
 
 
 # Weight tensors this small are zero points or scalars, not weights.
@@ -166,8 +185,19 @@ def _float_weights(weights: Counter[str]) -> dict[str, int]:
 
 # ---- OpenVINO IR -----------------------------------------------------------------------------
 
-_IR_TYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "i8": "int8", "u8": "uint8", "i4": "int4",
-             "u4": "uint4", "i32": "int32", "i64": "int64", "boolean": "bool", "f64": "float64"}
+_IR_TYPES = {
+    "f32": "float32",
+    "f16": "float16",
+    "bf16": "bfloat16",
+    "i8": "int8",
+    "u8": "uint8",
+    "i4": "int4",
+    "u4": "uint4",
+    "i32": "int32",
+    "i64": "int64",
+    "boolean": "bool",
+    "f64": "float64",
+}
 
 
 def _inspect_ir(path: Path) -> PrecisionInfo:
@@ -207,6 +237,7 @@ def _ir_constant(xml: Path, data: Element) -> np.ndarray:
 
 # ---- TFLite ----------------------------------------------------------------------------------
 
+
 def _inspect_tflite(path: Path) -> PrecisionInfo:
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
@@ -225,8 +256,13 @@ def _inspect_tflite(path: Path) -> PrecisionInfo:
             size = _buffer_size(buffer)
             if size:
                 weights[dtype] += size
-                if dtype == "int8" and size > _MIN_WEIGHT_ELEMENTS and buffer and buffer.data is not None \
-                        and len(buffer.data):
+                if (
+                    dtype == "int8"
+                    and size > _MIN_WEIGHT_ELEMENTS
+                    and buffer
+                    and buffer.data is not None
+                    and len(buffer.data)
+                ):
                     int8_max = _int_max(int8_max, np.frombuffer(bytes(buffer.data), dtype=np.int8))
             elif dtype in ("int8", "uint8", "int16") and _has_scale(tensor):
                 static = True
@@ -235,14 +271,28 @@ def _inspect_tflite(path: Path) -> PrecisionInfo:
         if weights.get(dtype):
             evidence[f"{dtype} constants"] = weights[dtype]
     main = model.subgraphs[0]
-    io = {(main.tensors[i].name or b"").decode(errors="replace"): _TFLITE_DTYPES.get(
-        names.get(main.tensors[i].type, ""), "?") for i in [*main.inputs, *main.outputs]}
+    io = {
+        (main.tensors[i].name or b"").decode(errors="replace"): _TFLITE_DTYPES.get(
+            names.get(main.tensors[i].type, ""), "?"
+        )
+        for i in [*main.inputs, *main.outputs]
+    }
     precision = _classify(_float_weights(weights), static, dynamic=False)
     return PrecisionInfo("tflite", precision, dict(weights), dict(evidence), io, int8_max)
 
 
-_TFLITE_DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "INT8": "int8", "UINT8": "uint8", "INT16": "int16",
-                  "INT32": "int32", "INT64": "int64", "BOOL": "bool", "INT4": "int4", "FLOAT64": "float64"}
+_TFLITE_DTYPES = {
+    "FLOAT32": "float32",
+    "FLOAT16": "float16",
+    "INT8": "int8",
+    "UINT8": "uint8",
+    "INT16": "int16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "BOOL": "bool",
+    "INT4": "int4",
+    "FLOAT64": "float64",
+}
 
 
 def _buffer_size(buffer: Any) -> int:
@@ -250,7 +300,7 @@ def _buffer_size(buffer: Any) -> int:
         return 0
     if buffer.data is not None and len(buffer.data):
         return len(buffer.data)
-    return int(buffer.size or 0) if (buffer.offset or 0) > 1 else 0   # data stored past the flatbuffer
+    return int(buffer.size or 0) if (buffer.offset or 0) > 1 else 0  # data stored past the flatbuffer
 
 
 def _has_scale(tensor: Any) -> bool:
@@ -259,6 +309,7 @@ def _has_scale(tensor: Any) -> bool:
 
 
 # ---- ExecuTorch -------------------------------------------------------------------------------
+
 
 def _inspect_pte(path: Path) -> PrecisionInfo:
     """A .pte's constants and activations, inside its XNNPACK delegates as well as outside them.
@@ -272,10 +323,12 @@ def _inspect_pte(path: Path) -> PrecisionInfo:
 
     program = read_program(path)
     evidence = dict(program.activations)
-    static = any(op.startswith("quantized_decomposed.quantize_per_tensor") for op in program.kernels) \
-        or bool(program.activations.get("int8 activations") or program.activations.get("uint8 activations"))
+    static = any(op.startswith("quantized_decomposed.quantize_per_tensor") for op in program.kernels) or bool(
+        program.activations.get("int8 activations") or program.activations.get("uint8 activations")
+    )
     dynamic = bool(program.activations.get("dynamically quantized activations")) or any(
-        "choose_qparams" in op for op in program.kernels)
+        "choose_qparams" in op for op in program.kernels
+    )
     for op, count in program.kernels.items():
         if op.startswith("quantized_decomposed."):
             evidence[op] = count
@@ -290,14 +343,12 @@ def _inspect_pte(path: Path) -> PrecisionInfo:
     for data in program.int8_weights:
         if len(data) > _MIN_WEIGHT_ELEMENTS:
             int8_max = _int_max(int8_max, np.frombuffer(data, dtype=np.int8))
-    return PrecisionInfo("executorch", precision, dict(program.constants), evidence, dict(program.io_dtypes),
-                         int8_max)
+    return PrecisionInfo("executorch", precision, dict(program.constants), evidence, dict(program.io_dtypes), int8_max)
 
 
 # ---- public ----------------------------------------------------------------------------------
 
-_INSPECTORS = {"onnx": _inspect_onnx, "openvino": _inspect_ir, "tflite": _inspect_tflite,
-               "executorch": _inspect_pte}
+_INSPECTORS = {"onnx": _inspect_onnx, "openvino": _inspect_ir, "tflite": _inspect_tflite, "executorch": _inspect_pte}
 
 
 def inspect(path: str | os.PathLike[str], target: str) -> PrecisionInfo:
@@ -314,6 +365,8 @@ def check_precision(path: str | os.PathLike[str], target: str, requested: str | 
     if info.precision == wanted:
         return PrecisionCheck(wanted, info.precision, True, None, info)
     detail = ", ".join(f"{k}: {v}" for k, v in sorted(info.evidence.items())) or "no quantized tensors"
-    problem = (f"precision {info.precision} found where {wanted} was requested ({detail}): "
-               f"the artifact's numerics changed silently")
+    problem = (
+        f"precision {info.precision} found where {wanted} was requested ({detail}): "
+        f"the artifact's numerics changed silently"
+    )
     return PrecisionCheck(wanted, info.precision, False, problem, info)

@@ -1,4 +1,5 @@
 """One runner per runtime behind one interface (see base.Runner)."""
+
 from .base import Runner, get_runner_class, register_runner
 
 # Which runtime runs each target by default, then the alternatives tried when it is absent.

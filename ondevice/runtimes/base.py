@@ -1,4 +1,5 @@
 """The one interface every runtime implements, and the registry of runners."""
+
 from __future__ import annotations
 
 import re

@@ -7,6 +7,7 @@ tensor names and op types (onnxruntime with every node output made a graph outpu
 tensors preserved, OpenVINO with an output added on every op). ``limit_bytes`` caps what one capture
 keeps, so a large model cannot exhaust memory: tensors past the cap are dropped and counted.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -66,6 +67,7 @@ def _hook(kept: _Kept, path: str, kind: str):
         first = output[0] if isinstance(output, (tuple, list)) and output else output
         if hasattr(first, "detach") and first.is_floating_point():
             kept.keep(path, kind, first.detach().cpu().numpy())
+
     return record
 
 
@@ -145,7 +147,7 @@ def tflite_tensors(path, feeds: list, threads: int = 1, limit_bytes: int = LIMIT
     interp.invoke()
     details = {d["index"]: d for d in interp.get_tensor_details()}
     kept = _Kept(limit_bytes)
-    for op in interp._get_ops_details():   # the only way to map tensors to the ops that make them
+    for op in interp._get_ops_details():  # the only way to map tensors to the ops that make them
         if op["op_name"] == "DELEGATE":
             continue
         for index in op["outputs"]:
@@ -181,13 +183,12 @@ def openvino_tensors(path, feeds: list, threads: int = 1, limit_bytes: int = LIM
     model = core.read_model(str(path))
     skip = {"Parameter", "Constant", "Result"}
     ops = [op for op in model.get_ordered_ops() if op.get_type_name() not in skip]
-    outputs = [(op, i) for op in ops for i in range(op.get_output_size())
-               if op.get_output_element_type(i).is_real()]
-    model.add_outputs([op.output(i) for op, i in outputs])   # an op output that already is one is not added twice
+    outputs = [(op, i) for op in ops for i in range(op.get_output_size()) if op.get_output_element_type(i).is_real()]
+    model.add_outputs([op.output(i) for op, i in outputs])  # an op output that already is one is not added twice
     where = {}
     for number, port in enumerate(model.outputs):
         node = port.get_node()
-        fed = node.input_value(0) if node.get_type_name() == "Result" else port   # the op output a Result holds
+        fed = node.input_value(0) if node.get_type_name() == "Result" else port  # the op output a Result holds
         where[(fed.get_node().get_friendly_name(), fed.get_index())] = number
     compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()

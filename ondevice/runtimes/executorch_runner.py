@@ -1,4 +1,5 @@
 """ExecuTorch programs (.pte) on the ExecuTorch runtime: XNNPACK subgraphs and portable kernels."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,18 @@ from ..specs import TensorSpec
 from .base import Runner, register_runner
 
 # executorch's ScalarType codes (the runtime's TensorInfo.dtype()) -> numpy dtype names.
-_DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",
-           11: "bool", 15: "bfloat16"}
+_DTYPES = {
+    0: "uint8",
+    1: "int8",
+    2: "int16",
+    3: "int32",
+    4: "int64",
+    5: "float16",
+    6: "float32",
+    7: "float64",
+    11: "bool",
+    15: "bfloat16",
+}
 # Where ondevice's exports keep the source's tensor names (see converters/_executorch.py).
 _NAME_METHODS = ("ondevice_input_names", "ondevice_output_names")
 
@@ -36,8 +47,10 @@ class ExecuTorchRunner(Runner):
         args = [torch.from_numpy(np.ascontiguousarray(feeds[spec.name])) for spec in self.inputs]
         results = self._method.execute(args)
         # Copies: an output tensor may be a view of the method's planned memory, which the next call reuses.
-        return {spec.name: np.array(value.detach().numpy() if hasattr(value, "numpy") else value, copy=True)
-                for spec, value in zip(self.outputs, results, strict=True)}
+        return {
+            spec.name: np.array(value.detach().numpy() if hasattr(value, "numpy") else value, copy=True)
+            for spec, value in zip(self.outputs, results, strict=True)
+        }
 
     def timed_call(self, feeds):
         """Input tensors made once (sharing the arrays' memory); each call is one ``execute``."""
@@ -70,5 +83,7 @@ def _names(program, method: str) -> list[str] | None:
 def _specs(infos, names, prefix: str) -> list[TensorSpec]:
     if names is None or len(names) != len(infos):
         names = [prefix] if len(infos) == 1 else [f"{prefix}_{i}" for i in range(len(infos))]
-    return [TensorSpec(name, tuple(int(d) for d in info.sizes()), _DTYPES.get(int(info.dtype()), "float32"))
-            for name, info in zip(names, infos, strict=True)]
+    return [
+        TensorSpec(name, tuple(int(d) for d in info.sizes()), _DTYPES.get(int(info.dtype()), "float32"))
+        for name, info in zip(names, infos, strict=True)
+    ]

@@ -6,6 +6,7 @@ ai-edge-quantizer), the names ``capture`` gives its outputs, the tensors it read
 float constants (weights) it reads, with their bytes. Constant-only subgraphs (a weight's Convert or
 Transpose) are folded into the node that reads them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,10 +22,10 @@ class Node:
 
     name: str
     op_type: str
-    labels: tuple                 # the names capture.py gives this op's outputs
-    inputs: tuple                 # non-constant tensors read
-    outputs: tuple                # tensors written
-    weights: dict = field(default_factory=dict)   # float constant name -> bytes
+    labels: tuple  # the names capture.py gives this op's outputs
+    inputs: tuple  # non-constant tensors read
+    outputs: tuple  # tensors written
+    weights: dict = field(default_factory=dict)  # float constant name -> bytes
 
 
 def read(path, target: str) -> list[Node]:
@@ -63,7 +64,7 @@ def region(nodes: list[Node], label: str, stops: set) -> list[Node]:
 
 # ---- ONNX ------------------------------------------------------------------------------------
 
-_ONNX_FLOAT = (1, 10, 11, 16)   # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+_ONNX_FLOAT = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
 def _onnx(path: str) -> list[Node]:
@@ -71,7 +72,7 @@ def _onnx(path: str) -> list[Node]:
     graph = onnx.load(path).graph
     weights = {init.name: _onnx_bytes(onnx, init) for init in graph.initializer if init.data_type in _ONNX_FLOAT}
     constant = {init.name for init in graph.initializer}
-    folded: dict[str, dict[str, int]] = {}   # constant tensor -> the float constants it is made of
+    folded: dict[str, dict[str, int]] = {}  # constant tensor -> the float constants it is made of
     nodes = []
     for index, node in enumerate(graph.node):
         reads = [i for i in node.input if i]
@@ -86,14 +87,25 @@ def _onnx(path: str) -> list[Node]:
         used: dict[str, int] = {}
         for i in reads:
             used.update({i: weights[i]} if i in weights else folded.get(i, {}))
-        nodes.append(Node(node.name or f"{node.op_type}_{index}", node.op_type, tuple(o for o in node.output if o),
-                          tuple(i for i in reads if i not in constant), tuple(o for o in node.output if o), used))
+        nodes.append(
+            Node(
+                node.name or f"{node.op_type}_{index}",
+                node.op_type,
+                tuple(o for o in node.output if o),
+                tuple(i for i in reads if i not in constant),
+                tuple(o for o in node.output if o),
+                used,
+            )
+        )
     return nodes
 
 
 def _onnx_bytes(onnx, tensor) -> int:
-    return int(onnx.numpy_helper.to_array(tensor).nbytes) if not tensor.external_data else \
-        int(np.prod(tensor.dims or [1])) * 4
+    return (
+        int(onnx.numpy_helper.to_array(tensor).nbytes)
+        if not tensor.external_data
+        else int(np.prod(tensor.dims or [1])) * 4
+    )
 
 
 def _onnx_constant_bytes(onnx, node) -> dict:
@@ -105,10 +117,11 @@ def _onnx_constant_bytes(onnx, node) -> dict:
 
 # ---- OpenVINO --------------------------------------------------------------------------------
 
+
 def _openvino(path: str) -> list[Node]:
     ov = _lazy.require("openvino")
     model = ov.Core().read_model(path)
-    folded: dict[str, dict[str, int]] = {}   # constant op name -> float constants it is made of
+    folded: dict[str, dict[str, int]] = {}  # constant op name -> float constants it is made of
     nodes = []
     for op in model.get_ordered_ops():
         kind, name = op.get_type_name(), op.get_friendly_name()
@@ -135,6 +148,7 @@ def _openvino(path: str) -> list[Node]:
 
 # ---- TFLite ----------------------------------------------------------------------------------
 
+
 def _tflite(path: str) -> list[Node]:
     fb = _lazy.require("ai_edge_litert.tools.flatbuffer_utils")
     schema = _lazy.require("ai_edge_litert.schema_py_generated")
@@ -157,8 +171,9 @@ def _tflite(path: str) -> list[Node]:
                 reads.append(str(i))
         outs = [int(i) for i in op.outputs if i >= 0]
         label = tuple(names[i] for i in outs)
-        nodes.append(Node(label[0] if label else f"{kind}_{index}", kind, label, tuple(reads),
-                          tuple(str(i) for i in outs), used))
+        nodes.append(
+            Node(label[0] if label else f"{kind}_{index}", kind, label, tuple(reads), tuple(str(i) for i in outs), used)
+        )
     return nodes
 
 

@@ -1,4 +1,5 @@
 """Keras models as the reference, called directly (not ``predict``) in inference mode."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """``.tflite`` files on the LiteRT interpreter, or tflite-runtime / tf.lite where that is what exists."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -48,19 +49,24 @@ class _InterpreterRunner(Runner):
                 detail = next(d for d in self._in if d["index"] == detail["index"])
             self._interp.set_tensor(detail["index"], value)
         self._interp.invoke()
-        return {spec.name: _dequantize(np.array(self._interp.get_tensor(d["index"])), d)
-                for spec, d in zip(self.outputs, self._out, strict=True)}
+        return {
+            spec.name: _dequantize(np.array(self._interp.get_tensor(d["index"])), d)
+            for spec, d in zip(self.outputs, self._out, strict=True)
+        }
 
     def timed_call(self, feeds):
         """Inputs written into the interpreter's tensors once; each call is one ``invoke()``."""
-        self.run(feeds)   # resizes and allocates for these shapes if needed, and sets the inputs
+        self.run(feeds)  # resizes and allocates for these shapes if needed, and sets the inputs
         return self._interp.invoke
 
     def versions(self):
         import importlib.metadata as md
 
-        package = {"ai_edge_litert.interpreter": "ai-edge-litert", "tflite_runtime.interpreter": "tflite-runtime",
-                   "tensorflow.lite": "tensorflow"}[self.module]
+        package = {
+            "ai_edge_litert.interpreter": "ai-edge-litert",
+            "tflite_runtime.interpreter": "tflite-runtime",
+            "tensorflow.lite": "tensorflow",
+        }[self.module]
         return {package: md.version(package)}
 
 
@@ -74,7 +80,10 @@ def _unique(specs: list[TensorSpec], details, interpreter, kind: str) -> list[Te
     by_index = {}
     if len(signatures) == 1:
         by_index = {index: name for name, index in next(iter(signatures.values())).get(kind, {}).items()}
-    return [replace(s, name=by_index.get(d["index"]) or f"{s.name}_{i}") for i, (s, d) in enumerate(zip(specs, details, strict=True))]
+    return [
+        replace(s, name=by_index.get(d["index"]) or f"{s.name}_{i}")
+        for i, (s, d) in enumerate(zip(specs, details, strict=True))
+    ]
 
 
 def _quantized(detail) -> bool:

@@ -1,4 +1,5 @@
 """ONNX files on onnxruntime's CPU provider."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,9 +9,15 @@ from ..specs import TensorSpec
 from .base import Runner, dims, register_runner
 
 _ORT_TYPES = {
-    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-    "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8", "tensor(int16)": "int16", "tensor(bool)": "bool",
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int16)": "int16",
+    "tensor(bool)": "bool",
 }
 
 
@@ -25,10 +32,12 @@ class OnnxRuntimeRunner(Runner):
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.inputs = [TensorSpec(i.name, dims(i.shape), _ORT_TYPES.get(i.type, "float32"))
-                       for i in self._session.get_inputs()]
-        self.outputs = [TensorSpec(o.name, dims(o.shape), _ORT_TYPES.get(o.type, "float32"))
-                        for o in self._session.get_outputs()]
+        self.inputs = [
+            TensorSpec(i.name, dims(i.shape), _ORT_TYPES.get(i.type, "float32")) for i in self._session.get_inputs()
+        ]
+        self.outputs = [
+            TensorSpec(o.name, dims(o.shape), _ORT_TYPES.get(o.type, "float32")) for o in self._session.get_outputs()
+        ]
         self._output_names = [o.name for o in self.outputs]
 
     def run(self, feeds):

@@ -1,4 +1,5 @@
 """OpenVINO IR (and anything ``read_model`` reads) on the CPU plugin, at f32 inference precision."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,20 +24,25 @@ class OpenVinoRunner(Runner):
         ov = _lazy.require("openvino")
         core = ov.Core()
         model = core.read_model(str(path))
-        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
-                  "PERFORMANCE_HINT": "LATENCY"}
+        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
         self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
         # Names come from the model as read: compiling can add internal names to a port's set.
-        self.inputs = [TensorSpec(_port_name(p, i, "input"), _partial(p), p.get_element_type().to_dtype().name)
-                       for i, p in enumerate(model.inputs)]
-        self.outputs = [TensorSpec(_port_name(p, i, "output"), _partial(p), p.get_element_type().to_dtype().name)
-                        for i, p in enumerate(model.outputs)]
+        self.inputs = [
+            TensorSpec(_port_name(p, i, "input"), _partial(p), p.get_element_type().to_dtype().name)
+            for i, p in enumerate(model.inputs)
+        ]
+        self.outputs = [
+            TensorSpec(_port_name(p, i, "output"), _partial(p), p.get_element_type().to_dtype().name)
+            for i, p in enumerate(model.outputs)
+        ]
 
     def run(self, feeds):
         ordered = [feeds[spec.name] for spec in self.inputs]
         result = self._request.infer(ordered)
-        return {spec.name: np.array(result[port]) for spec, port in zip(self.outputs, self._compiled.outputs, strict=True)}
+        return {
+            spec.name: np.array(result[port]) for spec, port in zip(self.outputs, self._compiled.outputs, strict=True)
+        }
 
     def timed_call(self, feeds):
         """Input tensors that share the arrays' memory, set once; ``infer()`` then copies nothing in."""

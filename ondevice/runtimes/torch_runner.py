@@ -1,4 +1,5 @@
 """PyTorch modules (eager, TorchScript or an exported program's module) as the reference."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,6 +8,7 @@ and ondevice's own converter code. An unchanged model's re-run copies the entry 
 is another key. Entries are written to a temporary folder and renamed into place, so a killed run
 never leaves half an entry, and two runs storing the same key keep one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,19 +25,40 @@ from .. import _lazy
 CACHE_VERSION = 1
 ENTRY = "entry.json"
 # Whose versions change what an export produces (the runtimes too: strategies probe with them).
-_PACKAGES = ("numpy", "torch", "tensorflow", "keras", "tf-keras", "onnx", "onnxruntime", "onnxscript", "onnxsim",
-             "openvino", "nncf", "onnx2tf", "tf2onnx", "litert-torch", "ai-edge-litert", "ai-edge-quantizer",
-             "executorch", "ondevice")
+_PACKAGES = (
+    "numpy",
+    "torch",
+    "tensorflow",
+    "keras",
+    "tf-keras",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "onnxsim",
+    "openvino",
+    "nncf",
+    "onnx2tf",
+    "tf2onnx",
+    "litert-torch",
+    "ai-edge-litert",
+    "ai-edge-quantizer",
+    "executorch",
+    "ondevice",
+)
 _EXPORT_OPTIONS = ("to", "quantize", "strategy", "dynamic", "int8_io", "int8_kernels", "require")
 
 
 def key_for(source, options: dict) -> tuple[str, dict]:
     """(hex key, what went into it) for exporting ``source`` with the check ``options``."""
-    parts = {"cache_version": CACHE_VERSION, "source": source_digest(source),
-             "inputs": [s.to_json() for s in source.inputs],
-             "export": {k: options.get(k) for k in _EXPORT_OPTIONS},
-             "calibration": _file_digest(options.get("calibration")),
-             "packages": _lazy.package_versions(*_PACKAGES), "ondevice_code": _code_digest()}
+    parts = {
+        "cache_version": CACHE_VERSION,
+        "source": source_digest(source),
+        "inputs": [s.to_json() for s in source.inputs],
+        "export": {k: options.get(k) for k in _EXPORT_OPTIONS},
+        "calibration": _file_digest(options.get("calibration")),
+        "packages": _lazy.package_versions(*_PACKAGES),
+        "ondevice_code": _code_digest(),
+    }
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest(), parts
 
@@ -144,7 +166,7 @@ def restore(cache_dir, key: str, out_dir: Path) -> dict | None:
 def store(cache_dir, key: str, parts: dict, artifacts) -> Path | None:
     """Keep a complete export (every requested artifact made) under ``key``; None when not stored."""
     if artifacts.failures or not artifacts.items:
-        return None   # a failure may be transient (a timeout): converting again is the honest retry
+        return None  # a failure may be transient (a timeout): converting again is the honest retry
     folder = entry_folder(cache_dir, key)
     if (folder / ENTRY).exists():
         return folder

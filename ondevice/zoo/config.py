@@ -13,6 +13,7 @@ Two forms (docs/zoo.md):
 A model's own options win over the defaults, which win over the command line's; ``check``'s defaults
 fill the rest. Paths (``source``, ``inputs``, ``calibration``, ``policy``) are relative to the zoo file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,9 +27,9 @@ from ..errors import BadInputError
 
 # check options a zoo cannot set per model: the zoo owns the output folder, the run's timeout and output.
 NOT_PER_MODEL = ("out", "quiet", "artifact", "io_map", "precision", "report", "debug")
-LIMITS = ("timeout", "memory")   # the model's own --timeout-per-model (seconds) and --memory-per-model (MiB)
+LIMITS = ("timeout", "memory")  # the model's own --timeout-per-model (seconds) and --memory-per-model (MiB)
 PATH_OPTIONS = ("inputs", "calibration", "policy")
-COMMA_LISTS = ("to", "quantize")   # a list value is written as one comma-separated argument
+COMMA_LISTS = ("to", "quantize")  # a list value is written as one comma-separated argument
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -38,9 +39,9 @@ class ZooModel:
 
     name: str
     source: str
-    options: dict   # argparse names (dests) -> values, as ``check`` parsed them; only those given
-    timeout_s: float | None = None   # None: the zoo's --timeout-per-model
-    memory_mb: float | None = None   # None: the zoo's --memory-per-model
+    options: dict  # argparse names (dests) -> values, as ``check`` parsed them; only those given
+    timeout_s: float | None = None  # None: the zoo's --timeout-per-model
+    memory_mb: float | None = None  # None: the zoo's --memory-per-model
 
     def digest(self) -> str:
         """What decides this model's result: a finished model is skipped on --resume only if unchanged."""
@@ -54,7 +55,7 @@ class Zoo:
     models: tuple
 
 
-OptionParser = Callable[[list, str], dict]   # (argv tokens, where) -> the options given, parsed
+OptionParser = Callable[[list, str], dict]  # (argv tokens, where) -> the options given, parsed
 
 
 def load_zoo(path, parse_options: OptionParser) -> Zoo:
@@ -107,8 +108,12 @@ def _read_module(path: Path) -> tuple[list, dict]:
     from .._isolate import IsolatedFailure, call_isolated
 
     try:
-        data = call_isolated("ondevice.zoo.config:read_module", {"path": str(path.resolve())}, timeout=300,
-                             cwd=str(path.resolve().parent))
+        data = call_isolated(
+            "ondevice.zoo.config:read_module",
+            {"path": str(path.resolve())},
+            timeout=300,
+            cwd=str(path.resolve().parent),
+        )
     except IsolatedFailure as failure:
         raise BadInputError(f"zoo {path}: reading its MODELS failed: {failure.reason}") from None
     return data["models"], data["defaults"]
@@ -148,7 +153,7 @@ def _module_entry(module, path: str, item) -> dict:
     if isinstance(item, dict):
         entry = _jsonable(item)
         factory = item.get("factory")
-        if factory is not None:   # {"factory": fn or "fn", ...}: a function of this module
+        if factory is not None:  # {"factory": fn or "fn", ...}: a function of this module
             entry.pop("factory")
             entry.update(_module_entry(module, path, factory), **({"name": item["name"]} if "name" in item else {}))
         return entry
@@ -206,7 +211,7 @@ def resolve_source(source: str, base: Path) -> str:
     if colon and target.endswith(".py"):
         return f"{base / target}:{attr}"
     if colon and not Path(source).exists():
-        return source   # package.module:factory
+        return source  # package.module:factory
     return str(base / source)
 
 
@@ -233,6 +238,8 @@ def to_argv(options: dict, where: str) -> list[str]:
         elif isinstance(value, (str, int, float)):
             argv += [flag, str(value)]
         else:
-            raise BadInputError(f"{where}: option {key!r} has a value of type {type(value).__name__}; "
-                                "use a string, number, boolean or list")
+            raise BadInputError(
+                f"{where}: option {key!r} has a value of type {type(value).__name__}; "
+                "use a string, number, boolean or list"
+            )
     return argv

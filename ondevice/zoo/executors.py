@@ -5,6 +5,7 @@ An executor takes tasks (one model's job request each), runs up to ``workers`` a
 same watcher (process.py): on Ray, each task starts the job on its node, watches it there and returns
 the outcome with every file the job wrote, which the driver writes into OUT/<model>/.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -41,9 +42,14 @@ class LocalExecutor:
             while pending or running:
                 while pending and len(running) < self.workers:
                     task = pending.pop(0)
-                    running[task.name] = process.start(task.name, {**task.request, "out": str(task.out)},
-                                                       self.run_folder / "jobs" / task.name, task.out / "zoo.log",
-                                                       self.run_folder / "timing", task.cwd)
+                    running[task.name] = process.start(
+                        task.name,
+                        {**task.request, "out": str(task.out)},
+                        self.run_folder / "jobs" / task.name,
+                        task.out / "zoo.log",
+                        self.run_folder / "timing",
+                        task.cwd,
+                    )
                     started(task.name)
                 rss = process.group_rss_mb()
                 for name, job in list(running.items()):
@@ -55,7 +61,7 @@ class LocalExecutor:
                     tick({name: job.elapsed_s for name, job in running.items()})
                 time.sleep(process.POLL_S)
         finally:
-            for job in running.values():   # Ctrl-C or a fault in the driver: nothing is left running
+            for job in running.values():  # Ctrl-C or a fault in the driver: nothing is left running
                 process.kill(job)
 
 
@@ -66,16 +72,25 @@ def run_task(task: Task, run_id: str) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"ondevice-zoo-{task.name}-"))
     try:
         out = work / "out"
-        job = process.start(task.name, {**task.request, "out": str(out)}, work / "job", out / "zoo.log",
-                            node / f"ondevice-zoo-{run_id}", task.cwd)
+        job = process.start(
+            task.name,
+            {**task.request, "out": str(out)},
+            work / "job",
+            out / "zoo.log",
+            node / f"ondevice-zoo-{run_id}",
+            task.cwd,
+        )
         try:
             while (outcome := process.poll(job, task.limits)) is None:
                 time.sleep(process.POLL_S)
         finally:
             if job.proc.poll() is None:
                 process.kill(job)
-        files = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-                 if p.is_file() and ".work" not in p.relative_to(out).parts}
+        files = {
+            str(p.relative_to(out)): p.read_bytes()
+            for p in sorted(out.rglob("*"))
+            if p.is_file() and ".work" not in p.relative_to(out).parts
+        }
         import socket
 
         # Paths in the verdict name the driver's folder, where these files will be.
@@ -114,8 +129,9 @@ class RayExecutor:
         ray = require("ray")
         self._connect(ray)
         try:
-            self._drive(ray, ray.remote(max_calls=1, num_cpus=1, max_retries=0)(run_task), list(tasks), started,
-                        done, tick)
+            self._drive(
+                ray, ray.remote(max_calls=1, num_cpus=1, max_retries=0)(run_task), list(tasks), started, done, tick
+            )
         finally:
             ray.shutdown()
 
@@ -161,10 +177,15 @@ def _collect(ray, ref, task: Task, seconds: float) -> dict:
     """The task's outcome, its files written into OUT/<model>/ on the driver."""
     try:
         outcome = ray.get(ref)
-    except Exception as exc:   # the task's worker died: Ray says why (the job's own faults are outcomes)
+    except Exception as exc:  # the task's worker died: Ray says why (the job's own faults are outcomes)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return {"name": task.name, "state": "crashed", "exit_code": 4, "seconds": round(seconds, 3),
-                "verdict": f"FAILED (the Ray task ended without an outcome: {type(exc).__name__}: {reason[:300]})"}
+        return {
+            "name": task.name,
+            "state": "crashed",
+            "exit_code": 4,
+            "seconds": round(seconds, 3),
+            "verdict": f"FAILED (the Ray task ended without an outcome: {type(exc).__name__}: {reason[:300]})",
+        }
     for relative, data in outcome.pop("files").items():
         path = task.out / relative
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ outcome (exit code, verdict line, cache use) to the request's ``result`` path at
 the exit code, skipping interpreter teardown. Whatever it cannot say (a crash, a hang, memory) its
 supervisor says for it. It ends itself when its supervisor dies, so an interrupted run leaves nothing running.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,10 @@ def main(request_path: str) -> None:
     except OndeviceError as exc:
         outcome = {"exit_code": exc.exit_code, "verdict": f"FAILED ({exc})"}
     except SystemExit as exc:
-        outcome = {"exit_code": EXIT_INTERNAL,
-                   "verdict": f"FAILED (user code called sys.exit({exc.code!r}) during the run; nothing was checked)"}
+        outcome = {
+            "exit_code": EXIT_INTERNAL,
+            "verdict": f"FAILED (user code called sys.exit({exc.code!r}) during the run; nothing was checked)",
+        }
     except Exception as exc:
         traceback.print_exc()
         outcome = {"exit_code": EXIT_INTERNAL, "verdict": f"FAILED (internal error: {type(exc).__name__}: {exc})"}
@@ -53,8 +56,13 @@ def run_model(request: dict) -> dict:
     with progress.reporting(enabled=True), run_scratch(out, opts.get("keep_work", False)):
         clear_previous(output_folder(out), (*REPORT_FILES, "manifest.json"))
         policy = load_policy(opts["policy"]) if opts.get("policy") else None
-        source = _source(request["source"], None, opts.get("input") or [], opts.get("trust_pickle", False),
-                         opts.get("trust_graph", False))
+        source = _source(
+            request["source"],
+            None,
+            opts.get("input") or [],
+            opts.get("trust_pickle", False),
+            opts.get("trust_graph", False),
+        )
         threads = opts.get("threads") or default_threads()
         artifacts, cached = _export(source, opts, out, request.get("cache"), threads)
         report = _validate(source, artifacts, opts, threads)
@@ -90,22 +98,39 @@ def _export(source, opts: dict, out: Path, cache_dir, threads: int):
 def _convert(source, opts: dict, out: Path, threads: int):
     from ..exporter import export_source
 
-    return export_source(source, opts["to"], out, quantize=opts.get("quantize"), strategy=opts.get("strategy"),
-                         dynamic=dict(opts.get("dynamic") or []), calibration=opts.get("calibration"),
-                         threads=threads, int8_io=opts.get("int8_io", False),
-                         int8_kernels=opts.get("int8_kernels", "portable"), require=opts.get("require") or [])
+    return export_source(
+        source,
+        opts["to"],
+        out,
+        quantize=opts.get("quantize"),
+        strategy=opts.get("strategy"),
+        dynamic=dict(opts.get("dynamic") or []),
+        calibration=opts.get("calibration"),
+        threads=threads,
+        int8_io=opts.get("int8_io", False),
+        int8_kernels=opts.get("int8_kernels", "portable"),
+        require=opts.get("require") or [],
+    )
 
 
 def _validate(source, artifacts, opts: dict, threads: int):
     from ..api import _tolerance
     from ..pipeline import validate_artifacts
 
-    return validate_artifacts(source, artifacts, opts.get("samples", 8), opts.get("seed", 0), opts.get("inputs"),
-                              _tolerance(opts.get("atol"), opts.get("rtol")), threads, opts.get("runs", 50),
-                              allow_inconclusive=opts.get("allow_inconclusive", False),
-                              allow_precision_change=opts.get("allow_precision_change", False),
-                              emulate_cpu=not opts.get("no_emulate_cpu", False),
-                              explain=not opts.get("no_explain", False))
+    return validate_artifacts(
+        source,
+        artifacts,
+        opts.get("samples", 8),
+        opts.get("seed", 0),
+        opts.get("inputs"),
+        _tolerance(opts.get("atol"), opts.get("rtol")),
+        threads,
+        opts.get("runs", 50),
+        allow_inconclusive=opts.get("allow_inconclusive", False),
+        allow_precision_change=opts.get("allow_precision_change", False),
+        emulate_cpu=not opts.get("no_emulate_cpu", False),
+        explain=not opts.get("no_explain", False),
+    )
 
 
 def _publish(report, policy, path: Path, cached) -> dict:
@@ -121,12 +146,16 @@ def _publish(report, policy, path: Path, cached) -> dict:
     if gate is None or gate.passed:
         return {"exit_code": report.exit_code, "verdict": report.verdict(path), "cache": cached}
     reasons = "; ".join([*report.failures(), gate.summary()])
-    return {"exit_code": max(report.exit_code, gate.exit_code), "verdict": f"FAILED ({reasons}) - report: {path}",
-            "cache": cached}
+    return {
+        "exit_code": max(report.exit_code, gate.exit_code),
+        "verdict": f"FAILED ({reasons}) - report: {path}",
+        "cache": cached,
+    }
 
 
 def _die_with_parent(parent: int) -> None:
     """End this model's whole process group when the supervisor that started it is gone (killed, Ctrl-C)."""
+
     def watch():
         while os.getppid() == parent:
             time.sleep(0.5)

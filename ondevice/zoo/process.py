@@ -8,6 +8,7 @@ memory in address space and crashes (SIGSEGV) under a limit its real use stays f
 (docs/zoo.md). The timeout counts the time the job ran, not the time it was stopped for another
 model's timing. Stdlib only: both executors (local processes, Ray tasks) use it.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,7 @@ class Job:
 
     name: str
     proc: subprocess.Popen
-    folder: Path          # holds request.json and result.json
+    folder: Path  # holds request.json and result.json
     log: Path
     timing_folder: Path
     started: float = field(default_factory=time.monotonic)
@@ -68,9 +69,15 @@ def start(name: str, request: dict, folder: Path, log: Path, timing_folder: Path
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as handle:
-        proc = subprocess.Popen([sys.executable, "-m", "ondevice.zoo.job", str(folder / "request.json")],
-                                stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, env=env,
-                                cwd=cwd, process_group=0)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ondevice.zoo.job", str(folder / "request.json")],
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            process_group=0,
+        )
     timing.register(timing_folder, proc.pid)
     return Job(name, proc, folder, log, timing_folder, keep_work=bool(request["options"].get("keep_work")))
 
@@ -90,11 +97,19 @@ def poll(job: Job, limits: Limits, rss: dict | None = None) -> dict | None:
     if code is not None:
         return _ended(job, code)
     if limits.memory_mb is not None and used > limits.memory_mb:
-        return _stopped(job, "memory", f"used {used:.0f} MiB of resident memory, over the cap of "
-                                       f"{limits.memory_mb:.0f} MiB (--memory-per-model): stopped")
+        return _stopped(
+            job,
+            "memory",
+            f"used {used:.0f} MiB of resident memory, over the cap of "
+            f"{limits.memory_mb:.0f} MiB (--memory-per-model): stopped",
+        )
     if limits.timeout_s is not None and job.active_s > limits.timeout_s:
-        return _stopped(job, "timeout", f"timed out after {limits.timeout_s:g} s (--timeout-per-model): stopped; "
-                                        "find what hangs or raise the timeout")
+        return _stopped(
+            job,
+            "timeout",
+            f"timed out after {limits.timeout_s:g} s (--timeout-per-model): stopped; "
+            "find what hangs or raise the timeout",
+        )
     return None
 
 
@@ -135,19 +150,34 @@ def _ended(job: Job, code: int) -> dict:
         result = None
     if isinstance(result, dict) and isinstance(result.get("exit_code"), int):
         state = STATE_OF_EXIT.get(result["exit_code"], "error")
-        return {**_outcome(job, state, result["exit_code"], str(result.get("verdict"))),
-                "cache": result.get("cache"), "job_seconds": result.get("seconds")}
+        return {
+            **_outcome(job, state, result["exit_code"], str(result.get("verdict"))),
+            "cache": result.get("cache"),
+            "job_seconds": result.get("seconds"),
+        }
     how = _how(code)
     _scrap(job)
-    return _outcome(job, "crashed", 4, f"FAILED (the model's process ended without a verdict ({how}); user code "
-                                       f"such as its factory may have crashed or exited: nothing was checked; "
-                                       f"log: {job.log})")
+    return _outcome(
+        job,
+        "crashed",
+        4,
+        f"FAILED (the model's process ended without a verdict ({how}); user code "
+        f"such as its factory may have crashed or exited: nothing was checked; "
+        f"log: {job.log})",
+    )
 
 
 def _outcome(job: Job, state: str, code: int, verdict: str) -> dict:
-    return {"name": job.name, "state": state, "exit_code": code, "verdict": verdict,
-            "seconds": round(job.elapsed_s, 3), "active_seconds": round(job.active_s, 3),
-            "peak_rss_mb": round(job.peak_rss_mb, 1), "log_tail": log_tail(job.log)}
+    return {
+        "name": job.name,
+        "state": state,
+        "exit_code": code,
+        "verdict": verdict,
+        "seconds": round(job.elapsed_s, 3),
+        "active_seconds": round(job.active_s, 3),
+        "peak_rss_mb": round(job.peak_rss_mb, 1),
+        "log_tail": log_tail(job.log),
+    }
 
 
 def _how(code: int) -> str:
@@ -183,7 +213,7 @@ def group_rss_mb() -> dict:
             rss_pages = int(Path(f"/proc/{name}/statm").read_text().split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         group = int(fields[2])
         totals[group] = totals.get(group, 0.0) + rss_pages * page_mb
     return totals

@@ -6,6 +6,7 @@ file ``--resume`` can trust: models that ended with the same source and options 
 the others are. Each model writes OUT/<model>/ (its check's files and zoo.log); the run's own
 scratch (OUT/.zoo: job requests, the timing lock) is removed at the end.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,10 @@ class Interrupted(Exception):
     """Ctrl-C during a zoo run; the status file says what finished."""
 
     def __init__(self, finished: int, total: int, status: Path):
-        super().__init__(f"interrupted: {finished} of {total} models finished; run the same command with --resume "
-                         f"to finish the rest ({status})")
+        super().__init__(
+            f"interrupted: {finished} of {total} models finished; run the same command with --resume "
+            f"to finish the rest ({status})"
+        )
 
 
 def run_zoo(zoo, base_options: dict, opts: ZooOptions) -> tuple[dict, Path]:
@@ -57,7 +60,7 @@ def run_zoo(zoo, base_options: dict, opts: ZooOptions) -> tuple[dict, Path]:
     out = output_folder(opts.out).resolve()
     baseline = scorecard.load(opts.baseline) if opts.baseline else None
     policies = _policies(zoo, base_options)
-    clear_previous(out, scorecard.FILES)   # a stopped run must not leave the last run's PASSED behind
+    clear_previous(out, scorecard.FILES)  # a stopped run must not leave the last run's PASSED behind
     status = Status(out / STATUS, zoo, opts)
     tasks, outcomes = _plan(zoo, base_options, opts, status, out)
     began = time.monotonic()
@@ -131,8 +134,12 @@ def _plan(zoo, base_options: dict, opts: ZooOptions, status: Status, out: Path) 
             kept[model.name] = {**previous, "name": model.name, "resumed": True}
             continue
         status.set(model.name, state="pending", digest=digest)
-        request = {"name": model.name, "source": model.source, "options": options,
-                   "cache": str(opts.cache_dir) if opts.cache_dir else None}
+        request = {
+            "name": model.name,
+            "source": model.source,
+            "options": options,
+            "cache": str(opts.cache_dir) if opts.cache_dir else None,
+        }
         limits = Limits(model.timeout_s or opts.limits.timeout_s, model.memory_mb or opts.limits.memory_mb)
         tasks.append(Task(model.name, request, out / model.name, str(zoo.path.resolve().parent), limits))
     status.write()
@@ -173,12 +180,30 @@ def _environment() -> dict:
     from .._lazy import package_versions
     from ..cpu import cpu_info
 
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu_info(),
-            "packages": package_versions(*_PACKAGES)}
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu_info(),
+        "packages": package_versions(*_PACKAGES),
+    }
 
 
-_PACKAGES = ("ondevice", "numpy", "torch", "tensorflow", "keras", "onnx", "onnxruntime", "openvino", "onnx2tf",
-             "tf2onnx", "litert-torch", "ai-edge-litert", "executorch", "ray")
+_PACKAGES = (
+    "ondevice",
+    "numpy",
+    "torch",
+    "tensorflow",
+    "keras",
+    "onnx",
+    "onnxruntime",
+    "openvino",
+    "onnx2tf",
+    "tf2onnx",
+    "litert-torch",
+    "ai-edge-litert",
+    "executorch",
+    "ray",
+)
 
 
 class Status:
@@ -189,8 +214,12 @@ class Status:
         old = self._read() if opts.resume else {}
         self.models: dict[str, dict] = {}
         self.old = old.get("models", {}) if isinstance(old.get("models"), dict) else {}
-        self.head = {"schema_version": STATUS_VERSION, "zoo": str(zoo.path), "executor": opts.executor,
-                     "workers": opts.workers}
+        self.head = {
+            "schema_version": STATUS_VERSION,
+            "zoo": str(zoo.path),
+            "executor": opts.executor,
+            "workers": opts.workers,
+        }
 
     def _read(self) -> dict:
         try:
@@ -216,8 +245,11 @@ class Status:
 
     def finish(self, outcome: dict) -> None:
         entry = {k: v for k, v in outcome.items() if k not in ("files", "log_tail")}
-        self.models[outcome["name"]] = {**self.models.get(outcome["name"], {}), **entry,
-                                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self.models[outcome["name"]] = {
+            **self.models.get(outcome["name"], {}),
+            **entry,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         self.write()
 
     def interrupt(self) -> None:
@@ -276,8 +308,13 @@ class _Progress:
 
     def _summary(self) -> str:
         left = self.total - self.done_count - len(self.running)
-        parts = [f"{self.done_count}/{self.total} done", f"{self.failed} failed", f"{len(self.running)} running",
-                 f"{left} waiting", f"{time.monotonic() - self.start:.0f} s elapsed"]
+        parts = [
+            f"{self.done_count}/{self.total} done",
+            f"{self.failed} failed",
+            f"{len(self.running)} running",
+            f"{left} waiting",
+            f"{time.monotonic() - self.start:.0f} s elapsed",
+        ]
         remaining = self._remaining()
         parts.append(f"~{remaining:.0f} s left" if remaining is not None else "time left unknown")
         return ", ".join(parts)

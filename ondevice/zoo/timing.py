@@ -8,6 +8,7 @@ timing at a time), stops (SIGSTOP) the process group of every other model regist
 waits until they are stopped, times, and continues them (SIGCONT). Outside a zoo run it does nothing.
 Stdlib only: this module is imported by every validation.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -143,7 +144,7 @@ def _stat(pid: int) -> list[str] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return text[text.rfind(")") + 2:].split()
+    return text[text.rfind(")") + 2 :].split()
 
 
 def _start_time(pid: int) -> int | None:

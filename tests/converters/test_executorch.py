@@ -5,6 +5,7 @@ CNN and the Transformer are checked end to end with fp16 and int8 artifacts (the
 command line, so the reports, JUnit and a gate policy naming the target are exercised too). The
 delegate's share is asserted from the manifest, the report and the file itself.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,7 @@ TORCH_FAMILIES = [name for name in families.FAMILIES if name.startswith("torch_"
 # Float32 programs measured at <= 2.4e-7 (Transformer, ViT) and <= 9e-8 elsewhere.
 BOUND = 1e-5
 SAMPLES, RUNS = 4, 5
-PT2_FAMILY = "torch_recommender"   # exported from a .pt2 file: four inputs, three of them int64
+PT2_FAMILY = "torch_recommender"  # exported from a .pt2 file: four inputs, three of them int64
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +75,9 @@ def test_family_runs_on_executorch_like_its_source(exported, name):
     delegation = artifact.delegation
     assert delegation["backends"] == ["XnnpackBackend"] and delegation["subgraphs"] >= 1
     assert delegation["ops_delegated"] + delegation["ops_portable"] == delegation["ops_total"] > 0
-    assert delegation["delegated_share"] == pytest.approx(delegation["ops_delegated"] / delegation["ops_total"],
-                                                          abs=1e-4)
+    assert delegation["delegated_share"] == pytest.approx(
+        delegation["ops_delegated"] / delegation["ops_total"], abs=1e-4
+    )
     assert artifact.precision["found"] == "fp32" and artifact.precision["passed"] is True
     # The file agrees: one XNNPACK delegate per subgraph, and a portable kernel call per op left out.
     program = read_program(artifact.path)
@@ -97,8 +99,9 @@ def test_delegate_share_is_what_xnnpack_took(exported):
 
 def test_portable_strategy_runs_without_a_delegate(tmp_path):
     model, example = families.torch_multi_output()
-    artifacts = ondevice.export(model, example, targets=["executorch"], out_dir=tmp_path,
-                                strategy="torch-executorch-portable")
+    artifacts = ondevice.export(
+        model, example, targets=["executorch"], out_dir=tmp_path, strategy="torch-executorch-portable"
+    )
     artifact = artifacts.get("executorch")
     assert artifact.delegation["subgraphs"] == 0 and artifact.delegation["delegated_share"] == 0.0
     assert artifact.delegation["ops_portable"] == artifact.delegation["ops_total"] > 5
@@ -129,7 +132,10 @@ def test_runner_sizes_the_thread_pool_and_names_tensors(exported):
         assert portable_lib._threadpool_get_thread_count() == threads
     assert [s.name for s in runner.inputs] == ["image"]
     assert [(s.name, s.shape) for s in runner.outputs] == [
-        ("output_0", (1, 4)), ("output_1", (1, 3, 10, 12)), ("output_2", (1, 10, 6))]
+        ("output_0", (1, 4)),
+        ("output_1", (1, 3, 10, 12)),
+        ("output_2", (1, 10, 6)),
+    ]
 
 
 def test_pte_made_elsewhere_is_validated_like_an_export(tmp_path, capsys):
@@ -144,15 +150,27 @@ def test_pte_made_elsewhere_is_validated_like_an_export(tmp_path, capsys):
     path.parent.mkdir()
     path.write_bytes(program.to_executorch().buffer)
     report_path = tmp_path / "report" / "report.json"
-    code = main(["validate", f"{families.__file__}:torch_multi_output", str(path), "--report", str(report_path),
-                 "--samples", "3", "--runs", "3"])
+    code = main(
+        [
+            "validate",
+            f"{families.__file__}:torch_multi_output",
+            str(path),
+            "--report",
+            str(report_path),
+            "--samples",
+            "3",
+            "--runs",
+            "3",
+        ]
+    )
     assert code == 0, capsys.readouterr().out
     result = json.loads(report_path.read_text())["targets"][0]
     assert (result["target"], result["strategy"], result["status"]) == ("executorch", "external", "passed")
     assert max(o["max_abs_err"] for o in result["parity"]["outputs"]) < BOUND
     # The runtime knows no names: "input" and output_N stand in, which are also the source's output names.
     assert [(m["name"], m["artifact_name"], m["matched_by"]) for m in result["io"]["inputs"]] == [
-        ("image", "input", "shape")]
+        ("image", "input", "shape")
+    ]
     assert [m["matched_by"] for m in result["io"]["outputs"]] == ["name"] * 3
     assert result["compatibility"]["xnnpack"]["unsupported"] == ["aten.mean.out"]
 
@@ -189,9 +207,12 @@ def _tiny_onnx(path):
     import onnx
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
@@ -199,7 +220,7 @@ def _tiny_onnx(path):
 # ---- fp16 and int8: the CNN (command line) and the Transformer (API) ------------------------------
 
 PRECISIONS = ("fp16", "int8")
-ERROR_BOUNDS = {"fp16": 5e-3, "int8": 0.2}     # max abs error / the output's peak, as test_quantize
+ERROR_BOUNDS = {"fp16": 5e-3, "int8": 0.2}  # max abs error / the output's peak, as test_quantize
 MIN_SNR_DB = {"fp16": 50, "int8": 20}
 
 
@@ -207,21 +228,49 @@ MIN_SNR_DB = {"fp16": 50, "int8": 20}
 def quantized(tmp_path_factory):
     """name -> (report as JSON, out dir): float, fp16 and int8 programs, validated."""
     policy = tmp_path_factory.mktemp("policy") / "gate.toml"
-    policy.write_text('[require]\ntargets = ["executorch"]\nprecisions = ["fp32", "int8"]\n'
-                      'statuses = ["passed", "inconclusive"]\n\n[[size]]\ntarget = "executorch"\n'
-                      'precision = "int8"\nmax_bytes = 1000\n')
+    policy.write_text(
+        '[require]\ntargets = ["executorch"]\nprecisions = ["fp32", "int8"]\n'
+        'statuses = ["passed", "inconclusive"]\n\n[[size]]\ntarget = "executorch"\n'
+        'precision = "int8"\nmax_bytes = 1000\n'
+    )
     cnn = tmp_path_factory.mktemp("et_cnn")
     # Emulated AVX2 for the Transformer only: under qemu, importing the runtime (and torch) takes a minute.
-    code = main(["check", f"{FACTORY_FILE}:cnn", "--to", "executorch", "--quantize", ",".join(PRECISIONS), "-o",
-                 str(cnn), "--samples", str(SAMPLES), "--runs", str(RUNS), "--policy", str(policy), "--quiet",
-                 "--no-emulate-cpu"])
-    assert code == 1   # the int8 program is over the policy's 1000-byte budget (and inconclusive, below)
+    code = main(
+        [
+            "check",
+            f"{FACTORY_FILE}:cnn",
+            "--to",
+            "executorch",
+            "--quantize",
+            ",".join(PRECISIONS),
+            "-o",
+            str(cnn),
+            "--samples",
+            str(SAMPLES),
+            "--runs",
+            str(RUNS),
+            "--policy",
+            str(policy),
+            "--quiet",
+            "--no-emulate-cpu",
+        ]
+    )
+    assert code == 1  # the int8 program is over the policy's 1000-byte budget (and inconclusive, below)
     transformer = tmp_path_factory.mktemp("et_transformer")
     model, example = models.transformer()
-    ondevice.check(model, example, targets=["executorch"], out_dir=transformer, quantize=list(PRECISIONS),
-                   samples=SAMPLES, runs=RUNS)
-    return {name: (json.loads((out / "report.json").read_text()), out)
-            for name, out in (("cnn", cnn), ("transformer", transformer))}
+    ondevice.check(
+        model,
+        example,
+        targets=["executorch"],
+        out_dir=transformer,
+        quantize=list(PRECISIONS),
+        samples=SAMPLES,
+        runs=RUNS,
+    )
+    return {
+        name: (json.loads((out / "report.json").read_text()), out)
+        for name, out in (("cnn", cnn), ("transformer", transformer))
+    }
 
 
 def _target(report, precision):
@@ -263,14 +312,18 @@ def test_int8_program_holds_int8_and_is_proven_on_avx2(quantized, name):
     assert info.total_weight_bytes < 0.6 * float_info.total_weight_bytes
     assert _entry(out, "int8")["calibration"]["samples"] == 32
     delegated = _entry(out, "int8")["delegation"]["delegated_ops"]
-    assert delegated["quantized_decomposed.quantize_per_tensor.default"] > 0   # XNNPACK runs the int8 ops
+    assert delegated["quantized_decomposed.quantize_per_tensor.default"] > 0  # XNNPACK runs the int8 ops
     checks = _target(report, "int8")["isa_checks"]
     assert checks[0]["how"] == "native" and checks[0]["passed"] is True
     if len(checks) == 1:
-        return   # an AVX2 machine is its own AVX2 proof
+        return  # an AVX2 machine is its own AVX2 proof
     if name == "cnn":
-        assert checks[1] == {"isa_class": "avx2", "how": "emulated", "checked": False,
-                             "reason": "turned off (--no-emulate-cpu)"}
+        assert checks[1] == {
+            "isa_class": "avx2",
+            "how": "emulated",
+            "checked": False,
+            "reason": "turned off (--no-emulate-cpu)",
+        }
         return
     if "qemu" in checks[1].get("reason", ""):
         pytest.skip(checks[1]["reason"])
@@ -305,10 +358,12 @@ def test_reports_junit_and_gate_carry_the_target(quantized):
     cases = ElementTree.parse(out / "junit.xml").getroot().findall("testcase")
     names = {(c.get("classname"), c.get("name")) for c in cases}
     for precision in ("fp32", "fp16", "int8"):
-        assert {(f"ondevice.executorch.{precision}", check) for check in ("export", "parity", "latency", "size")} \
-            <= names
+        assert {
+            (f"ondevice.executorch.{precision}", check) for check in ("export", "parity", "latency", "size")
+        } <= names
     size_case = next(c for c in cases if (c.get("classname"), c.get("name")) == ("ondevice.executorch.int8", "size"))
     assert size_case.find("failure") is not None and "1000" in size_case.find("failure").get("message")
     gate = json.loads((out / "gate.json").read_text())
     assert [(f["rule"], f["target"], f["precision"]) for f in gate["failed"]] == [
-        ("size.max_bytes", "executorch", "int8")]
+        ("size.max_bytes", "executorch", "int8")
+    ]

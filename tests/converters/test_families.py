@@ -4,6 +4,7 @@ One ``check`` per family (all three targets, 4 samples) is shared by the asserti
 The dynamic-shape tests run single strategies and then the artifacts, with the real runtimes,
 at batch sizes other than the example's.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,7 @@ def test_family_passes_parity(family_check, name, target):
     assert {m["matched_by"] for m in entry["inputs"] + entry["outputs"]} == {"name"}
 
 
-@pytest.mark.parametrize("name", ["torch_multi_output", "keras_multi_output", "torch_recommender",
-                                  "keras_wide_deep"])
+@pytest.mark.parametrize("name", ["torch_multi_output", "keras_multi_output", "torch_recommender", "keras_wide_deep"])
 def test_several_inputs_and_outputs_matched_by_name(family_check, name):
     """Each artifact's tensors are paired with the source's by name; the manifest records it."""
     report, out = family_check(name)
@@ -80,7 +80,10 @@ def test_keras_tflite_outputs_follow_the_model_not_the_alphabet(family_check):
     manifest = json.loads((out / "manifest.json").read_text())
     entry = next(a for a in manifest["artifacts"] if a["target"] == "tflite")
     assert [(o["name"], o["artifact_name"]) for o in entry["outputs"]] == [
-        ("logits", "logits"), ("mask", "mask"), ("embedding", "embedding")]
+        ("logits", "logits"),
+        ("mask", "mask"),
+        ("embedding", "embedding"),
+    ]
 
 
 def test_keras_grouped_conv_reaches_onnx_through_tflite(family_check):
@@ -102,6 +105,7 @@ def test_keras_captured_constant_becomes_a_weight(family_check):
 
 
 # ---- dynamic axes, converter side --------------------------------------------------------------
+
 
 def _job(factory, target, tmp_path, dynamic):
     from ondevice.exporter import fill_source_outputs
@@ -163,8 +167,10 @@ def test_torch_dynamic_batch_runs_at_other_batch_sizes(tmp_path, strategy):
     rng = np.random.default_rng(0)
     for batch in (1, 3):
         feeds = _tile(source.example_feeds(), batch, rng)
-        feeds = {n: v if v.dtype.kind == "f" else (v + np.arange(batch).reshape(-1, *[1] * (v.ndim - 1))) % 30
-                 for n, v in feeds.items()}
+        feeds = {
+            n: v if v.dtype.kind == "f" else (v + np.arange(batch).reshape(-1, *[1] * (v.ndim - 1))) % 30
+            for n, v in feeds.items()
+        }
         actual = _RUN[target](converted.path, feeds)
         expected = _torch_reference(model, feeds, names)
         assert actual[0].shape == expected[0].shape == (batch, 1)
@@ -250,22 +256,38 @@ def test_onnx_source_symbolic_axes_kept_only_when_asked(tmp_path):
 
 # ---- no strategy at all ------------------------------------------------------------------------
 
+
 def test_unconvertible_model_exits_3_naming_the_ops(tmp_path):
     """|rfft| blocks every OpenVINO strategy (measured); each reason names the op that stopped it."""
-    proc = subprocess.run([sys.executable, "-m", "ondevice", "export", f"{ROOT}/tests/families.py:torch_spectrum",
-                           "--to", "openvino", "-o", str(tmp_path / "out")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ondevice",
+            "export",
+            f"{ROOT}/tests/families.py:torch_spectrum",
+            "--to",
+            "openvino",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 3, proc.stdout + proc.stderr
     verdict = (proc.stdout + proc.stderr).strip().splitlines()[-1]
     assert verdict.startswith("FAILED")
-    assert "aten._fft_r2c" in verdict                         # torch.export program -> OpenVINO
-    assert "aten::fft_rfft" in verdict                        # TorchScript ONNX exporter
-    assert "Gemm" in verdict                                  # OpenVINO's ONNX frontend after the DFT
+    assert "aten._fft_r2c" in verdict  # torch.export program -> OpenVINO
+    assert "aten::fft_rfft" in verdict  # TorchScript ONNX exporter
+    assert "Gemm" in verdict  # OpenVINO's ONNX frontend after the DFT
     for strategy in strategies_for("torch", "openvino"):
         assert strategy.name in verdict
 
 
 # ---- graph repairs before onnx2tf --------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def exported_onnx(tmp_path_factory):
@@ -282,9 +304,13 @@ def exported_onnx(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("name,before,after", [
-    ("torch_generator", ["Gemm", "Reshape", "ConvTranspose"], ["Gemm", "Reshape", "Conv", "ConvTranspose"]),
-    ("torch_vit_square", ["Conv", "Reshape", "Transpose"], ["Conv", "Transpose", "Reshape"])])
+@pytest.mark.parametrize(
+    "name,before,after",
+    [
+        ("torch_generator", ["Gemm", "Reshape", "ConvTranspose"], ["Gemm", "Reshape", "Conv", "ConvTranspose"]),
+        ("torch_vit_square", ["Conv", "Reshape", "Transpose"], ["Conv", "Transpose", "Reshape"]),
+    ],
+)
 def test_onnx2tf_repairs_compute_the_same_function(exported_onnx, tmp_path, name, before, after):
     """Each rewrite is exact: onnxruntime gives bit-identical outputs before and after."""
     import shutil
@@ -298,8 +324,8 @@ def test_onnx2tf_repairs_compute_the_same_function(exported_onnx, tmp_path, name
     shutil.copyfile(original, repaired)
     done = repair_for_onnx2tf(repaired)
     assert len(done) == 1, done
-    ops = lambda path: [n.op_type for n in onnx.load(str(path)).graph.node]   # noqa: E731
-    assert ops(original)[:len(before)] == before and ops(repaired)[:len(after)] == after
+    ops = lambda path: [n.op_type for n in onnx.load(str(path)).graph.node]  # noqa: E731
+    assert ops(original)[: len(before)] == before and ops(repaired)[: len(after)] == after
     _model, example = getattr(families, name)()
     feeds = {next(iter(onnx.load(str(original)).graph.input)).name: example.numpy()}
     assert np.array_equal(_run_onnx(original, feeds)[0], _run_onnx(repaired, feeds)[0])
@@ -307,8 +333,9 @@ def test_onnx2tf_repairs_compute_the_same_function(exported_onnx, tmp_path, name
 
 def test_square_patch_embedding_converts_through_onnx2tf(exported_onnx, tmp_path):
     """16 patches of width 16: without the rewrite onnx2tf converted it with errors of 0.99 (measured)."""
-    report = ondevice.check(str(exported_onnx("torch_vit_square")), targets=["tflite"], out_dir=tmp_path / "out",
-                            samples=4, runs=5)
+    report = ondevice.check(
+        str(exported_onnx("torch_vit_square")), targets=["tflite"], out_dir=tmp_path / "out", samples=4, runs=5
+    )
     result = report.targets[0]
     assert result.status == "passed", result.error
     assert result.strategy == "onnx-tflite-onnx2tf"
@@ -320,14 +347,30 @@ def test_square_patch_embedding_converts_through_onnx2tf(exported_onnx, tmp_path
 def test_coverage_script_writes_the_table_from_a_real_run(tmp_path):
     """scripts/coverage on one family: a row per route with the winner and its measured error."""
     page = tmp_path / "coverage.md"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "coverage.py"), "torch_recommender", "-o", str(page),
-                           "--samples", "2", "--json", str(tmp_path / "rows.json")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "coverage.py"),
+            "torch_recommender",
+            "-o",
+            str(page),
+            "--samples",
+            "2",
+            "--json",
+            str(tmp_path / "rows.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
     # ExecuTorch is reached from PyTorch only: the ONNX source has no row for it.
     assert {(r["source"], r["target"]) for r in rows} == {
-        *((s, t) for s in ("torch", "onnx") for t in TARGETS), ("torch", "executorch")}
+        *((s, t) for s in ("torch", "onnx") for t in TARGETS),
+        ("torch", "executorch"),
+    }
     assert all(r["status"] == "passed" and r["max_abs_err"] < BOUND for r in rows)
     text = page.read_text()
     assert "| recommender | torch | tflite | passed | torch-tflite-litert |" in text
@@ -336,14 +379,22 @@ def test_coverage_script_writes_the_table_from_a_real_run(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,repair", [("torch_cnn", "lost their leading '/'"),
-                                         ("torch_transformer", "Erf computed from builtin ops")])
+@pytest.mark.parametrize(
+    "name,repair", [("torch_cnn", "lost their leading '/'"), ("torch_transformer", "Erf computed from builtin ops")]
+)
 def test_torchscript_exports_convert_through_onnx2tf(tmp_path, name, repair):
     """The third TFLite strategy, forced: grouped-conv weights named "/3/grouped/Conv/kernel" made
     onnx2tf refuse its SavedModel, and exact GELU became FlexErf (both measured before the repairs)."""
     model, example = families.FAMILIES[name]()
-    report = ondevice.check(model, example, targets=["tflite"], out_dir=tmp_path / "out", samples=4, runs=5,
-                            strategy="torch-tflite-onnx2tf-torchscript")
+    report = ondevice.check(
+        model,
+        example,
+        targets=["tflite"],
+        out_dir=tmp_path / "out",
+        samples=4,
+        runs=5,
+        strategy="torch-tflite-onnx2tf-torchscript",
+    )
     result = report.targets[0]
     assert result.status == "passed", result.error
     assert max(o["max_abs_err"] for o in result.parity["outputs"]) < BOUND

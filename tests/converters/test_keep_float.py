@@ -6,6 +6,7 @@ check runs ``--keep-float auto`` on all three; the tests read its report, manife
 The plain int8 artifacts of that run stay in its scratch folder (``keep_work``), where ``explain
 --quantize int8`` ranks their layers (issue item 3) without another export.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,17 @@ def mixed(tmp_path_factory):
     """(report, out dir, manifest): check --quantize int8 --keep-float auto on all three targets."""
     out = tmp_path_factory.mktemp("keep_float")
     model, example = models.outlier_mlp()
-    report = ondevice.check(model, example, targets=TARGETS, out_dir=out, quantize="int8", keep_float="auto",
-                            samples=8, runs=10, keep_work=True)
+    report = ondevice.check(
+        model,
+        example,
+        targets=TARGETS,
+        out_dir=out,
+        quantize="int8",
+        keep_float="auto",
+        samples=8,
+        runs=10,
+        keep_work=True,
+    )
     return report, out, json.loads((out / "manifest.json").read_text())
 
 
@@ -120,8 +130,9 @@ def test_explain_ranks_the_outlier_layer_first(mixed, target, capsys, tmp_path):
 
 def test_named_layers_are_kept_as_asked(tmp_path, capsys):
     """--keep-float LAYER,...: those layers in one quantization, mapped to the artifact's nodes."""
-    code = main(["export", SOURCE, "--to", "onnx", "-o", str(tmp_path), "--quantize", "int8",
-                 "--keep-float", "project,expand"])
+    code = main(
+        ["export", SOURCE, "--to", "onnx", "-o", str(tmp_path), "--quantize", "int8", "--keep-float", "project,expand"]
+    )
     printed = capsys.readouterr().out
     entry = next(a for a in json.loads((tmp_path / "manifest.json").read_text())["artifacts"] if a["quantize"])
     record = entry["keep_float"]
@@ -136,8 +147,27 @@ def test_named_layers_are_kept_as_asked(tmp_path, capsys):
 
 def test_cap_reached_fails_with_the_table(tmp_path, capsys):
     """A cap below what the outlier layers weigh: the search stops, exit 1, every round printed."""
-    code = main(["check", SOURCE, "--to", "onnx", "-o", str(tmp_path), "--quantize", "int8", "--keep-float", "auto",
-                 "--keep-float-cap", "0.01", "--samples", "4", "--runs", "3", "--no-emulate-cpu"])
+    code = main(
+        [
+            "check",
+            SOURCE,
+            "--to",
+            "onnx",
+            "-o",
+            str(tmp_path),
+            "--quantize",
+            "int8",
+            "--keep-float",
+            "auto",
+            "--keep-float-cap",
+            "0.01",
+            "--samples",
+            "4",
+            "--runs",
+            "3",
+            "--no-emulate-cpu",
+        ]
+    )
     printed = capsys.readouterr().out
     record = json.loads((tmp_path / "report.json").read_text())["targets"][1]["keep_float"]
     assert code == 1 and record["passed"] is False
@@ -148,12 +178,18 @@ def test_cap_reached_fails_with_the_table(tmp_path, capsys):
     assert "(plain int8)" in printed and "int8 parity NOT reached" in printed
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--keep-float", "auto"], "--keep-float applies to full-integer models"),
-    (["--quantize", "int8", "--keep-float-cap", "0.2"], "--keep-float-cap applies with --keep-float"),
-    (["--quantize", "int8", "--keep-float", "nosuch,project"], "no layer named nosuch in the source; its layers: fc1"),
-    (["--quantize", "int8", "--keep-float", "auto,project"], "auto or layer names, not both"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--keep-float", "auto"], "--keep-float applies to full-integer models"),
+        (["--quantize", "int8", "--keep-float-cap", "0.2"], "--keep-float-cap applies with --keep-float"),
+        (
+            ["--quantize", "int8", "--keep-float", "nosuch,project"],
+            "no layer named nosuch in the source; its layers: fc1",
+        ),
+        (["--quantize", "int8", "--keep-float", "auto,project"], "auto or layer names, not both"),
+    ],
+)
 def test_bad_keep_float_is_the_users_error(argv, message, tmp_path, capsys):
     code = main(["export", SOURCE, "--to", "onnx", "-o", str(tmp_path), *argv])
     assert code == 2 and message in capsys.readouterr().out

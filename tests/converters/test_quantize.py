@@ -6,6 +6,7 @@ weight bytes), judge parity against the source and against the float sibling, an
 failure modes the issue names: bad calibration (exit 1, a hint at calibration) and a quantizer
 that segfaults (that target is an ``error``, the rest complete).
 """
+
 from __future__ import annotations
 
 import json
@@ -49,10 +50,23 @@ def quantized(tmp_path_factory):
             # int8 tolerances (inconclusive); sequences with an offset give it something to track.
             np.savez(out.parent / f"{name}_calibration.npz", x=_lstm_inputs(32, 1))
             np.savez(out.parent / f"{name}_golden.npz", x=_lstm_inputs(SAMPLES, 2))
-            options = {"calibration": out.parent / f"{name}_calibration.npz",
-                       "inputs_file": out.parent / f"{name}_golden.npz"}
-        results[name] = ondevice.check(model, example, targets=TARGETS, out_dir=out, quantize=list(PRECISIONS),
-                                       samples=SAMPLES, runs=RUNS, **options), out
+            options = {
+                "calibration": out.parent / f"{name}_calibration.npz",
+                "inputs_file": out.parent / f"{name}_golden.npz",
+            }
+        results[name] = (
+            ondevice.check(
+                model,
+                example,
+                targets=TARGETS,
+                out_dir=out,
+                quantize=list(PRECISIONS),
+                samples=SAMPLES,
+                runs=RUNS,
+                **options,
+            ),
+            out,
+        )
     return results
 
 
@@ -80,7 +94,9 @@ def test_artifact_is_really_quantized(quantized, name, target, precision):
     float_info = inspect(out / float_entry["path"], target)
     assert info.precision == precision and float_info.precision == "fp32"
     quantized_type = "float16" if precision == "fp16" else ("uint8" if "uint8" in info.weight_bytes else "int8")
-    assert info.weight_bytes[quantized_type] > 0.4 * float_info.weight_bytes["float32"] / (2 if precision == "fp16" else 4)
+    assert info.weight_bytes[quantized_type] > 0.4 * float_info.weight_bytes["float32"] / (
+        2 if precision == "fp16" else 4
+    )
     # Weights shrink; the whole file only where weights outweigh the graph (see docs/quantization.md).
     assert info.total_weight_bytes < 0.75 * float_info.total_weight_bytes, (info.weight_bytes, float_info.weight_bytes)
     if name == "cnn":
@@ -90,8 +106,11 @@ def test_artifact_is_really_quantized(quantized, name, target, precision):
     if precision == "int8":
         assert entry["calibration"]["samples"] == 32 and len(entry["calibration"]["sha256"]) == 64
         assert entry["calibration"]["kind"] == ("file" if name == "lstm" else "random")
-        assert info.evidence.get("FakeQuantize") or info.evidence.get("QuantizeLinear") \
+        assert (
+            info.evidence.get("FakeQuantize")
+            or info.evidence.get("QuantizeLinear")
             or info.evidence.get("int8 activations")
+        )
         assert entry["options"]["int8_kernels"] == "portable"
         # Portable int8 on x86 runtimes: 7-bit weights, read from the file, so no CPU saturates.
         if target == "onnx":
@@ -114,7 +133,7 @@ def _ir_dense_weight_max(xml) -> int:
         if op.get_type_name() != "Constant" or op.get_element_type() != ov.Type.i8:
             continue
         node, kinds = op, []
-        for _ in range(3):   # Constant -> Convert -> Multiply -> the layer
+        for _ in range(3):  # Constant -> Convert -> Multiply -> the layer
             users = list(node.output(0).get_target_inputs())
             node = users[0].get_node() if users else node
             kinds.append(node.get_type_name())
@@ -186,9 +205,24 @@ def test_bad_calibration_fails_with_a_hint(quantized, tmp_path, capfd):
     _, source_out = quantized["transformer"]
     np.savez(tmp_path / "zeros.npz", x=np.zeros((8, 1, 6, 16), np.float32))
     out = tmp_path / "out"
-    code = main(["check", str(source_out / "model.onnx"), "--to", "onnx,openvino", "--quantize", "int8",
-                 "--calibration", str(tmp_path / "zeros.npz"), "--samples", str(SAMPLES), "--runs", str(RUNS),
-                 "-o", str(out)])
+    code = main(
+        [
+            "check",
+            str(source_out / "model.onnx"),
+            "--to",
+            "onnx,openvino",
+            "--quantize",
+            "int8",
+            "--calibration",
+            str(tmp_path / "zeros.npz"),
+            "--samples",
+            str(SAMPLES),
+            "--runs",
+            str(RUNS),
+            "-o",
+            str(out),
+        ]
+    )
     captured = capfd.readouterr()
     assert code == 1
     assert "calibration input 'x' is constant (0 everywhere)" in captured.err
@@ -207,8 +241,9 @@ def test_bad_calibration_fails_with_a_hint(quantized, tmp_path, capfd):
 def test_quantizer_segfault_is_that_targets_error(tmp_path):
     """int8 calibration of a Keras 3 LSTM kills the TFLite converter (SIGSEGV, a real crash)."""
     model, example = models.keras_lstm()
-    report = ondevice.check(model, example, targets=TARGETS, out_dir=tmp_path, quantize="int8",
-                            samples=SAMPLES, runs=RUNS)
+    report = ondevice.check(
+        model, example, targets=TARGETS, out_dir=tmp_path, quantize="int8", samples=SAMPLES, runs=RUNS
+    )
     assert report.exit_code == 4
     crashed = _result(report, "tflite", "int8")
     assert crashed.status == "error" and "SIGSEGV" in crashed.error
@@ -266,7 +301,9 @@ def test_quantizer_registry_orders_and_filters_by_source():
     from converters.registry import InternalError, quantizer, quantizers_for
 
     assert [q.name for q in quantizers_for("tflite", "int8", "keras")] == [
-        "tflite-keras-converter", "tflite-ai-edge-quantizer"]
+        "tflite-keras-converter",
+        "tflite-ai-edge-quantizer",
+    ]
     assert [q.name for q in quantizers_for("tflite", "int8", "torch")] == ["tflite-ai-edge-quantizer"]
     assert [q.name for q in quantizers_for("openvino", "dynamic-int8", "onnx")] == ["openvino-nncf-compress-weights"]
     with pytest.raises(InternalError, match="registered twice"):
@@ -278,8 +315,10 @@ def _qemu_needed():
 
     native = cpu_info()
     if native["isa_class"] != EMULATED_CPU["isa_class"] and emulator_command(native)[0] is None:
-        pytest.skip(f"this {native['isa_class']} CPU needs qemu-x86_64 to check int8 on AVX2 (scripts/setup --browser "
-                    "installs it; CI requires it)")
+        pytest.skip(
+            f"this {native['isa_class']} CPU needs qemu-x86_64 to check int8 on AVX2 (scripts/setup --browser "
+            "installs it; CI requires it)"
+        )
     return native
 
 
@@ -314,8 +353,16 @@ def test_vnni_kernels_keep_8_bit_weights_and_fail_on_avx2(tmp_path):
     """--int8-kernels vnni: 8-bit weights, which saturate on AVX2 (natively there, emulated elsewhere)."""
     native = _qemu_needed()
     model, example = models.transformer()
-    report = ondevice.check(model, example, targets=["onnx", "openvino"], out_dir=tmp_path, quantize="int8",
-                            samples=SAMPLES, runs=RUNS, int8_kernels="vnni")
+    report = ondevice.check(
+        model,
+        example,
+        targets=["onnx", "openvino"],
+        out_dir=tmp_path,
+        quantize="int8",
+        samples=SAMPLES,
+        runs=RUNS,
+        int8_kernels="vnni",
+    )
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     for target in ("onnx", "openvino"):
         entry = next(a for a in manifest["artifacts"] if a["target"] == target and a["quantize"] == "int8")
@@ -335,8 +382,10 @@ def test_vnni_kernels_keep_8_bit_weights_and_fail_on_avx2(tmp_path):
 def test_cpu_info_reads_isa_classes():
     from ondevice.cpu import cpu_info, has_vnni
 
-    zen2 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B12\n"
-            "flags\t\t: fpu sse avx avx2 fma f16c\n\n")
+    zen2 = (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B12\n"
+        "flags\t\t: fpu sse avx avx2 fma f16c\n\n"
+    )
     info = cpu_info(zen2)
     assert info["isa_class"] == "avx2" and info["isa"] == ["avx2", "f16c", "fma"] and not has_vnni(info)
     assert info["model"] == "AMD EPYC 7B12" and info["vendor"] == "AuthenticAMD"

@@ -1,4 +1,5 @@
 """Every route on tiny models, through the real converters and runtimes; the error figures are asserted."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,9 @@ def _target(report, name):
     return next(t for t in report.targets if t.target == name)
 
 
-@pytest.mark.parametrize("fixture,framework,target,bound", ROUTES,
-                         ids=[f"{f.split('_check')[0]}-{t}" for f, _, t, _ in ROUTES])
+@pytest.mark.parametrize(
+    "fixture,framework,target,bound", ROUTES, ids=[f"{f.split('_check')[0]}-{t}" for f, _, t, _ in ROUTES]
+)
 def test_route_passes_parity(request, fixture, framework, target, bound):
     report, _out = request.getfixturevalue(fixture)
     result = _target(report, target)

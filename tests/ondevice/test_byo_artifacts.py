@@ -4,6 +4,7 @@ Each file is made by the converter's own call with its defaults (tests/byo_model
 only the source and the file, and must pair inputs and outputs itself, record how, and ask where the
 evidence does not decide.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,9 +36,11 @@ def plain_files(tmp_path_factory):
         model, args = factory()
         args = args if isinstance(args, tuple) else (args,)
         legacy = byo_models.plain_torch_onnx(model, args, out / f"{name}_legacy.onnx", dynamo=False)
-        files[name] = {"legacy": legacy,
-                       "litert": byo_models.plain_litert_torch(model, args, out / f"{name}_litert.tflite")}
-        if name != "lstm":   # the dynamo exporter's LSTM adds seconds and nothing new to matching
+        files[name] = {
+            "legacy": legacy,
+            "litert": byo_models.plain_litert_torch(model, args, out / f"{name}_litert.tflite"),
+        }
+        if name != "lstm":  # the dynamo exporter's LSTM adds seconds and nothing new to matching
             files[name]["dynamo"] = byo_models.plain_torch_onnx(model, args, out / f"{name}_dynamo.onnx", dynamo=True)
         files[name]["openvino"] = byo_models.plain_openvino(legacy, out / f"{name}_ov.xml")
     # onnx2tf once, on the model with both a 4-D image (NHWC) and 3-D sequences (transposed)
@@ -49,8 +52,11 @@ def plain_files(tmp_path_factory):
 def keras_files(tmp_path_factory):
     out = tmp_path_factory.mktemp("plain_keras")
     files = {}
-    for name, factory in (("keras_cnn", models.keras_cnn), ("keras_lstm", models.keras_lstm),
-                          ("keras_two_inputs", byo_models.keras_two_inputs)):
+    for name, factory in (
+        ("keras_cnn", models.keras_cnn),
+        ("keras_lstm", models.keras_lstm),
+        ("keras_two_inputs", byo_models.keras_two_inputs),
+    ):
         model, _ = factory()
         files[name] = byo_models.plain_keras_tflite(model, out / f"{name}.tflite")
     model, _ = models.keras_cnn()
@@ -75,10 +81,11 @@ def test_torch_cnn_files_from_every_plain_converter(plain_files, tmp_path, capsy
     assert code == 0, capsys.readouterr().out
     pairs = [_pairs(t) for t in report["targets"]]
     assert pairs[0] == {"input": ("input", None, "name"), "output": ("linear", None, "shape")}
-    assert pairs[1]["input"] == ("input.1", None, "shape")          # legacy export names nothing usefully
+    assert pairs[1]["input"] == ("input.1", None, "shape")  # legacy export names nothing usefully
     assert pairs[2] == {"input": ("args_0", None, "position"), "output": ("output_0_output", None, "position")}
-    assert all(t["strategy"] == "external" and t["parity"]["outputs"][0]["max_abs_err"] < 1e-4
-               for t in report["targets"])
+    assert all(
+        t["strategy"] == "external" and t["parity"]["outputs"][0]["max_abs_err"] < 1e-4 for t in report["targets"]
+    )
     # ondevice's own manifest beside the report, naming the user's files where they are
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["external"] is True
@@ -99,8 +106,12 @@ def test_openvino_save_model_fp16_is_a_precision_change(plain_files, tmp_path, c
 
 def test_lstm_files_match_by_position_and_shape(plain_files, tmp_path, capsys):
     lstm = plain_files["lstm"]
-    code, report = _validate(f"{MODELS}:lstm", [lstm["legacy"], lstm["litert"], lstm["openvino"]],
-                             tmp_path / "report.json", "--allow-precision-change")
+    code, report = _validate(
+        f"{MODELS}:lstm",
+        [lstm["legacy"], lstm["litert"], lstm["openvino"]],
+        tmp_path / "report.json",
+        "--allow-precision-change",
+    )
     assert code == 0, capsys.readouterr().out
     assert [_pairs(t)["x"][2] for t in report["targets"]] == ["shape", "position", "shape"]
     assert report["targets"][2]["precision"]["found"] == "fp16"
@@ -128,26 +139,37 @@ def test_two_input_two_output_transformer_through_every_converter(plain_files, t
 
 
 def test_keras_tflite_and_openvino_files(keras_files, tmp_path, capsys):
-    code, report = _validate(f"{MODELS}:keras_cnn", [keras_files["keras_cnn"], keras_files["keras_cnn_ov"]],
-                             tmp_path / "cnn" / "report.json", "--allow-precision-change")
+    code, report = _validate(
+        f"{MODELS}:keras_cnn",
+        [keras_files["keras_cnn"], keras_files["keras_cnn_ov"]],
+        tmp_path / "cnn" / "report.json",
+        "--allow-precision-change",
+    )
     assert code == 0, capsys.readouterr().out
     assert _pairs(report["targets"][0])["image"] == ("image", None, "name")
     code, report = _validate(f"{MODELS}:keras_lstm", [keras_files["keras_lstm"]], tmp_path / "lstm" / "report.json")
     assert code == 0 and _pairs(report["targets"][0])["sequence"] == ("sequence", None, "name")
     # TFLiteConverter put input b before a and named both outputs StatefulPartitionedCall_1: the
     # inputs pair by name, the outputs by their signature names (output_0, output_1), and parity holds
-    code, report = _validate(f"{BYO}:keras_two_inputs", [keras_files["keras_two_inputs"]],
-                             tmp_path / "two" / "report.json")
+    code, report = _validate(
+        f"{BYO}:keras_two_inputs", [keras_files["keras_two_inputs"]], tmp_path / "two" / "report.json"
+    )
     pairs = _pairs(report["targets"][0])
     assert code == 0, capsys.readouterr().out
-    assert pairs == {"a": ("a", None, "name"), "b": ("b", None, "name"), "first": ("output_0", None, "position"),
-                     "second": ("output_1", None, "position")}
+    assert pairs == {
+        "a": ("a", None, "name"),
+        "b": ("b", None, "name"),
+        "first": ("output_0", None, "position"),
+        "second": ("output_1", None, "position"),
+    }
 
 
 def test_same_shape_outputs_without_names_ask_for_io_map(tmp_path, capsys):
     model, example = byo_models.torch_twin_outputs()
     onnx_file = byo_models.plain_torch_onnx(model, (example,), tmp_path / "twin.onnx", dynamo=False)
-    code = main(["validate", f"{BYO}:torch_twin_outputs", str(onnx_file), "--report", str(tmp_path / "r" / "report.json")])
+    code = main(
+        ["validate", f"{BYO}:torch_twin_outputs", str(onnx_file), "--report", str(tmp_path / "r" / "report.json")]
+    )
     verdict = capsys.readouterr().out.strip().splitlines()[-1]
     assert code == 2 and verdict.startswith("FAILED (twin.onnx: 2 pairings of outputs fit by shape")
     assert "--io-map output_0=" in verdict and "will not guess" in verdict
@@ -156,12 +178,26 @@ def test_same_shape_outputs_without_names_ask_for_io_map(tmp_path, capsys):
     import onnx
 
     names = [o.name for o in onnx.load(str(onnx_file)).graph.output]
-    code, report = _validate(f"{BYO}:torch_twin_outputs", [onnx_file], tmp_path / "r" / "report.json",
-                             "--io-map", f"output_0={names[1]}", "--io-map", f"output_1={names[0]}")
-    assert code == 1   # the outputs really are crossed: parity says so, with the pairing on record
+    code, report = _validate(
+        f"{BYO}:torch_twin_outputs",
+        [onnx_file],
+        tmp_path / "r" / "report.json",
+        "--io-map",
+        f"output_0={names[1]}",
+        "--io-map",
+        f"output_1={names[0]}",
+    )
+    assert code == 1  # the outputs really are crossed: parity says so, with the pairing on record
     assert _pairs(report["targets"][0])["output_0"] == (names[1], None, "io-map")
-    code, report = _validate(f"{BYO}:torch_twin_outputs", [onnx_file], tmp_path / "r" / "report.json",
-                             "--io-map", f"output_0={names[0]}", "--io-map", f"output_1={names[1]}")
+    code, report = _validate(
+        f"{BYO}:torch_twin_outputs",
+        [onnx_file],
+        tmp_path / "r" / "report.json",
+        "--io-map",
+        f"output_0={names[0]}",
+        "--io-map",
+        f"output_1={names[1]}",
+    )
     assert code == 0 and _pairs(report["targets"][0])["output_1"] == (names[1], None, "io-map")
 
 
@@ -180,8 +216,9 @@ def test_layout_that_fits_two_ways_is_asked_about():
 
 def test_api_validates_files_and_gate_reads_the_report(plain_files, tmp_path):
     model, example = models.cnn()
-    report = ondevice.validate(model, [plain_files["cnn"]["legacy"]], samples=2, runs=2, example_inputs=example,
-                               out_dir=tmp_path)
+    report = ondevice.validate(
+        model, [plain_files["cnn"]["legacy"]], samples=2, runs=2, example_inputs=example, out_dir=tmp_path
+    )
     assert report and report.targets[0].io["inputs"][0]["matched_by"] == "shape"
     path = report.write(tmp_path / "report.json")
     assert main(["gate", str(path)]) == 0
@@ -191,14 +228,26 @@ def test_api_validates_files_and_gate_reads_the_report(plain_files, tmp_path):
 
 def test_check_artifact_and_progress_lines(plain_files, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "ondevice", "check", f"{MODELS}:cnn", "--artifact", str(plain_files["cnn"]["legacy"]),
-            "-o", str(tmp_path / "out"), *FAST]
+    args = [
+        sys.executable,
+        "-m",
+        "ondevice",
+        "check",
+        f"{MODELS}:cnn",
+        "--artifact",
+        str(plain_files["cnn"]["legacy"]),
+        "-o",
+        str(tmp_path / "out"),
+        *FAST,
+    ]
     proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip().splitlines()[-1].startswith("PASSED (onnx) - report: ")
     stages = [line for line in proc.stderr.splitlines() if line.startswith("[")]
     assert any("onnx: validating" in line for line in stages) and any("source: " in line for line in stages)
-    assert {"report.json", "report.md", "report.html", "junit.xml", "manifest.json"} <= set(os.listdir(tmp_path / "out"))
+    assert {"report.json", "report.md", "report.html", "junit.xml", "manifest.json"} <= set(
+        os.listdir(tmp_path / "out")
+    )
     quiet = subprocess.run([*args, "--quiet"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert quiet.returncode == 0 and len(quiet.stdout.strip().splitlines()) == 1
     assert not [line for line in quiet.stderr.splitlines() if line.startswith("[")]
@@ -216,7 +265,7 @@ def test_live_progress_line_redraws_with_elapsed_time():
         time.sleep(0.7)
     text = stream.getvalue()
     assert text.count("\r\x1b[K[") >= 2 and "tflite: converting with torch-tflite-litert" in text
-    assert text.endswith("\r\x1b[K")   # the line is cleared before the verdict
+    assert text.endswith("\r\x1b[K")  # the line is cleared before the verdict
     stream = io.StringIO()
     with progress.reporting(enabled=False, stream=stream):
         progress.stage("onnx", "validating")

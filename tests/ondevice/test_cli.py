@@ -1,4 +1,5 @@
 """The command line: verdict lines, exit codes and fail-closed behaviour."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def run_cli(*args, cwd=ROOT):
     """Run `python -m ondevice` in a fresh process, as a user would."""
     env = {**os.environ, "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "ondevice", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "ondevice", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+    )
 
 
 def last_line(text):
@@ -28,10 +30,12 @@ def last_line(text):
 
 
 def test_help_imports_no_framework():
-    code = ("import sys\nfrom ondevice.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'tensorflow', 'openvino', 'onnxruntime', 'onnx2tf', 'keras', 'onnx',"
-            " 'tf2onnx', 'litert_torch', 'numpy') if m in sys.modules]\nprint('HEAVY', heavy)")
+    code = (
+        "import sys\nfrom ondevice.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'tensorflow', 'openvino', 'onnxruntime', 'onnx2tf', 'keras', 'onnx',"
+        " 'tf2onnx', 'litert_torch', 'numpy') if m in sys.modules]\nprint('HEAVY', heavy)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
 
@@ -53,8 +57,9 @@ def test_doctor_lists_every_runtime(capsys):
 def test_validate_against_other_weights_fails_closed(torch_cnn_check, capsys, tmp_path):
     """Artifacts of one model validated against a model with different weights: exit 1."""
     _, out = torch_cnn_check
-    code = main(["validate", f"{FACTORY_FILE}:cnn_other_weights", str(out), "--runs", "5",
-                 "--report", str(tmp_path / "r.json")])
+    code = main(
+        ["validate", f"{FACTORY_FILE}:cnn_other_weights", str(out), "--runs", "5", "--report", str(tmp_path / "r.json")]
+    )
     text = capsys.readouterr().out
     assert code == 1
     line = last_line(text)
@@ -68,8 +73,19 @@ def test_validate_against_other_weights_fails_closed(torch_cnn_check, capsys, tm
 
 def test_validate_same_model_passes(torch_cnn_check, capsys, tmp_path):
     _, out = torch_cnn_check
-    code = main(["validate", f"{FACTORY_FILE}:cnn", str(out), "--runs", "5", "--samples", "3",
-                 "--report", str(tmp_path / "r.json")])
+    code = main(
+        [
+            "validate",
+            f"{FACTORY_FILE}:cnn",
+            str(out),
+            "--runs",
+            "5",
+            "--samples",
+            "3",
+            "--report",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert code == 0
     assert last_line(capsys.readouterr().out).startswith("PASSED (onnx, tflite, openvino)")
     assert json.loads((tmp_path / "r.json").read_text())["inputs"]["samples"] == 3
@@ -98,15 +114,18 @@ def test_truncated_onnx_exits_2_without_traceback(torch_cnn_check, tmp_path):
     assert proc.stdout.strip().count("\n") == 0, "expected exactly one line"
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["check", "nowhere.onnx", "--to", "onnx"], "model not found: nowhere.onnx"),
-    (["check", f"{FACTORY_FILE}:cnn", "--input", "x:1xAx3", "--to", "onnx"], "bad --input"),
-    (["check", f"{FACTORY_FILE}:raises", "--to", "onnx"], "raised RuntimeError: weights file is corrupt"),
-    (["check", f"{FACTORY_FILE}:no_such_factory", "--to", "onnx"], "has no callable 'no_such_factory'"),
-    (["check", f"{FACTORY_FILE}:cnn", "--to", "onnx", "--strategy", "nope"], "unknown strategy 'nope'"),
-    (["check", f"{FACTORY_FILE}:cnn", "--to", "onnx", "--dynamic", "nope:0"], "the model has no input 'nope'"),
-    (["check", f"{FACTORY_FILE}:cnn", "--to", "onnx", "--dynamic", "input:7"], "axis 7 is out of range"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["check", "nowhere.onnx", "--to", "onnx"], "model not found: nowhere.onnx"),
+        (["check", f"{FACTORY_FILE}:cnn", "--input", "x:1xAx3", "--to", "onnx"], "bad --input"),
+        (["check", f"{FACTORY_FILE}:raises", "--to", "onnx"], "raised RuntimeError: weights file is corrupt"),
+        (["check", f"{FACTORY_FILE}:no_such_factory", "--to", "onnx"], "has no callable 'no_such_factory'"),
+        (["check", f"{FACTORY_FILE}:cnn", "--to", "onnx", "--strategy", "nope"], "unknown strategy 'nope'"),
+        (["check", f"{FACTORY_FILE}:cnn", "--to", "onnx", "--dynamic", "nope:0"], "the model has no input 'nope'"),
+        (["check", f"{FACTORY_FILE}:cnn", "--to", "onnx", "--dynamic", "input:7"], "axis 7 is out of range"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(args, expected, tmp_path, capsys):
     code = main([*args, "-o", str(tmp_path / "o")])
     out = capsys.readouterr().out.strip()
@@ -124,8 +143,21 @@ def test_pickled_model_refused_without_trust(tmp_path, capsys):
     code = main(["check", str(path), "--input", "x:1x3x64x64", "--to", "onnx", "-o", str(tmp_path / "o")])
     out = capsys.readouterr().out
     assert code == 2 and "--trust-pickle" in out and "pickled" in out
-    code = main(["check", str(path), "--input", "x:1x3x64x64", "--to", "onnx", "-o", str(tmp_path / "o"),
-                 "--trust-pickle", "--runs", "3"])
+    code = main(
+        [
+            "check",
+            str(path),
+            "--input",
+            "x:1x3x64x64",
+            "--to",
+            "onnx",
+            "-o",
+            str(tmp_path / "o"),
+            "--trust-pickle",
+            "--runs",
+            "3",
+        ]
+    )
     assert code == 0, capsys.readouterr().out
 
 
@@ -141,8 +173,19 @@ def test_constant_output_is_inconclusive_unless_allowed(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 1
     assert "onnx: inconclusive" in last_line(out) and "'output' barely changes" in last_line(out)
-    code = main(["check", f"{FACTORY_FILE}:dead_relu", "--to", "onnx", "-o", str(tmp_path / "b"), "--runs", "3",
-                 "--allow-inconclusive"])
+    code = main(
+        [
+            "check",
+            f"{FACTORY_FILE}:dead_relu",
+            "--to",
+            "onnx",
+            "-o",
+            str(tmp_path / "b"),
+            "--runs",
+            "3",
+            "--allow-inconclusive",
+        ]
+    )
     assert code == 0
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert report["targets"][0]["status"] == "inconclusive" and report["targets"][0]["inconclusive"] == ["output"]

@@ -1,4 +1,5 @@
 """--dynamic: axes kept where the target can, validated at a second shape, fixed ones reported."""
+
 from __future__ import annotations
 
 import json
@@ -52,7 +53,7 @@ def test_a_wrong_dynamic_result_fails(dynamic_batch, tmp_path):
 
         def forward(self, input):
             y = self.inner(input)
-            return y + (y.shape[0] > 1) * 0.5    # the exported graph saw batch 1 only
+            return y + (y.shape[0] > 1) * 0.5  # the exported graph saw batch 1 only
 
     report = ondevice.validate(BatchSensitive().eval(), out, samples=3, example_inputs=example, runs=3)
     onnx = next(t for t in report.targets if t.target == "onnx")

@@ -3,6 +3,7 @@
 Every report here is the real report of the session's CNN check, or a copy of it with one thing
 changed the way a later release could change it (slower, bigger, a target failing).
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,6 +37,7 @@ def derive(data, path, change):
 
 def scale_latency(factor, targets=None):
     """Every timing of the chosen targets multiplied by ``factor``: the whole distribution moved."""
+
     def change(data):
         for t in data["targets"]:
             if targets is None or t["target"] in targets:
@@ -43,6 +45,7 @@ def scale_latency(factor, targets=None):
                 for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms"):
                     lat[key] *= factor
                 lat["p50_ci95_ms"] = [v * factor for v in lat["p50_ci95_ms"]]
+
     return change
 
 
@@ -179,11 +182,14 @@ def test_newly_failing_target_exits_1(real, capsys, tmp_path):
 def test_missing_and_unconvertible_targets(real, tmp_path):
     path, data = real
     baseline = load_report(path)
-    dropped = load_report(derive(data, tmp_path / "dropped.json",
-                                 lambda d: d["targets"].pop()))  # openvino no longer exported
+    dropped = load_report(
+        derive(data, tmp_path / "dropped.json", lambda d: d["targets"].pop())
+    )  # openvino no longer exported
     result = run_gate(dropped, load_policy(write_policy(tmp_path, '[require]\ntargets = ["openvino"]\n')), baseline)
-    assert {(f.rule, f.target) for f in result.failures} == {("require.target", "openvino"),
-                                                              ("regression.missing_target", "openvino")}
+    assert {(f.rule, f.target) for f in result.failures} == {
+        ("require.target", "openvino"),
+        ("regression.missing_target", "openvino"),
+    }
     assert result.exit_code == 1
 
     def unconvertible(d):
@@ -200,7 +206,9 @@ def test_policy_rules_on_real_numbers(real, tmp_path):
     path, data = real
     report = load_report(path)
     worst_err = max(o["max_abs_err"] for t in data["targets"] for o in t["parity"]["outputs"])
-    lenient = write_policy(tmp_path, f"""
+    lenient = write_policy(
+        tmp_path,
+        f"""
 [require]
 targets = ["onnx", "tflite", "openvino"]
 precisions = ["fp32"]
@@ -212,27 +220,39 @@ min_snr_db = 60
 max_p90_ms = 1e6
 [[size]]
 max_bytes = 10_000_000
-""")
+""",
+    )
     result = run_gate(report, load_policy(lenient))
     assert result.passed, [f.line() for f in result.failures]
     assert result.checks == 3 + 3 + 3 * 3 + 3 + 3  # required, status, parity x3, latency, size
 
-    strict = policy_from_dict({"parity": [{"atol": worst_err / 10}, {"target": "onnx", "min_snr_db": 500.0}],
-                               "latency": [{"target": "tflite", "max_p90_ms": 1e-6}],
-                               "size": [{"precision": "fp32", "max_bytes": 1000}]})
+    strict = policy_from_dict(
+        {
+            "parity": [{"atol": worst_err / 10}, {"target": "onnx", "min_snr_db": 500.0}],
+            "latency": [{"target": "tflite", "max_p90_ms": 1e-6}],
+            "size": [{"precision": "fp32", "max_bytes": 1000}],
+        }
+    )
     failed = {(f.rule, f.target) for f in run_gate(report, strict).failures}
     assert ("parity.min_snr_db", "onnx") in failed and ("latency.max_p90_ms", "tflite") in failed
     assert {("size.max_bytes", t) for t in ("onnx", "tflite", "openvino")} <= failed
-    worst = next(t["target"] for t in data["targets"] if any(o["max_abs_err"] == worst_err
-                                                              for o in t["parity"]["outputs"]))
+    worst = next(
+        t["target"] for t in data["targets"] if any(o["max_abs_err"] == worst_err for o in t["parity"]["outputs"])
+    )
     assert ("parity.tolerance", worst) in failed
     assert ("latency.max_p90_ms", "onnx") not in failed  # the latency rule names tflite only
 
 
 def test_specific_rules_override_general_ones():
-    policy = policy_from_dict({"parity": [{"target": "tflite", "precision": "fp16", "output": "logits", "atol": 3.0},
-                                          {"atol": 1.0, "min_cosine": 0.99},
-                                          {"target": "tflite", "atol": 2.0}]})
+    policy = policy_from_dict(
+        {
+            "parity": [
+                {"target": "tflite", "precision": "fp16", "output": "logits", "atol": 3.0},
+                {"atol": 1.0, "min_cosine": 0.99},
+                {"target": "tflite", "atol": 2.0},
+            ]
+        }
+    )
     assert policy.thresholds("parity", "tflite", "fp16", "logits") == {"atol": 3.0, "min_cosine": 0.99}
     assert policy.thresholds("parity", "tflite", "fp32", "logits") == {"atol": 2.0, "min_cosine": 0.99}
     assert policy.thresholds("parity", "onnx", "fp32", "logits") == {"atol": 1.0, "min_cosine": 0.99}
@@ -249,10 +269,12 @@ def test_agreement_rules_and_rules_the_report_cannot_prove(real, tmp_path):
                     out.pop("top1_agreement", None), out.pop("topk_agreement", None)
                     if topk is not None:  # what a quantized classifier that lost some rankings reports
                         out.update(top1_agreement=top1, topk_agreement=topk)
+
         return change
 
-    policy = policy_from_dict({"parity": [{"min_topk_agreement": 0.9, "min_top1_agreement": 0.5},
-                                          {"output": "logits", "min_cosine": 0.9}]})
+    policy = policy_from_dict(
+        {"parity": [{"min_topk_agreement": 0.9, "min_top1_agreement": 0.5}, {"output": "logits", "min_cosine": 0.9}]}
+    )
     lost = run_gate(load_report(derive(data, tmp_path / "lost.json", agreement(0.75, 0.8))), policy)
     rules = [(f.rule, f.output) for f in lost.failures]
     assert rules.count(("parity.min_topk_agreement", "output")) == 3 and rules.count(("parity.output", "logits")) == 3
@@ -262,13 +284,16 @@ def test_agreement_rules_and_rules_the_report_cannot_prove(real, tmp_path):
     assert len(messages) == 6 and all(m.startswith("not measured") for m in messages)
 
 
-@pytest.mark.parametrize("text, named", [
-    ("[parity]\nmax_cos = 0.9\n", "'max_cos'"),
-    ("[require]\ntarget = ['onnx']\n", "'target'"),
-    ("[gates]\n", "'gates'"),
-    ("[[latency]]\ntarget = 'tflite'\nmax_p95_ms = 3\n", "'max_p95_ms'"),
-    ("[regression]\nlatency_percent = 5\n", "'latency_percent'"),
-])
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("[parity]\nmax_cos = 0.9\n", "'max_cos'"),
+        ("[require]\ntarget = ['onnx']\n", "'target'"),
+        ("[gates]\n", "'gates'"),
+        ("[[latency]]\ntarget = 'tflite'\nmax_p95_ms = 3\n", "'max_p95_ms'"),
+        ("[regression]\nlatency_percent = 5\n", "'latency_percent'"),
+    ],
+)
 def test_unknown_policy_key_exits_2(real, capsys, tmp_path, text, named):
     path, _ = real
     code, out = gate_cli(capsys, path, "--policy", write_policy(tmp_path, text))
@@ -277,14 +302,17 @@ def test_unknown_policy_key_exits_2(real, capsys, tmp_path, text, named):
     assert line.startswith("FAILED (") and "unknown key" in line and named in line and "gate.toml" in line
 
 
-@pytest.mark.parametrize("text, words", [
-    ("[require]\ntargets = ['coreml']\n", "unknown value 'coreml'"),
-    ("[[parity]]\nmin_cosine = 2\n", "outside"),
-    ("[[size]]\nmax_bytes = 'big'\n", "must be a finite number"),
-    ("[[latency]]\ntarget = 'onnx'\n", "sets no limit"),
-    ("[require\n", "not valid TOML"),
-    ("[require]\nprecisions = ['fp16']\n", "needs require.targets"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[require]\ntargets = ['coreml']\n", "unknown value 'coreml'"),
+        ("[[parity]]\nmin_cosine = 2\n", "outside"),
+        ("[[size]]\nmax_bytes = 'big'\n", "must be a finite number"),
+        ("[[latency]]\ntarget = 'onnx'\n", "sets no limit"),
+        ("[require\n", "not valid TOML"),
+        ("[require]\nprecisions = ['fp16']\n", "needs require.targets"),
+    ],
+)
 def test_bad_policy_values_exit_2(real, capsys, tmp_path, text, words):
     path, _ = real
     code, out = gate_cli(capsys, path, "--policy", write_policy(tmp_path, text))
@@ -310,8 +338,13 @@ def test_gate_bad_report_or_baseline_exits_2(real, capsys, tmp_path):
 def test_regression_thresholds_are_configurable(real, tmp_path):
     path, data = real
     baseline = load_report(path)
-    bigger = load_report(derive(data, tmp_path / "bigger.json",
-                                lambda d: [t.update(size_bytes=int(t["size_bytes"] * 1.08)) for t in d["targets"]]))
+    bigger = load_report(
+        derive(
+            data,
+            tmp_path / "bigger.json",
+            lambda d: [t.update(size_bytes=int(t["size_bytes"] * 1.08)) for t in d["targets"]],
+        )
+    )
     assert {f.rule for f in run_gate(bigger, None, baseline).failures} == {"regression.size"}
     assert run_gate(bigger, policy_from_dict({"regression": {"size_growth_pct": 10}}), baseline).passed
 
@@ -334,8 +367,10 @@ def test_gate_command_imports_no_framework(real):
     import subprocess
     import sys
 
-    code = ("import sys\nfrom ondevice.cli import main\n"
-            f"main(['gate', {str(real[0])!r}, '--baseline', {str(real[0])!r}])\n"
-            "print('HEAVY', [m for m in ('torch', 'tensorflow', 'openvino', 'onnxruntime', 'numpy') if m in sys.modules])")
+    code = (
+        "import sys\nfrom ondevice.cli import main\n"
+        f"main(['gate', {str(real[0])!r}, '--baseline', {str(real[0])!r}])\n"
+        "print('HEAVY', [m for m in ('torch', 'tensorflow', 'openvino', 'onnxruntime', 'numpy') if m in sys.modules])"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr

@@ -4,6 +4,7 @@ do, no traceback, nothing read or written outside the model, the inputs and -o.
 Most cases stop before any conversion; the few that run use a tiny ONNX model (MatMul) exported to
 ONNX alone, which takes about a second.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,13 @@ def tiny_onnx(path: Path, dims=(1, 4)) -> Path:
     from onnx import TensorProto, helper, numpy_helper
 
     weights = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32), "w")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "tiny",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dims))],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [weights])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dims))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [weights],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -80,25 +85,29 @@ def real_report(tiny) -> dict:
 
 # ---- arguments: refused while parsing (exit 2), the verdict line last, nothing created -------------
 
-@pytest.mark.parametrize("args,expected", [
-    (["check", "m.onnx", "--atol", "nan"], "--atol: 'nan' must be a finite number >= 0"),
-    (["check", "m.onnx", "--atol", "-1"], "--atol: '-1' must be a finite number >= 0"),
-    (["validate", "m.onnx", "OUT", "--rtol", "inf"], "--rtol: 'inf' must be a finite number >= 0"),
-    (["check", "m.onnx", "--seed", "-1"], "--seed: '-1' must be at least 0"),
-    (["check", "m.onnx", "--runs", "0"], "--runs: '0' must be at least 1"),
-    (["check", "m.onnx", "--samples", "0"], "--samples: '0' must be at least 1"),
-    (["validate", "m.onnx", "OUT", "--samples", "-3"], "--samples: '-3' must be at least 1"),
-    (["export", "m.onnx", "--threads", "0"], "--threads: '0' must be at least 1"),
-    (["check", "m.onnx", "--timeout", "0"], "--timeout: '0' must be a positive number of seconds"),
-    (["check", "m.onnx", "--timeout", "nan"], "--timeout: 'nan' must be a positive number of seconds"),
-    (["export", "m.onnx", "--to", "unknown"], "unknown target(s) unknown"),
-    (["export", "m.onnx", "--to", ","], "unknown target(s) (none)"),
-    (["check", "--to", "onnx"], "the following arguments are required: source"),
-    (["gate"], "the following arguments are required: report"),
-    (["report", "r.json", "--format", "pdf"], "invalid choice: 'pdf'"),
-    (["check", "m.onnx", "--frobnicate"], "unrecognized arguments: --frobnicate"),
-    ([], "the following arguments are required: command"),
-])
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["check", "m.onnx", "--atol", "nan"], "--atol: 'nan' must be a finite number >= 0"),
+        (["check", "m.onnx", "--atol", "-1"], "--atol: '-1' must be a finite number >= 0"),
+        (["validate", "m.onnx", "OUT", "--rtol", "inf"], "--rtol: 'inf' must be a finite number >= 0"),
+        (["check", "m.onnx", "--seed", "-1"], "--seed: '-1' must be at least 0"),
+        (["check", "m.onnx", "--runs", "0"], "--runs: '0' must be at least 1"),
+        (["check", "m.onnx", "--samples", "0"], "--samples: '0' must be at least 1"),
+        (["validate", "m.onnx", "OUT", "--samples", "-3"], "--samples: '-3' must be at least 1"),
+        (["export", "m.onnx", "--threads", "0"], "--threads: '0' must be at least 1"),
+        (["check", "m.onnx", "--timeout", "0"], "--timeout: '0' must be a positive number of seconds"),
+        (["check", "m.onnx", "--timeout", "nan"], "--timeout: 'nan' must be a positive number of seconds"),
+        (["export", "m.onnx", "--to", "unknown"], "unknown target(s) unknown"),
+        (["export", "m.onnx", "--to", ","], "unknown target(s) (none)"),
+        (["check", "--to", "onnx"], "the following arguments are required: source"),
+        (["gate"], "the following arguments are required: report"),
+        (["report", "r.json", "--format", "pdf"], "invalid choice: 'pdf'"),
+        (["check", "m.onnx", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+        ([], "the following arguments are required: command"),
+    ],
+)
 def test_bad_arguments_end_with_the_verdict_line(args, expected, tmp_path, capfd):
     out = tmp_path / "o"
     if args and args[0] in ("check", "export"):
@@ -109,42 +118,77 @@ def test_bad_arguments_end_with_the_verdict_line(args, expected, tmp_path, capfd
 
 # ---- sources: names, shapes and sizes ------------------------------------------------------------
 
+
 def test_unknown_input_name_is_refused(tiny, tmp_path, capfd):
-    fails(capfd, ["check", tiny[0], "--input", "nosuch:1x4", "--to", "onnx", "-o", tmp_path / "o"], 2,
-          "--input nosuch: the model has no input 'nosuch'; its inputs are x")
+    fails(
+        capfd,
+        ["check", tiny[0], "--input", "nosuch:1x4", "--to", "onnx", "-o", tmp_path / "o"],
+        2,
+        "--input nosuch: the model has no input 'nosuch'; its inputs are x",
+    )
 
 
 def test_unknown_input_name_of_a_factory_is_refused(tmp_path, capfd):
     from tests.conftest import FACTORY_FILE
 
-    fails(capfd, ["check", f"{FACTORY_FILE}:two_outputs", "--input", "image:1x3x16x16", "--input", "nosuch:1x4",
-                  "--to", "onnx", "-o", tmp_path / "o"], 2, "the model has no input 'nosuch'; its inputs are "
-                                                             "image, features")
+    fails(
+        capfd,
+        [
+            "check",
+            f"{FACTORY_FILE}:two_outputs",
+            "--input",
+            "image:1x3x16x16",
+            "--input",
+            "nosuch:1x4",
+            "--to",
+            "onnx",
+            "-o",
+            tmp_path / "o",
+        ],
+        2,
+        "the model has no input 'nosuch'; its inputs are image, features",
+    )
 
 
-@pytest.mark.parametrize("dims,expected", [
-    ((1, -4), "declares shape [1, -4]; a dimension must be a positive integer"),
-    ((0, 4), "declares shape [0, 4]; a dimension must be a positive integer"),
-    ((1, 2**31), "has dimension 2147483648, above 2^31-1"),
-    ((65536, 65536, 65536), "more than the"),
-])
+@pytest.mark.parametrize(
+    "dims,expected",
+    [
+        ((1, -4), "declares shape [1, -4]; a dimension must be a positive integer"),
+        ((0, 4), "declares shape [0, 4]; a dimension must be a positive integer"),
+        ((1, 2**31), "has dimension 2147483648, above 2^31-1"),
+        ((65536, 65536, 65536), "more than the"),
+    ],
+)
 def test_onnx_input_shapes_that_cannot_be_run(dims, expected, tmp_path, capfd):
     source = tiny_onnx(tmp_path / "m.onnx", dims)
     fails(capfd, ["check", source, "--to", "onnx", "-o", tmp_path / "o"], 2, str(source), expected)
 
 
-@pytest.mark.parametrize("spec,expected", [
-    ("x:1x3x65536x65536", "need 48 GiB, more than the"),
-    ("x:1x2147483648", "has dimension 2147483648, above 2^31-1"),
-])
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        ("x:1x3x65536x65536", "need 48 GiB, more than the"),
+        ("x:1x2147483648", "has dimension 2147483648, above 2^31-1"),
+    ],
+)
 def test_input_too_large_is_refused_before_allocating(spec, expected, tiny, tmp_path, capfd):
-    fails(capfd, ["check", tiny[0], "--input", spec, "--to", "onnx", "-o", tmp_path / "o"], 2, f"--input {spec}",
-          expected)
+    fails(
+        capfd, ["check", tiny[0], "--input", spec, "--to", "onnx", "-o", tmp_path / "o"], 2, f"--input {spec}", expected
+    )
 
 
 def test_too_many_samples_for_memory_is_refused_before_allocating(tiny, tmp_path, capfd):
-    args = ["validate", tiny[0], tiny[1], "--input", "x:1x16777216", "--samples", "100000",
-            "--report", tmp_path / "r.json"]
+    args = [
+        "validate",
+        tiny[0],
+        tiny[1],
+        "--input",
+        "x:1x16777216",
+        "--samples",
+        "100000",
+        "--report",
+        tmp_path / "r.json",
+    ]
     got = main([str(a) for a in args])
     out = capfd.readouterr().out
     assert got == 2 and "100000 sample(s) of x 1x16777216 float32 need" in out and "fewer --samples" in out
@@ -153,8 +197,12 @@ def test_too_many_samples_for_memory_is_refused_before_allocating(tiny, tmp_path
 
 def test_model_path_that_is_a_folder(tmp_path, capfd):
     (tmp_path / "m.onnx").mkdir()
-    fails(capfd, ["check", tmp_path / "m.onnx", "--to", "onnx", "-o", tmp_path / "o"], 2,
-          "is a folder but not a SavedModel")
+    fails(
+        capfd,
+        ["check", tmp_path / "m.onnx", "--to", "onnx", "-o", tmp_path / "o"],
+        2,
+        "is a folder but not a SavedModel",
+    )
 
 
 def test_model_path_that_is_a_device(tmp_path, capfd):
@@ -163,17 +211,22 @@ def test_model_path_that_is_a_device(tmp_path, capfd):
     fails(capfd, ["check", tmp_path / "m.pt2", "--to", "onnx", "-o", tmp_path / "o"], 2, "is not a regular file")
 
 
-FACTORIES = '''
+FACTORIES = """
 import sys
 def exits():
     sys.exit(0)
 def exits_3():
     sys.exit(3)
-'''
+"""
 
 
-@pytest.mark.parametrize("name,expected", [("exits", "called sys.exit(0) instead of returning a model"),
-                                           ("exits_3", "called sys.exit(3) instead of returning a model")])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("exits", "called sys.exit(0) instead of returning a model"),
+        ("exits_3", "called sys.exit(3) instead of returning a model"),
+    ],
+)
 def test_factory_that_exits_fails_closed_in_process(name, expected, tmp_path, capfd):
     (tmp_path / "f.py").write_text(FACTORIES)
     fails(capfd, ["check", f"{tmp_path / 'f.py'}:{name}", "--to", "onnx", "-o", tmp_path / "o"], 2, expected)
@@ -181,30 +234,45 @@ def test_factory_that_exits_fails_closed_in_process(name, expected, tmp_path, ca
 
 def test_factory_module_that_exits_on_import(tmp_path, capfd):
     (tmp_path / "g.py").write_text("import sys\nsys.exit(0)\n")
-    fails(capfd, ["check", f"{tmp_path / 'g.py'}:build", "--to", "onnx", "-o", tmp_path / "o"], 2,
-          "called sys.exit(0); a factory module must define the factory")
+    fails(
+        capfd,
+        ["check", f"{tmp_path / 'g.py'}:build", "--to", "onnx", "-o", tmp_path / "o"],
+        2,
+        "called sys.exit(0); a factory module must define the factory",
+    )
 
 
 def test_model_forward_that_exits_fails_closed(tmp_path, capfd):
     (tmp_path / "h.py").write_text(
         "import sys, torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        sys.exit(0)\n"
-        "def build():\n    return M(), torch.ones(1, 4)\n")
-    fails(capfd, ["check", f"{tmp_path / 'h.py'}:build", "--to", "onnx", "-o", tmp_path / "o"], 4,
-          "user code called sys.exit(0) during the run; nothing was checked")
+        "def build():\n    return M(), torch.ones(1, 4)\n"
+    )
+    fails(
+        capfd,
+        ["check", f"{tmp_path / 'h.py'}:build", "--to", "onnx", "-o", tmp_path / "o"],
+        4,
+        "user code called sys.exit(0) during the run; nothing was checked",
+    )
 
 
 def test_timeout_in_process(tmp_path, capfd):
     (tmp_path / "slow.py").write_text("import time\ndef build():\n    time.sleep(60)\n")
-    fails(capfd, ["check", f"{tmp_path / 'slow.py'}:build", "--to", "onnx", "-o", tmp_path / "o", "--timeout",
-                  "1"], 4, "timed out after 1 s")
+    fails(
+        capfd,
+        ["check", f"{tmp_path / 'slow.py'}:build", "--to", "onnx", "-o", tmp_path / "o", "--timeout", "1"],
+        4,
+        "timed out after 1 s",
+    )
 
 
 # ---- .npz inputs and calibration ----------------------------------------------------------------
 
+
 def _npz(tmp_path, name="bad.npz", **arrays) -> Path:
     path = tmp_path / name
-    np.savez(path, allow_pickle=True, **arrays) if any(a.dtype == object for a in arrays.values()) \
-        else np.savez(path, **arrays)
+    np.savez(path, allow_pickle=True, **arrays) if any(a.dtype == object for a in arrays.values()) else np.savez(
+        path, **arrays
+    )
     return path
 
 
@@ -220,34 +288,46 @@ def _huge_header_npz(tmp_path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind,expected", [
-    ("object", "has dtype object (pickled objects or text); ondevice never unpickles input files"),
-    ("text", "has dtype <U5"),
-    ("scalar", "is a scalar; the first axis must index the samples"),
-    ("npy", "is a single .npy array, not an .npz"),
-    ("folder", "Is a directory"),
-    ("missing", "lacks arrays for x (has other)"),
-    ("huge", "needs 4.1e+03 GiB, more than this machine can spare"),
-])
+@pytest.mark.parametrize(
+    "kind,expected",
+    [
+        ("object", "has dtype object (pickled objects or text); ondevice never unpickles input files"),
+        ("text", "has dtype <U5"),
+        ("scalar", "is a scalar; the first axis must index the samples"),
+        ("npy", "is a single .npy array, not an .npz"),
+        ("folder", "Is a directory"),
+        ("missing", "lacks arrays for x (has other)"),
+        ("huge", "needs 4.1e+03 GiB, more than this machine can spare"),
+    ],
+)
 def test_bad_inputs_file(kind, expected, tiny, tmp_path, capfd):
-    path = {"object": lambda: _npz(tmp_path, x=np.array([{"a": 1}], dtype=object)),
-            "text": lambda: _npz(tmp_path, x=np.array(["hello"])),
-            "scalar": lambda: _npz(tmp_path, x=np.float32(1)),
-            "npy": lambda: (np.save(tmp_path / "a.npy", np.ones((2, 1, 4), np.float32)), tmp_path / "a.npy")[1],
-            "folder": lambda: tmp_path,
-            "missing": lambda: _npz(tmp_path, other=np.ones((2, 1, 4), np.float32)),
-            "huge": lambda: _huge_header_npz(tmp_path)}[kind]()
-    fails(capfd, ["validate", tiny[0], tiny[1], "--inputs", path, "--report", tmp_path / "r.json"], 2,
-          str(path), expected)
+    path = {
+        "object": lambda: _npz(tmp_path, x=np.array([{"a": 1}], dtype=object)),
+        "text": lambda: _npz(tmp_path, x=np.array(["hello"])),
+        "scalar": lambda: _npz(tmp_path, x=np.float32(1)),
+        "npy": lambda: (np.save(tmp_path / "a.npy", np.ones((2, 1, 4), np.float32)), tmp_path / "a.npy")[1],
+        "folder": lambda: tmp_path,
+        "missing": lambda: _npz(tmp_path, other=np.ones((2, 1, 4), np.float32)),
+        "huge": lambda: _huge_header_npz(tmp_path),
+    }[kind]()
+    fails(
+        capfd, ["validate", tiny[0], tiny[1], "--inputs", path, "--report", tmp_path / "r.json"], 2, str(path), expected
+    )
 
 
 def test_pickled_calibration_file(tiny, tmp_path, capfd):
     path = _npz(tmp_path, x=np.array([{"a": 1}], dtype=object))
-    fails(capfd, ["export", tiny[0], "--to", "onnx", "--quantize", "int8", "--calibration", path,
-                  "-o", tmp_path / "o"], 2, f"calibration file {path}", "never unpickles")
+    fails(
+        capfd,
+        ["export", tiny[0], "--to", "onnx", "--quantize", "int8", "--calibration", path, "-o", tmp_path / "o"],
+        2,
+        f"calibration file {path}",
+        "never unpickles",
+    )
 
 
 # ---- manifests ---------------------------------------------------------------------------------
+
 
 def _outside(tmp_path) -> Path:
     secret = tmp_path / "secret.bin"
@@ -260,16 +340,23 @@ MANIFEST_CASES = {
     "no schema": (lambda d, o: d.pop("schema_version"), "has schema_version None"),
     "absolute path": (lambda d, o: d["artifacts"][0].update(path=str(o)), "is absolute; artifacts must lie inside"),
     "climbing path": (lambda d, o: d["artifacts"][0].update(path="../secret.bin"), "climbs out of"),
-    "climbing side file": (lambda d, o: d["artifacts"][0].update(files=[{"path": "../secret.bin", "sha256": "0"}]),
-                           "artifact file: path '../secret.bin' climbs out of"),
-    "absolute side file": (lambda d, o: d["artifacts"][0].update(files=[{"path": str(o), "sha256": "0"}]),
-                           "is absolute"),
+    "climbing side file": (
+        lambda d, o: d["artifacts"][0].update(files=[{"path": "../secret.bin", "sha256": "0"}]),
+        "artifact file: path '../secret.bin' climbs out of",
+    ),
+    "absolute side file": (
+        lambda d, o: d["artifacts"][0].update(files=[{"path": str(o), "sha256": "0"}]),
+        "is absolute",
+    ),
     "unknown target": (lambda d, o: d["artifacts"][0].update(target="evil"), "unknown target 'evil'"),
-    "climbing float artifact": (lambda d, o: d["artifacts"][0].update(float_artifact="../../x.onnx"),
-                                "float_artifact: path '../../x.onnx' climbs out"),
-    "failure claiming a pass": (lambda d, o: d.update(failures=[{"target": "tflite", "status": "passed",
-                                                                  "error": ""}]),
-                                "'failures' must list targets that failed to export"),
+    "climbing float artifact": (
+        lambda d, o: d["artifacts"][0].update(float_artifact="../../x.onnx"),
+        "float_artifact: path '../../x.onnx' climbs out",
+    ),
+    "failure claiming a pass": (
+        lambda d, o: d.update(failures=[{"target": "tflite", "status": "passed", "error": ""}]),
+        "'failures' must list targets that failed to export",
+    ),
     "artifacts not a list": (lambda d, o: d.update(artifacts={"a": 1}), "'artifacts' must be a list of objects"),
     "artifact entry incomplete": (lambda d, o: d["artifacts"][0].pop("sha256"), "malformed manifest"),
 }
@@ -321,19 +408,35 @@ REPORT_CASES = {
     "array": (lambda d: [d], "a JSON object is expected, not list"),
     "no targets": (lambda d: {k: v for k, v in d.items() if k != "targets"}, "'targets' must be a list"),
     "targets not a list": (lambda d: {**d, "targets": {"onnx": 1}}, "'targets' must be a list"),
-    "unknown status": (lambda d: {**d, "targets": [{**d["targets"][0], "status": "great"}]},
-                       "needs a target name and a status in passed"),
+    "unknown status": (
+        lambda d: {**d, "targets": [{**d["targets"][0], "status": "great"}]},
+        "needs a target name and a status in passed",
+    ),
     "future schema": (lambda d: {**d, "schema_version": 999}, "has schema_version 999, expected 1"),
-    "text error number": (lambda d: {**d, "targets": [{**d["targets"][0], "parity": {"outputs": [
-        {"name": "y", "max_abs_err": "0"}]}}]}, "max_abs_err must be a number"),
-    "text latency": (lambda d: {**d, "targets": [{**d["targets"][0], "latency": {"p50_ms": "fast"}}]},
-                     "latency must be an object with a numeric p50_ms"),
-    "bad histogram": (lambda d: {**d, "targets": [{**d["targets"][0], "parity": {"outputs": [
-        {"name": "y", "max_abs_err": 0.1, "abs_err_hist": {"counts": [1, 2], "edges": [0]}}]}}]},
-        "abs_err_hist must hold counts and edges"),
+    "text error number": (
+        lambda d: {**d, "targets": [{**d["targets"][0], "parity": {"outputs": [{"name": "y", "max_abs_err": "0"}]}}]},
+        "max_abs_err must be a number",
+    ),
+    "text latency": (
+        lambda d: {**d, "targets": [{**d["targets"][0], "latency": {"p50_ms": "fast"}}]},
+        "latency must be an object with a numeric p50_ms",
+    ),
+    "bad histogram": (
+        lambda d: {
+            **d,
+            "targets": [
+                {
+                    **d["targets"][0],
+                    "parity": {
+                        "outputs": [{"name": "y", "max_abs_err": 0.1, "abs_err_hist": {"counts": [1, 2], "edges": [0]}}]
+                    },
+                }
+            ],
+        },
+        "abs_err_hist must hold counts and edges",
+    ),
     "source not an object": (lambda d: {**d, "source": "x"}, "'source' must be an object"),
-    "lone surrogate": (lambda d: {**d, "targets": [{**d["targets"][0], "error": "\ud800"}]},
-                       "not valid Unicode"),
+    "lone surrogate": (lambda d: {**d, "targets": [{**d["targets"][0], "error": "\ud800"}]}, "not valid Unicode"),
 }
 
 
@@ -346,9 +449,14 @@ def test_bad_report_is_refused(case, command, tiny, tmp_path, capfd):
     fails(capfd, [command, path], 2, str(path), expected)
 
 
-@pytest.mark.parametrize("content,expected", [(b"\xff\xfe garbage", "malformed report"),
-                                              (b"[" * 100000 + b"]" * 100000, "RecursionError"),
-                                              (b'{"schema_version": 1e999999}', "has schema_version inf")])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b"\xff\xfe garbage", "malformed report"),
+        (b"[" * 100000 + b"]" * 100000, "RecursionError"),
+        (b'{"schema_version": 1e999999}', "has schema_version inf"),
+    ],
+)
 def test_unreadable_report_is_refused(content, expected, tmp_path, capfd):
     (tmp_path / "r.json").write_bytes(content)
     fails(capfd, ["gate", tmp_path / "r.json"], 2, expected)
@@ -369,13 +477,17 @@ def test_bad_baseline_is_refused(baseline, tiny, tmp_path, capfd):
 
 # ---- policies ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("content,expected", [
-    ("[size]\nmax_bytes = 1" + "0" * 400, "max_bytes must be a finite number, not 1000000000"),
-    ("[size]\nmax_bytes = 1" + "0" * 5000, "is not valid TOML: Exceeds the limit"),
-    ("a = " + "[" * 5000 + "]" * 5000, "nests too deeply"),
-    ("[parity]\natol = nan", "atol must be a finite number, not nan"),
-    (None, "is a folder; give the gate.toml file"),
-])
+
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        ("[size]\nmax_bytes = 1" + "0" * 400, "max_bytes must be a finite number, not 1000000000"),
+        ("[size]\nmax_bytes = 1" + "0" * 5000, "is not valid TOML: Exceeds the limit"),
+        ("a = " + "[" * 5000 + "]" * 5000, "nests too deeply"),
+        ("[parity]\natol = nan", "atol must be a finite number, not nan"),
+        (None, "is a folder; give the gate.toml file"),
+    ],
+)
 def test_bad_policy_is_refused(content, expected, tiny, tmp_path, capfd):
     path = tmp_path
     if content is not None:
@@ -385,6 +497,7 @@ def test_bad_policy_is_refused(content, expected, tiny, tmp_path, capfd):
 
 
 # ---- output paths -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("command", ["check", "export"])
 def test_output_folder_under_a_file(command, tiny, tmp_path, capfd):
@@ -399,8 +512,13 @@ def test_output_folder_that_is_a_file(tiny, tmp_path, capfd):
 
 def test_validate_report_under_a_file(tiny, tmp_path, capfd):
     (tmp_path / "file").write_text("x")
-    fails(capfd, ["validate", tiny[0], tiny[1], "--report", tmp_path / "file" / "r.json"], 2,
-          "--report folder", "exists and is not a folder")
+    fails(
+        capfd,
+        ["validate", tiny[0], tiny[1], "--report", tmp_path / "file" / "r.json"],
+        2,
+        "--report folder",
+        "exists and is not a folder",
+    )
 
 
 @pytest.mark.parametrize("command,option", [("report", "-o"), ("gate", "--json")])
@@ -423,8 +541,25 @@ def test_outputs_never_follow_links_out_of_the_output_folder(tiny, tmp_path, cap
         victims[name].write_text("precious")
         (out / name).symlink_to(victims[name])
     (tmp_path / "gate.toml").write_text("[require]\ntargets = ['onnx']\n")
-    code = main([str(a) for a in ["check", tiny[0], "--to", "onnx", "-o", out, "--runs", "2", "--samples", "2",
-                                  "--policy", tmp_path / "gate.toml"]])
+    code = main(
+        [
+            str(a)
+            for a in [
+                "check",
+                tiny[0],
+                "--to",
+                "onnx",
+                "-o",
+                out,
+                "--runs",
+                "2",
+                "--samples",
+                "2",
+                "--policy",
+                tmp_path / "gate.toml",
+            ]
+        ]
+    )
     assert code == 0, capfd.readouterr().out
     for name, victim in victims.items():
         assert victim.read_text() == "precious"
@@ -455,6 +590,7 @@ def test_failed_validate_leaves_no_previous_report(tiny, tmp_path, capfd):
 
 
 # ---- renderers: everything a report holds is escaped -------------------------------------------
+
 
 def _poisoned(tiny) -> dict:
     """A real report with every free-text field replaced by markup."""

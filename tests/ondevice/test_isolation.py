@@ -3,6 +3,7 @@
 The faults are injected through ONDEVICE_INJECT_FAULT (read by ondevice/worker.py), because a
 real runtime cannot be made to segfault or hang on demand; the worker really dies or hangs.
 """
+
 from __future__ import annotations
 
 import ondevice

@@ -6,6 +6,7 @@ after. Every target and every precision runs, so every converter, quantizer and 
 subprocesses they use) is exercised. The Keras tagger is the model whose ONNX form makes
 onnxruntime's quantization tools write temporaries to the current directory.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,15 @@ TARGETS = ("onnx", "tflite", "openvino")
 PRECISIONS = (None, "fp16", "dynamic-int8", "int8")
 REPORTS = {"report.json", "report.md", "report.html", "junit.xml"}
 # Variables that would point a tool somewhere else than HOME and TMPDIR.
-_REDIRECTS = ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "KERAS_HOME", "TEMP", "TMP",
-              "PYTHONDONTWRITEBYTECODE")
+_REDIRECTS = (
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "KERAS_HOME",
+    "TEMP",
+    "TMP",
+    "PYTHONDONTWRITEBYTECODE",
+)
 
 
 def listing(folder: Path) -> set[str]:
@@ -53,10 +61,16 @@ class Run:
         env = {k: v for k, v in os.environ.items() if k not in _REDIRECTS}
         env.update(HOME=str(self.home), TMPDIR=str(self.tmp))
         try:
-            return subprocess.run([sys.executable, "-m", "ondevice", *args, "-o", str(self.out)], cwd=self.cwd,
-                                  env=env, capture_output=True, text=True, timeout=timeout)
+            return subprocess.run(
+                [sys.executable, "-m", "ondevice", *args, "-o", str(self.out)],
+                cwd=self.cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         finally:
-            self.cwd.chmod(0o755)   # so pytest can clean up
+            self.cwd.chmod(0o755)  # so pytest can clean up
 
     def strays(self) -> dict:
         """What appeared in the cwd, HOME or TMPDIR."""
@@ -86,8 +100,18 @@ def check_every_target(run: Run, proc: subprocess.CompletedProcess) -> None:
 
 
 def check_all(run: Run, source: str) -> subprocess.CompletedProcess:
-    proc = run("check", source, "--to", ",".join(TARGETS), "--quantize", "fp16,dynamic-int8,int8",
-               "--runs", "5", "--samples", "4")
+    proc = run(
+        "check",
+        source,
+        "--to",
+        ",".join(TARGETS),
+        "--quantize",
+        "fp16,dynamic-int8,int8",
+        "--runs",
+        "5",
+        "--samples",
+        "4",
+    )
     check_every_target(run, proc)
     return proc
 
@@ -95,8 +119,18 @@ def check_all(run: Run, source: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def torch_run(tmp_path_factory):
     run = Run(tmp_path_factory.mktemp("torch"), FACTORY_FILE)
-    return run, run("check", "factories.py:cnn", "--to", ",".join(TARGETS), "--quantize",
-                    "fp16,dynamic-int8,int8", "--runs", "5", "--samples", "4")
+    return run, run(
+        "check",
+        "factories.py:cnn",
+        "--to",
+        ",".join(TARGETS),
+        "--quantize",
+        "fp16,dynamic-int8,int8",
+        "--runs",
+        "5",
+        "--samples",
+        "4",
+    )
 
 
 @pytest.mark.slow
@@ -128,7 +162,7 @@ def _export(out: Path, targets, **options):
 def test_second_export_removes_the_first_ones_artifacts_only(tmp_path):
     out = tmp_path / "out"
     _export(out, ("onnx", "openvino"), keep_work=True)
-    assert (out / ".work").is_dir() and any((out / ".work").glob("openvino-*"))   # kept for debugging
+    assert (out / ".work").is_dir() and any((out / ".work").glob("openvino-*"))  # kept for debugging
     (out / "notes.txt").write_text("the user's own file")
     _export(out, ("onnx",))
     manifest = json.loads((out / "manifest.json").read_text())
@@ -142,13 +176,27 @@ def test_killed_run_leaves_nothing_for_the_next(tmp_path):
     """A run killed after installing an artifact: the next run removes its .work and that artifact."""
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen([sys.executable, "-m", "ondevice", "export", f"{FACTORY_FILE}:cnn", "--to",
-                             "onnx,tflite,openvino", "-o", str(out), "--quiet"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ondevice",
+            "export",
+            f"{FACTORY_FILE}:cnn",
+            "--to",
+            "onnx,tflite,openvino",
+            "-o",
+            str(out),
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 600
     while not (out / "model.onnx").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)   # the command forwards it to its run, which dies without cleaning up
+    proc.send_signal(signal.SIGTERM)  # the command forwards it to its run, which dies without cleaning up
     proc.wait(timeout=120)
     assert not (out / "manifest.json").exists(), "the run finished before it could be killed"
     assert (out / "model.onnx").exists() and (out / ".work").is_dir()
@@ -227,6 +275,6 @@ def test_scratch_space_is_the_runs_temp_folder_and_goes_at_the_end(tmp_path, mon
         thread = threading.Thread(target=other_thread)
         thread.start()
         thread.join()
-        assert len(errors) == 1   # process-wide settings: a second concurrent run would share them
+        assert len(errors) == 1  # process-wide settings: a second concurrent run would share them
     assert not (out / ".work").exists() and os.environ["TMPDIR"] == str(tmp_path / "user-tmp")
     assert tempfile.gettempdir() != str(out / ".work" / "tmp")

@@ -1,4 +1,5 @@
 """A silent precision change fails validation: an IR re-saved with OpenVINO's default fp16 weights."""
+
 from __future__ import annotations
 
 import shutil
@@ -36,7 +37,6 @@ def test_fp16_weights_in_an_fp32_ir_fail_unless_allowed(torch_cnn_check, tmp_pat
     assert "changed silently" in result.error
     assert result.parity["passed"] is True, "the numbers alone would not have caught it"
 
-    allowed = ondevice.validate(model_, copy, samples=3, example_inputs=example, runs=3,
-                                allow_precision_change=True)
+    allowed = ondevice.validate(model_, copy, samples=3, example_inputs=example, runs=3, allow_precision_change=True)
     result = next(t for t in allowed.targets if t.target == "openvino")
     assert result.status == "passed" and any("precision change allowed" in n for n in result.notes)

@@ -1,4 +1,5 @@
 """Markdown, HTML and JUnit renderings of a real report; the HTML page is opened in headless Chromium."""
+
 from __future__ import annotations
 
 import copy
@@ -18,9 +19,18 @@ from tests.conftest import FACTORY_FILE
 
 CHROMIUM = "/usr/bin/chromium"
 # Everything that could reach the network or touch a profile is off: the page must render offline.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-extensions", "--hide-scrollbars")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--hide-scrollbars",
+)
 
 
 def last_line(text):
@@ -70,8 +80,10 @@ def test_junit_one_case_per_target_and_check(torch_cnn_check, failing_gate):
     assert int(suite.get("tests")) == len(cases) == 12
     assert outcome == {"failure": 0, "error": 0, "skipped": 0} and suite.get("failures") == "0"
     assert {(c.get("classname"), c.get("name")) for c in cases} == {
-        (f"ondevice.{t}.fp32", check) for t in ("onnx", "tflite", "openvino")
-        for check in ("export", "parity", "latency", "size")}
+        (f"ondevice.{t}.fp32", check)
+        for t in ("onnx", "tflite", "openvino")
+        for check in ("export", "parity", "latency", "size")
+    }
 
     suite, cases, outcome = _junit_counts(to_junit(report, gate))
     failed = {(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None}
@@ -97,8 +109,13 @@ def _chromium(*args, tmp_path):
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: scripts/setup installs Debian's chromium package")
     profile = tmp_path / "chromium-profile"
-    return subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+    return subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
 
 
 def _pixels_near(image, rgb, tolerance=12):
@@ -145,8 +162,22 @@ def test_check_writes_every_report_and_gates(tmp_path, capsys):
     policy = tmp_path / "gate.toml"
     policy.write_text('[require]\ntargets = ["onnx"]\n[[size]]\ntarget = "onnx"\nmax_bytes = 1000\n')
     out = tmp_path / "out"
-    code = main(["check", f"{FACTORY_FILE}:cnn", "--to", "onnx", "-o", str(out), "--runs", "5", "--samples", "2",
-                 "--policy", str(policy)])
+    code = main(
+        [
+            "check",
+            f"{FACTORY_FILE}:cnn",
+            "--to",
+            "onnx",
+            "-o",
+            str(out),
+            "--runs",
+            "5",
+            "--samples",
+            "2",
+            "--policy",
+            str(policy),
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 1, text
     assert last_line(text).startswith("FAILED (gate: 1 of ") and "size.max_bytes onnx[fp32]" in last_line(text)
@@ -163,12 +194,14 @@ def test_check_writes_every_report_and_gates(tmp_path, capsys):
     assert "### Gate: FAILED (exit 1)" in (out / "report.md").read_text()
 
 
-@pytest.mark.parametrize("fmt, marker", [("md", "## ondevice: PASSED"), ("html", "<!DOCTYPE html>"),
-                                         ("junit", "<testsuite name=\"ondevice\"")])
+@pytest.mark.parametrize(
+    "fmt, marker", [("md", "## ondevice: PASSED"), ("html", "<!DOCTYPE html>"), ("junit", '<testsuite name="ondevice"')]
+)
 def test_report_command_formats(torch_cnn_check, tmp_path, capsys, fmt, marker):
     _, out = torch_cnn_check
     target = tmp_path / f"out.{fmt}"
-    code = main(["report", str(out / "report.json"), "--format", fmt, "-o", str(target),
-                 "--baseline", str(out / "report.json")])
+    code = main(
+        ["report", str(out / "report.json"), "--format", fmt, "-o", str(target), "--baseline", str(out / "report.json")]
+    )
     assert code == 0 and last_line(capsys.readouterr().out).startswith("PASSED")
     assert marker in target.read_text()

@@ -1,4 +1,5 @@
 """report.json follows the schema in DESIGN.md and round-trips."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,18 @@ import pytest
 
 from ondevice import load_report
 
-TARGET_KEYS = {"target", "quantize", "status", "error", "artifact", "strategy", "size_bytes", "parity", "latency",
-               "source_latency"}
+TARGET_KEYS = {
+    "target",
+    "quantize",
+    "status",
+    "error",
+    "artifact",
+    "strategy",
+    "size_bytes",
+    "parity",
+    "latency",
+    "source_latency",
+}
 OUTPUT_KEYS = {"name", "max_abs_err", "mean_abs_err", "max_rel_err", "cosine", "snr_db", "atol", "rtol", "passed"}
 LATENCY_KEYS = {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "runs", "warmup", "threads"}
 
@@ -72,4 +83,3 @@ def test_stage_timings_and_run_facts(torch_cnn_check):
         assert timings["worker"] < run["validate_s"]
     markdown = (out / "report.md").read_text()
     assert "Where the time went (run " in markdown and f"{data['targets'][0]['strategy']} " in markdown
-

@@ -1,4 +1,5 @@
 """Every SOURCE form loads and converts: .pt2, TorchScript .pt, .keras, .h5, SavedModel, .onnx."""
+
 from __future__ import annotations
 
 import json
@@ -76,8 +77,19 @@ def test_golden_inputs_file(tmp_path, capsys, torch_cnn_check):
     _, out = torch_cnn_check
     golden = tmp_path / "golden.npz"
     np.savez(golden, input=np.random.default_rng(7).normal(0.5, 1.0, (5, 1, 3, 64, 64)).astype(np.float32))
-    code = main(["validate", "ondevice.examples.tiny_cnn:build", str(out), "--inputs", str(golden), "--runs", "3",
-                 "--report", str(tmp_path / "r.json")])
+    code = main(
+        [
+            "validate",
+            "ondevice.examples.tiny_cnn:build",
+            str(out),
+            "--inputs",
+            str(golden),
+            "--runs",
+            "3",
+            "--report",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert code == 0, capsys.readouterr().out
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["inputs"]["kind"] == "file" and report["inputs"]["samples"] == 5

@@ -1,4 +1,5 @@
 """Input specs and sample data."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,7 +41,10 @@ def test_match_io_by_name_order_and_layout():
     src = [TensorSpec("a", (1, 3, 8, 8)), TensorSpec("b", (1, 4))]
     art = [TensorSpec("serving_default_b:0", (1, 4)), TensorSpec("a", (1, 8, 8, 3))]
     maps = match_io(src, art, channels_last=True, kind="input")
-    assert [(m.source, m.artifact, m.perm) for m in maps] == [("a", "a", (0, 2, 3, 1)), ("b", "serving_default_b:0", None)]
+    assert [(m.source, m.artifact, m.perm) for m in maps] == [
+        ("a", "a", (0, 2, 3, 1)),
+        ("b", "serving_default_b:0", None),
+    ]
     renamed = match_io(src, [TensorSpec("p", (1, 3, 8, 8)), TensorSpec("q", (1, 4))], False, "input")
     assert [m.matched_by for m in renamed] == ["order", "order"]
     with pytest.raises(Exception, match="shape"):

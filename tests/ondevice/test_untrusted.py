@@ -1,6 +1,7 @@
 """Model files that would run code or touch files when loaded are refused unless trusted: pickles inside a
 `.pt2` archive (torch's loader unpickles them, or falls back to full unpickling) and SavedModel graphs with
 file-system ops. Each hostile file here would create a marker if its payload ran; none may appear."""
+
 from __future__ import annotations
 
 import io
@@ -61,12 +62,14 @@ def _weights_as_pickle(marker):
             config["config"]["weight"]["use_pickle"] = True
             return json.dumps(config).encode()
         return _pickled(_Payload(marker)) if member == "data/weights/weight_0" else data
+
     return change
 
 
 def _sample_inputs_as_pickle(marker):
-    return lambda member, data: _pickled(((_Payload(marker),), {})) if member.startswith("data/sample_inputs/") \
-        else data
+    return lambda member, data: (
+        _pickled(((_Payload(marker),), {})) if member.startswith("data/sample_inputs/") else data
+    )
 
 
 def _guard_code(marker):
@@ -76,6 +79,7 @@ def _guard_code(marker):
             program["guards_code"] = [f"__import__('os').mkdir({str(marker)!r}) or True"]
             return json.dumps(program).encode()
         return data
+
     return change
 
 
@@ -84,13 +88,17 @@ def _opaque_constant(marker):
 
     def change(member, data):
         if member.endswith("_constants_config.json"):
-            config = {"config": {"c": {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": True,
-                                       "tensor_meta": None}}}
+            config = {
+                "config": {
+                    "c": {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": True, "tensor_meta": None}
+                }
+            }
             return json.dumps(config).encode()
         return data
 
     def with_member(member, data):
         return change(member, data)
+
     with_member.extra = ("data/constants/opaque_obj_0", pickle.dumps(_Payload(marker)))
     return with_member
 
@@ -100,12 +108,14 @@ def _file_reading_op(marker):
         if member.startswith("models/"):
             return data.replace(b"torch.ops.aten.linear.default", b"torch.ops.aten.from_file.default")
         return data
+
     return change
 
 
 def _extra_member(name):
     def change(member, data):
         return data
+
     change.extra = (name, b"payload")
     return change
 
@@ -115,11 +125,15 @@ PT2_CASES = {
     "pickled sample inputs": (_sample_inputs_as_pickle, "its sample inputs are not plain tensors"),
     "guard code": (_guard_code, "carries guard code"),
     "opaque constant": (_opaque_constant, "'c' in data/constants/model_constants_config.json is stored as a pickle"),
-    "opaque member": (lambda m: _extra_member("data/constants/opaque_obj_0"),
-                      "holds a pickled member 'data/constants/opaque_obj_0'"),
+    "opaque member": (
+        lambda m: _extra_member("data/constants/opaque_obj_0"),
+        "holds a pickled member 'data/constants/opaque_obj_0'",
+    ),
     "file-reading op": (_file_reading_op, "calls torch.ops.aten.from_file.default, which reads files"),
-    "legacy pickled weights": (lambda m: _extra_member("data/weights/model.pt"),
-                               "holds a pickled member 'data/weights/model.pt'"),
+    "legacy pickled weights": (
+        lambda m: _extra_member("data/weights/model.pt"),
+        "holds a pickled member 'data/weights/model.pt'",
+    ),
     "foreign member": (lambda m: _extra_member("code/__torch__.py"), "which is not part of a torch.export archive"),
 }
 
@@ -160,6 +174,7 @@ def test_trust_pickle_lets_a_pt2_pickle_run(pt2, tmp_path, capfd):
 
 # ---- SavedModel graphs -----------------------------------------------------------------------
 
+
 def _saved_model(folder, body):
     """A SavedModel whose serving signature runs ``body(x)`` (a tf.function graph)."""
     import tensorflow as tf
@@ -178,12 +193,14 @@ def _writes(target):
     def body(tf, x):
         tf.io.write_file(str(target), "owned")
         return x * 2.0
+
     return body
 
 
 def _reads(target):
     def body(tf, x):
         return x + tf.cast(tf.strings.length(tf.io.read_file(str(target))), tf.float32) * 0.0
+
     return body
 
 
@@ -191,6 +208,7 @@ def _prints(target):
     def body(tf, x):
         tf.print("leak", x, output_stream=f"file://{target}")
         return x * 2.0
+
     return body
 
 
@@ -200,18 +218,33 @@ def _nested_write(target):
         def inner(v):
             tf.io.write_file(str(target), "owned")
             return v + 1.0
+
         return tf.cond(tf.reduce_sum(x) > 0, lambda: inner(x), lambda: x)
+
     return body
 
 
-@pytest.mark.parametrize("make,expected", [(_writes, "WriteFile in"), (_reads, "ReadFile in"),
-                                           (_prints, "PrintV2 to file://"), (_nested_write, "WriteFile in")])
+@pytest.mark.parametrize(
+    "make,expected",
+    [
+        (_writes, "WriteFile in"),
+        (_reads, "ReadFile in"),
+        (_prints, "PrintV2 to file://"),
+        (_nested_write, "WriteFile in"),
+    ],
+)
 def test_saved_model_with_file_ops_is_refused(make, expected, tmp_path, capfd):
     target = tmp_path / "outside.txt"
     target.write_text("precious")
     folder = _saved_model(tmp_path / "saved", make(target))
-    fails(capfd, ["check", folder, "--to", "onnx", "-o", tmp_path / "o"], 2, f"SavedModel {folder}", expected,
-          "--trust-graph")
+    fails(
+        capfd,
+        ["check", folder, "--to", "onnx", "-o", tmp_path / "o"],
+        2,
+        f"SavedModel {folder}",
+        expected,
+        "--trust-graph",
+    )
     assert target.read_text() == "precious"
 
 
@@ -222,8 +255,9 @@ def test_keras_saved_model_passes_inspection(tmp_path):
     from ondevice.trust import check_saved_model
 
     inputs = keras.Input((4,), name="x")
-    keras.Model(inputs, keras.layers.Dense(2)(inputs)).export(str(tmp_path / "k"), format="tf_saved_model",
-                                                               verbose=False)
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).export(
+        str(tmp_path / "k"), format="tf_saved_model", verbose=False
+    )
     check_saved_model(tmp_path / "k", "k")
 
 
@@ -266,12 +300,17 @@ def test_keras_file_naming_a_python_function_is_refused(tmp_path, capfd):
         files = {name: archive.read(name) for name in archive.namelist()}
     config = json.loads(files["config.json"])
     marker = tmp_path / "PAYLOAD_RAN"
-    config["config"]["layers"][1].update(module="os", class_name="mkdir", registered_name=None,
-                                         config={"path": str(marker)})
+    config["config"]["layers"][1].update(
+        module="os", class_name="mkdir", registered_name=None, config={"path": str(marker)}
+    )
     files["config.json"] = json.dumps(config).encode()
     with zipfile.ZipFile(tmp_path / "evil.keras", "w") as archive:
         for name, data in files.items():
             archive.writestr(name, data)
-    fails(capfd, ["check", tmp_path / "evil.keras", "--to", "onnx", "-o", tmp_path / "o"], 2,
-          "malformed or truncated Keras file")
+    fails(
+        capfd,
+        ["check", tmp_path / "evil.keras", "--to", "onnx", "-o", tmp_path / "o"],
+        2,
+        "malformed or truncated Keras file",
+    )
     assert not marker.exists()

@@ -1,5 +1,6 @@
 """ondevice zoo: a zoo of PyTorch and Keras models with a crash, a hang, a memory hog and a parity failure,
 run locally (2 workers, cold cache), on a real local Ray instance (warm cache), and interrupted then resumed."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,16 @@ from ondevice.zoo.diff import compare
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = ("cnn", "mlp", "keras_cnn", "keras_mlp")
-EXPECTED = {"crash": "crashed", "cnn": "passed", "mlp": "passed", "noisy": "failed", "keras_mlp": "passed",
-            "keras_cnn": "passed", "hog": "memory", "hang": "timeout"}
+EXPECTED = {
+    "crash": "crashed",
+    "cnn": "passed",
+    "mlp": "passed",
+    "noisy": "failed",
+    "keras_mlp": "passed",
+    "keras_cnn": "passed",
+    "hog": "memory",
+    "hang": "timeout",
+}
 HANG_TIMEOUT_S = 15
 HOG_CAP_MB = 400
 ZOO = f"""
@@ -66,8 +75,15 @@ def zoo_command(*args, **popen):
     """``ondevice zoo ...`` as a user runs it (the supervised console entry)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     code = "import sys; from ondevice.cli import main; sys.exit(main())"
-    return subprocess.Popen([sys.executable, "-c", code, "zoo", *map(str, args)], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "zoo", *map(str, args)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def finish(proc, timeout=600):
@@ -97,8 +113,21 @@ def ray_run(zoo_file, local_run, tmp_path_factory):
     """The same zoo as Ray tasks on a private local Ray instance; the cache is warm from the local run."""
     path, cache_dir = zoo_file
     out = tmp_path_factory.mktemp("ray")
-    code, stdout, stderr = finish(zoo_command(path, "-o", out, "--workers", 2, "--cache", cache_dir,
-                                              "--executor", "ray", "--baseline", local_run[3] / "scorecard.json"))
+    code, stdout, stderr = finish(
+        zoo_command(
+            path,
+            "-o",
+            out,
+            "--workers",
+            2,
+            "--cache",
+            cache_dir,
+            "--executor",
+            "ray",
+            "--baseline",
+            local_run[3] / "scorecard.json",
+        )
+    )
     return code, stdout, stderr, out
 
 
@@ -112,7 +141,7 @@ def states(card: dict) -> dict:
 
 def test_local_run_survives_crash_hang_memory_and_parity(local_run):
     code, stdout, stderr, out, _ = local_run
-    assert code == 4, stdout + stderr   # a crash is a fault: the highest exit code wins
+    assert code == 4, stdout + stderr  # a crash is a fault: the highest exit code wins
     last = stdout.strip().splitlines()[-1]
     assert last.startswith("FAILED (8 models: 1 crashed, 1 failed, 1 memory, 4 passed, 1 timeout; crash: crashed; ")
     assert last.endswith(f"scorecard: {out / 'scorecard.json'}"), last
@@ -130,8 +159,10 @@ def test_local_run_matrix_numbers(local_run):
     card = card_of(local_run[3])
     for model in card["models"]:
         if model["name"] in GOOD:
-            assert [(t["target"], t["precision"], t["status"]) for t in model["targets"]] == \
-                [("onnx", "fp32", "passed"), ("openvino", "fp32", "passed")]
+            assert [(t["target"], t["precision"], t["status"]) for t in model["targets"]] == [
+                ("onnx", "fp32", "passed"),
+                ("openvino", "fp32", "passed"),
+            ]
             for t in model["targets"]:
                 assert t["max_abs_err"] < 1e-4 and t["p50_ms"] > 0 and t["size_bytes"] > 0 and t["strategy"]
                 assert t["p50_ci95_ms"][0] <= t["p50_ms"] <= t["p50_ci95_ms"][1]
@@ -179,7 +210,7 @@ def test_ray_run_matches_local_and_reuses_cache(ray_run, local_run):
     assert "SIGSEGV" in {m["name"]: m for m in card["models"]}["crash"]["verdict"]
     view = card["baseline"]
     assert view["started_failing"] == [] and view["missing_models"] == [] and view["new_models"] == []
-    assert len(view["latency"]) == 2 * len(GOOD) + 2   # every target that has a p50 in both runs
+    assert len(view["latency"]) == 2 * len(GOOD) + 2  # every target that has a p50 in both runs
 
 
 def test_warm_run_is_faster_than_cold(ray_run, local_run):
@@ -202,7 +233,7 @@ def test_interrupted_run_resumes(zoo_file, local_run, tmp_path):
         except (OSError, ValueError, KeyError):
             continue
         finished = [n for n, e in models.items() if e["state"] not in ("pending", "running", "interrupted")]
-    proc.send_signal(signal.SIGINT)   # Ctrl-C
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
     code, stdout, _ = finish(proc, 120)
     assert code == 130, stdout
     assert "FAILED (interrupted:" in stdout.strip().splitlines()[-1] and "--resume" in stdout
@@ -259,24 +290,24 @@ def test_cache_key_follows_weights_and_versions(monkeypatch):
     options = {"to": ["onnx"], "quantize": None}
     base = _source(*models.cnn())
     key, parts = cache.key_for(base, options)
-    assert cache.key_for(_source(*models.cnn()), options)[0] == key   # same weights: same key
+    assert cache.key_for(_source(*models.cnn()), options)[0] == key  # same weights: same key
     assert cache.key_for(_source(*models.cnn_other_weights()), options)[0] != key
     assert cache.key_for(base, {**options, "quantize": ["fp16"]})[0] != key
     assert parts["packages"]["torch"]
     real = cache._lazy.package_versions
-    monkeypatch.setattr(cache._lazy, "package_versions",
-                        lambda *names: {**real(*names), "onnxruntime": "0.0.1"})
+    monkeypatch.setattr(cache._lazy, "package_versions", lambda *names: {**real(*names), "onnxruntime": "0.0.1"})
     assert cache.key_for(base, options)[0] != key
 
 
 def test_zoo_file_errors_are_one_line(tmp_path, capsys):
-    bad = {"unknown option": ('[[model]]\nsource = "m.onnx"\nsampels = 2\n', "unrecognized arguments: --sampels"),
-           "no source": ('[[model]]\nname = "x"\n', "'source' (a SOURCE string) is required"),
-           "same name": ('[[model]]\nsource = "a/m.onnx"\n[[model]]\nsource = "b/m.onnx"\n',
-                         "two models are named 'm'"),
-           "bad value": ('[[model]]\nsource = "m.onnx"\nsamples = 0\n', "must be at least 1"),
-           "zoo-level": ('[[model]]\nsource = "m.onnx"\nout = "x"\n', "set by the zoo command"),
-           "bad timeout": ('[[model]]\nsource = "m.onnx"\ntimeout = -1\n', "timeout must be a positive number")}
+    bad = {
+        "unknown option": ('[[model]]\nsource = "m.onnx"\nsampels = 2\n', "unrecognized arguments: --sampels"),
+        "no source": ('[[model]]\nname = "x"\n', "'source' (a SOURCE string) is required"),
+        "same name": ('[[model]]\nsource = "a/m.onnx"\n[[model]]\nsource = "b/m.onnx"\n', "two models are named 'm'"),
+        "bad value": ('[[model]]\nsource = "m.onnx"\nsamples = 0\n', "must be at least 1"),
+        "zoo-level": ('[[model]]\nsource = "m.onnx"\nout = "x"\n', "set by the zoo command"),
+        "bad timeout": ('[[model]]\nsource = "m.onnx"\ntimeout = -1\n', "timeout must be a positive number"),
+    }
     for case, (text, message) in bad.items():
         path = tmp_path / f"{case.replace(' ', '_')}.toml"
         path.write_text(text)
@@ -291,7 +322,8 @@ def test_module_zoo_and_option_precedence(tmp_path):
         "def small():\n    return torch_mlp()\n"
         "MODELS = ['small', small, {'factory': 'small', 'name': 'tight', 'atol': 1e-6, 'samples': 3},\n"
         "          {'source': 'nets/m.onnx', 'runs': 7}]\n"
-        "DEFAULTS = {'samples': 4, 'to': ['onnx']}\n")
+        "DEFAULTS = {'samples': 4, 'to': ['onnx']}\n"
+    )
     parse, defaults = _model_options()
     with pytest.raises(BadInputError, match="two models are named 'small'"):
         load_zoo(tmp_path / "zoo.py", parse)
@@ -313,28 +345,59 @@ def test_module_zoo_and_option_precedence(tmp_path):
 
 
 def _target(status="passed", p50=1.0, ci=(0.95, 1.05), size=1000, err=1e-6):
-    return {"target": "onnx", "precision": "fp32", "status": status, "error": None, "strategy": "s",
-            "max_abs_err": err, "p50_ms": p50, "p50_ci95_ms": list(ci), "size_bytes": size, "from_cache": False,
-            "outputs": [{"name": "y", "max_abs_err": err, "snr_db": 120.0, "cosine": 1.0, "atol": 1e-4,
-                         "passed": status == "passed"}]}
+    return {
+        "target": "onnx",
+        "precision": "fp32",
+        "status": status,
+        "error": None,
+        "strategy": "s",
+        "max_abs_err": err,
+        "p50_ms": p50,
+        "p50_ci95_ms": list(ci),
+        "size_bytes": size,
+        "from_cache": False,
+        "outputs": [
+            {
+                "name": "y",
+                "max_abs_err": err,
+                "snr_db": 120.0,
+                "cosine": 1.0,
+                "atol": 1e-4,
+                "passed": status == "passed",
+            }
+        ],
+    }
 
 
 def _model(name, code=0, state="passed", **target):
-    return {"name": name, "state": state, "exit_code": code, "verdict": "", "targets": [_target(**target)],
-            "inputs_sha256": "abc", "threads": 2, "isa_class": "avx2"}
+    return {
+        "name": name,
+        "state": state,
+        "exit_code": code,
+        "verdict": "",
+        "targets": [_target(**target)],
+        "inputs_sha256": "abc",
+        "threads": 2,
+        "isa_class": "avx2",
+    }
 
 
 def test_baseline_view_uses_the_gate():
     before = {"models": [_model("a"), _model("b"), _model("c", 1, "failed", status="failed"), _model("gone")]}
-    now = [_model("a", p50=2.0, ci=(1.9, 2.1)),          # 2x slower, outside both intervals
-           _model("b", 1, "failed", status="failed"),    # started failing
-           _model("c", size=1200),                       # stopped failing, 20% larger
-           _model("new")]
+    now = [
+        _model("a", p50=2.0, ci=(1.9, 2.1)),  # 2x slower, outside both intervals
+        _model("b", 1, "failed", status="failed"),  # started failing
+        _model("c", size=1200),  # stopped failing, 20% larger
+        _model("new"),
+    ]
     view = compare(now, before, {})
     rules = sorted((f["model"], f["rule"]) for f in view["failures"])
-    assert rules == [("a", "regression.latency_p50"), ("b", "regression.newly_failing"),
-                     ("gone", "regression.missing_model")]
-    assert [c["model"] for c in view["started_failing"]] == ["b", "b"]   # the model, and its target
+    assert rules == [
+        ("a", "regression.latency_p50"),
+        ("b", "regression.newly_failing"),
+        ("gone", "regression.missing_model"),
+    ]
+    assert [c["model"] for c in view["started_failing"]] == ["b", "b"]  # the model, and its target
     assert [c["model"] for c in view["stopped_failing"]] == ["c", "c"]
     latency = {c["model"]: c for c in view["latency"]}
     assert latency["a"]["bucket"] == ">= 2x slower" and latency["a"]["outside_ci"] is True
@@ -346,5 +409,13 @@ def test_baseline_view_uses_the_gate():
 
 def test_speed_buckets():
     assert [scorecard.bucket(r) for r in (1.0, 1.09, 1.1, 1.45, 1.5, 3.0, 12.0, 0.5, 0.05)] == [
-        "unchanged", "unchanged", ">= 1.1x slower", ">= 1.3x slower", ">= 1.5x slower", ">= 2x slower",
-        ">= 10x slower", ">= 2x faster", ">= 10x faster"]
+        "unchanged",
+        "unchanged",
+        ">= 1.1x slower",
+        ">= 1.3x slower",
+        ">= 1.5x slower",
+        ">= 2x slower",
+        ">= 10x slower",
+        ">= 2x faster",
+        ">= 10x faster",
+    ]

@@ -2,6 +2,7 @@
 (the session's CNN, a Conv3d clip model, a Transformer) and on hand-built TFLite flatbuffers for the
 GPU delegate's rules. Figures are those of the pinned stack (onnxruntime 1.32.0, torch 2.13, OpenVINO 2026.4).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ def entries(report_path, target):
 
 # ---- TFLite and the GPU delegate, on real artifacts ------------------------------------------------
 
+
 def test_cnn_tflite_runs_whole_on_the_gpu_delegate(torch_cnn_check):
     _, out = torch_cnn_check
     gpu = entries(out / "report.json", "tflite")["gpu"]
@@ -34,7 +36,7 @@ def test_cnn_tflite_runs_whole_on_the_gpu_delegate(torch_cnn_check):
 
 def test_conv3d_is_refused_by_the_gpu_delegate_and_named_in_the_reports(torch_video_check):
     report, out = torch_video_check
-    assert report.passed, report.verdict()   # parity holds on the CPU: only the accelerator refuses it
+    assert report.passed, report.verdict()  # parity holds on the CPU: only the accelerator refuses it
     gpu = entries(out / "report.json", "tflite")["gpu"]
     assert gpu["checked"] is True and gpu["supported"] is False
     assert gpu["unsupported"] == ["CONV_3D"]
@@ -59,11 +61,13 @@ def test_the_analyzer_is_asked_and_an_inert_one_is_not_believed(torch_video_chec
 
 
 def test_analyzer_warnings_are_attributed_to_their_ops():
-    text = ("Subgraph#0 main(T#0) -> [T#3]\n  Op#0 CONV_2D(T#0, T#1, T#2) -> [T#4]\n"
-            "  Op#1 TOPK_V2(T#4, T#5) -> [T#3, T#6]\nGPU COMPATIBILITY WARNING: Not supported op TOPK_V2\n\n"
-            "GPU COMPATIBILITY WARNING: Subgraph#0 has GPU delegate compatibility issues at nodes 1\n"
-            "Subgraph#1 body(T#0) -> [T#1]\n  Op#0 FlexErf(T#0) -> [T#1]\n"
-            "GPU COMPATIBILITY WARNING: Not supported custom op FlexErf\n")
+    text = (
+        "Subgraph#0 main(T#0) -> [T#3]\n  Op#0 CONV_2D(T#0, T#1, T#2) -> [T#4]\n"
+        "  Op#1 TOPK_V2(T#4, T#5) -> [T#3, T#6]\nGPU COMPATIBILITY WARNING: Not supported op TOPK_V2\n\n"
+        "GPU COMPATIBILITY WARNING: Subgraph#0 has GPU delegate compatibility issues at nodes 1\n"
+        "Subgraph#1 body(T#0) -> [T#1]\n  Op#0 FlexErf(T#0) -> [T#1]\n"
+        "GPU COMPATIBILITY WARNING: Not supported custom op FlexErf\n"
+    )
     assert analyzer_rejections(text) == {1: "Not supported op TOPK_V2", 2: "Not supported custom op FlexErf"}
 
 
@@ -84,6 +88,7 @@ def test_stdout_capture_takes_native_and_python_writes(capfd):
 
 
 # ---- the GPU rules on hand-built flatbuffers ------------------------------------------------------
+
 
 def flatbuffer(op_name, inputs, outputs=(((1, 8), "FLOAT32"),), options=None, chain=False):
     """A TFLite model with one op (``chain``: RELU -> op -> RELU); inputs are (shape, dtype, const)."""
@@ -156,33 +161,44 @@ def options(kind, **fields):
 X = ((1, 8), "FLOAT32")
 
 
-@pytest.mark.parametrize("op, inputs, outputs, opts, why", [
-    ("TOPK_V2", [X, ((), "INT32", True)], [X, ((1, 8), "INT32")], None, "no kernel for this op"),
-    ("FlexErf", [X], [X], None, "TensorFlow op (Flex delegate)"),
-    ("MyCustomOp", [X], [X], None, "custom op the GPU delegate does not implement"),
-    ("SOFTMAX", [X], [X], options("SoftmaxOptions", beta=2.0), "beta 2"),
-    ("STRIDED_SLICE", [((1, 2, 8), "FLOAT32"), ((3,), "INT32", True), ((3,), "INT32", True), ((3,), "INT32", True)],
-     [X], options("StridedSliceOptions", shrinkAxisMask=2), "shrink-axis"),
-    ("CAST", [((1, 8), "INT64")], [X], None, "no GPU cast from INT64 to FLOAT32"),
-    ("RESHAPE", [X, ((2,), "INT32")], [X], None, "one runtime input (this node has 2)"),
-    ("SUB", [((1, 8), "FLOAT32", True), ((1, 8), "FLOAT32", True)], [X], None, "two runtime inputs, or one and a"),
-    ("MEAN", [X, ((1,), "INT32")], [((1,), "FLOAT32")], None, "one runtime input"),
-    ("SLICE", [((1, 2, 3, 4, 8), "FLOAT32"), ((5,), "INT32", True), ((5,), "INT32", True)], [X], None, "5-D"),
-])
+@pytest.mark.parametrize(
+    "op, inputs, outputs, opts, why",
+    [
+        ("TOPK_V2", [X, ((), "INT32", True)], [X, ((1, 8), "INT32")], None, "no kernel for this op"),
+        ("FlexErf", [X], [X], None, "TensorFlow op (Flex delegate)"),
+        ("MyCustomOp", [X], [X], None, "custom op the GPU delegate does not implement"),
+        ("SOFTMAX", [X], [X], options("SoftmaxOptions", beta=2.0), "beta 2"),
+        (
+            "STRIDED_SLICE",
+            [((1, 2, 8), "FLOAT32"), ((3,), "INT32", True), ((3,), "INT32", True), ((3,), "INT32", True)],
+            [X],
+            options("StridedSliceOptions", shrinkAxisMask=2),
+            "shrink-axis",
+        ),
+        ("CAST", [((1, 8), "INT64")], [X], None, "no GPU cast from INT64 to FLOAT32"),
+        ("RESHAPE", [X, ((2,), "INT32")], [X], None, "one runtime input (this node has 2)"),
+        ("SUB", [((1, 8), "FLOAT32", True), ((1, 8), "FLOAT32", True)], [X], None, "two runtime inputs, or one and a"),
+        ("MEAN", [X, ((1,), "INT32")], [((1,), "FLOAT32")], None, "one runtime input"),
+        ("SLICE", [((1, 2, 3, 4, 8), "FLOAT32"), ((5,), "INT32", True), ((5,), "INT32", True)], [X], None, "5-D"),
+    ],
+)
 def test_gpu_rules_refuse(tmp_path, op, inputs, outputs, opts, why):
     gpu = gpu_verdict(tmp_path, op, inputs, outputs, opts)
     assert gpu.checked and not gpu.supported and gpu.unsupported == (op,)
     assert why in gpu.details["problems"][0], gpu.details["problems"]
 
 
-@pytest.mark.parametrize("op, inputs, outputs, opts", [
-    ("SOFTMAX", [X], [X], options("SoftmaxOptions", beta=1.0)),
-    ("CAST", [X], [((1, 8), "INT32")], None),
-    ("RESHAPE", [X, ((2,), "INT32", True)], [X], None),
-    ("SUB", [X, ((1, 8), "FLOAT32", True)], [X], None),
-    ("MEAN", [((1, 4, 8), "FLOAT32"), ((1,), "INT32", True)], [X], None),
-    ("Resampler", [X, X], [X], None),
-])
+@pytest.mark.parametrize(
+    "op, inputs, outputs, opts",
+    [
+        ("SOFTMAX", [X], [X], options("SoftmaxOptions", beta=1.0)),
+        ("CAST", [X], [((1, 8), "INT32")], None),
+        ("RESHAPE", [X, ((2,), "INT32", True)], [X], None),
+        ("SUB", [X, ((1, 8), "FLOAT32", True)], [X], None),
+        ("MEAN", [((1, 4, 8), "FLOAT32"), ((1,), "INT32", True)], [X], None),
+        ("Resampler", [X, X], [X], None),
+    ],
+)
 def test_gpu_rules_accept(tmp_path, op, inputs, outputs, opts):
     gpu = gpu_verdict(tmp_path, op, inputs, outputs, opts)
     assert bool(gpu) and gpu.ops_total == gpu.ops_supported == 1 and gpu.partitions == 1
@@ -203,6 +219,7 @@ def test_the_canary_is_a_model_the_rules_refuse(tmp_path):
 
 # ---- ONNX: NNAPI and CoreML partitions ------------------------------------------------------------
 
+
 def ort_figures(found):
     return {b: (e.ops_total, e.ops_supported, e.partitions, e.unsupported) for b, e in found.items()}
 
@@ -211,8 +228,11 @@ def test_onnx_partitions_of_the_cnn(torch_cnn_check):
     _, out = torch_cnn_check
     found = check_artifact(out / "model.onnx", "onnx")
     # Conv, Relu, MaxPool, ReduceMean, Gemm... (11 nodes after basic optimization)
-    assert ort_figures(found) == {"nnapi": (11, 11, 1, ()), "coreml": (11, 11, 1, ()),
-                                  "coreml-nn": (11, 10, 2, ("ReduceMean",))}
+    assert ort_figures(found) == {
+        "nnapi": (11, 11, 1, ()),
+        "coreml": (11, 11, 1, ()),
+        "coreml-nn": (11, 10, 2, ("ReduceMean",)),
+    }
     assert found["nnapi"].details["suitability"] == "YES" and found["coreml-nn"].details["suitability"] == "MAYBE"
     assert any(c.startswith("ai.onnx:Conv:Only 2D Conv") for c in found["nnapi"].details["caveats"])
 
@@ -226,15 +246,21 @@ def transformer_onnx(tmp_path_factory):
 
 def test_onnx_partitions_of_the_transformer(transformer_onnx):
     found = check_artifact(transformer_onnx, "onnx")
-    assert ort_figures(found) == {"nnapi": (43, 41, 3, ("LayerNormalization",)),
-                                  "coreml": (43, 40, 2, ("Gather",)),
-                                  "coreml-nn": (43, 39, 4, ("LayerNormalization", "ReduceMean", "Unsqueeze"))}
-    assert {b: e.details["suitability"] for b, e in found.items()} == {"nnapi": "NO", "coreml": "MAYBE",
-                                                                       "coreml-nn": "NO"}
+    assert ort_figures(found) == {
+        "nnapi": (43, 41, 3, ("LayerNormalization",)),
+        "coreml": (43, 40, 2, ("Gather",)),
+        "coreml-nn": (43, 39, 4, ("LayerNormalization", "ReduceMean", "Unsqueeze")),
+    }
+    assert {b: e.details["suitability"] for b, e in found.items()} == {
+        "nnapi": "NO",
+        "coreml": "MAYBE",
+        "coreml-nn": "NO",
+    }
     assert found["nnapi"].details["nodes_unsupported"] == {"op": 2, "dynamic_shape": 0, "rank": 0}
 
 
 # ---- OpenVINO: per device plugin ------------------------------------------------------------------
+
 
 def test_openvino_cpu_takes_every_op_and_absent_plugins_are_not_passed(torch_cnn_check):
     import openvino as ov
@@ -257,6 +283,7 @@ def test_openvino_cpu_takes_every_op_and_absent_plugins_are_not_passed(torch_cnn
 
 
 # ---- the registry and failures --------------------------------------------------------------------
+
 
 def test_a_checker_registered_twice_is_refused():
     with pytest.raises(ValueError, match="registered twice"):
@@ -287,6 +314,7 @@ def test_the_isolated_run_returns_json_for_each_artifact(torch_cnn_check):
 
 # ---- --require: the strategy loop keeps the first artifact the backends take whole ------------------
 
+
 def test_require_skips_a_strategy_whose_artifact_the_backend_refuses(tmp_path):
     model, example = models.gelu_mlp()
     artifacts = ondevice.export(model, example, targets=("onnx",), out_dir=tmp_path, require=["onnx:nnapi"])
@@ -303,14 +331,28 @@ def test_require_that_no_strategy_meets_keeps_the_artifact_and_fails(tmp_path, c
     from ondevice.cli import main
 
     model_file = os.path.join(os.path.dirname(models.__file__), "models.py")
-    code = main(["export", f"{model_file}:video", "--to", "tflite", "--strategy", "torch-tflite-litert",
-                 "--require", "tflite:gpu", "-o", str(tmp_path), "--quiet"])
+    code = main(
+        [
+            "export",
+            f"{model_file}:video",
+            "--to",
+            "tflite",
+            "--strategy",
+            "torch-tflite-litert",
+            "--require",
+            "tflite:gpu",
+            "-o",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     assert code == 1
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     entry = manifest["artifacts"][0]
     assert entry["options"]["require"] == {"gpu": False}
     assert [(a["strategy"], a["status"], a["reason"]) for a in entry["attempts"]] == [
-        ("torch-tflite-litert", "rejected", "required backend: gpu: 5 of 6 ops, 2 partitions; unsupported: CONV_3D")]
+        ("torch-tflite-litert", "rejected", "required backend: gpu: 5 of 6 ops, 2 partitions; unsupported: CONV_3D")
+    ]
     # The requirement travels with the artifact: validating the folder fails the target too.
     capsys.readouterr()
     code = main(["validate", f"{model_file}:video", str(tmp_path), "--runs", "5", "--quiet"])
@@ -318,12 +360,15 @@ def test_require_that_no_strategy_meets_keeps_the_artifact_and_fails(tmp_path, c
     assert code == 1 and "tflite: failed: required backend: gpu: 5 of 6 ops" in verdict and "CONV_3D" in verdict
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("tflite:npu", "unknown tflite backend 'npu'; choose from gpu"),
-    ("coreml:gpu", "unknown target 'coreml'"),
-    ("tflite", "name a backend"),
-    ("openvino:gpu", "openvino is not among the targets made (tflite)"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("tflite:npu", "unknown tflite backend 'npu'; choose from gpu"),
+        ("coreml:gpu", "unknown target 'coreml'"),
+        ("tflite", "name a backend"),
+        ("openvino:gpu", "openvino is not among the targets made (tflite)"),
+    ],
+)
 def test_a_bad_require_is_refused_before_anything_runs(tmp_path, capsys, spec, message):
     from ondevice.cli import main
 

@@ -3,6 +3,7 @@
 Artifacts come from the plain converters (tests/byo_models.py); the corruption scales one layer's
 weights in the file itself, the way a converter bug or a bad re-save would change it.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,12 @@ def _scale_tflite_weight(path: Path, out: Path, op_name: str, index: int, factor
     model = flatbuffer_utils.read_model(str(path))
     codes = {getattr(schema.BuiltinOperator, op_name)}
     graph = model.subgraphs[0]
-    ops = [op for op in graph.operators if model.operatorCodes[op.opcodeIndex].builtinCode in codes
-           or model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode in codes]
+    ops = [
+        op
+        for op in graph.operators
+        if model.operatorCodes[op.opcodeIndex].builtinCode in codes
+        or model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode in codes
+    ]
     buffer = model.buffers[graph.tensors[ops[index].inputs[1]].buffer]
     values = np.frombuffer(bytes(buffer.data), dtype=np.float32) * factor
     buffer.data = np.frombuffer(values.astype(np.float32).tobytes(), dtype=np.uint8)
@@ -53,9 +58,11 @@ def _scale_openvino_matmul(path: Path, out: Path, name_part: str, factor: float 
     import openvino as ov
 
     model = ov.Core().read_model(str(path))
-    op = next(o for o in model.get_ordered_ops() if o.get_type_name() == "MatMul" and name_part in o.get_friendly_name())
+    op = next(
+        o for o in model.get_ordered_ops() if o.get_type_name() == "MatMul" and name_part in o.get_friendly_name()
+    )
     source = op.input_value(1).get_node()
-    while source.get_type_name() != "Constant":   # a Convert or Transpose may sit between
+    while source.get_type_name() != "Constant":  # a Convert or Transpose may sit between
         source = source.input_value(0).get_node()
     scaled = ov.opset13.constant(source.get_data() * factor)
     source.output(0).replace(scaled.output(0))
@@ -95,7 +102,7 @@ def test_validate_reports_the_divergence_of_a_failing_target(cnn_onnx, tmp_path,
     _, bad = cnn_onnx
     report_path = tmp_path / "report.json"
     code = main(["validate", f"{MODELS}:cnn", str(bad), "--report", str(report_path), "--samples", "2", "--runs", "2"])
-    assert code == 1   # exit codes unchanged: parity failed
+    assert code == 1  # exit codes unchanged: parity failed
     target = json.loads(report_path.read_text())["targets"][0]
     first = target["divergence"]["first"]
     assert (first["source_layer"], first["artifact_tensor"], first["op_type"]) == ("4", "/4/Conv_output_0", "Conv")
@@ -103,8 +110,20 @@ def test_validate_reports_the_divergence_of_a_failing_target(cnn_onnx, tmp_path,
     assert "first divergence at 4 → /4/Conv_output_0 (Conv)" in (tmp_path / "report.md").read_text()
     html = (tmp_path / "report.html").read_text()
     assert '<svg class="plot divergence"' in html and 'fill="#c62828"' in html
-    code = main(["validate", f"{MODELS}:cnn", str(bad), "--report", str(tmp_path / "n" / "report.json"),
-                 "--samples", "2", "--runs", "2", "--no-explain"])
+    code = main(
+        [
+            "validate",
+            f"{MODELS}:cnn",
+            str(bad),
+            "--report",
+            str(tmp_path / "n" / "report.json"),
+            "--samples",
+            "2",
+            "--runs",
+            "2",
+            "--no-explain",
+        ]
+    )
     assert code == 1 and json.loads((tmp_path / "n" / "report.json").read_text())["targets"][0]["divergence"] is None
 
 
@@ -149,12 +168,18 @@ def test_openvino_transformer_names_the_corrupted_linear(tmp_path, capsys):
 def test_locate_pairs_across_layouts_and_leaves_fused_layers_unpaired():
     rng = np.random.default_rng(0)
     conv = rng.normal(size=(1, 4, 5, 5)).astype(np.float32)
-    relu = np.maximum(conv * 1.5 + 0.2, 0)            # a BatchNorm-like affine, then ReLU
-    source = [Tensor("conv", "Conv2d", conv), Tensor("bn", "BatchNorm2d", conv * 1.5 + 0.2),
-              Tensor("relu", "ReLU", relu), Tensor("head", "Linear", relu.mean(axis=(2, 3)) * 2)]
+    relu = np.maximum(conv * 1.5 + 0.2, 0)  # a BatchNorm-like affine, then ReLU
+    source = [
+        Tensor("conv", "Conv2d", conv),
+        Tensor("bn", "BatchNorm2d", conv * 1.5 + 0.2),
+        Tensor("relu", "ReLU", relu),
+        Tensor("head", "Linear", relu.mean(axis=(2, 3)) * 2),
+    ]
     # the artifact fused conv+bn+relu into one NHWC tensor, and its head is off by 10 %
-    artifact = [Tensor("fused", "CONV_2D", np.transpose(relu, (0, 2, 3, 1))),
-                Tensor("out", "FULLY_CONNECTED", relu.mean(axis=(2, 3)) * 2.2)]
+    artifact = [
+        Tensor("fused", "CONV_2D", np.transpose(relu, (0, 2, 3, 1))),
+        Tensor("out", "FULLY_CONNECTED", relu.mean(axis=(2, 3)) * 2.2),
+    ]
     found = locate(source, artifact)
     assert [layer.source_layer for layer in found.layers] == ["relu", "head"]
     assert found.layers[0].paired_by == "value" and found.layers[0].rel_err < 1e-6

@@ -1,4 +1,5 @@
 """Latency statistics on fixed numbers (timing itself belongs in benchmarks/)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,7 @@ def test_measure_counts_runs_and_warmup():
     calls = []
     result = measure(lambda: calls.append(1), threads=3, runs=25, warmup=5)
     assert result.runs == 25 and result.threads == 3
-    assert result.warmup >= 6           # the first call plus at least one round of 5
+    assert result.warmup >= 6  # the first call plus at least one round of 5
     assert len(calls) == result.runs + result.warmup
     assert result.p50_ms <= result.p90_ms <= result.p99_ms
     assert result.p50_ci95_ms[0] <= result.p50_ms <= result.p50_ci95_ms[1]

@@ -1,4 +1,5 @@
 """Parity metrics and verdicts on hand-made arrays (no frameworks involved)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,7 +51,7 @@ def test_nan_in_artifact_fails():
     act[0]["y"][0, 0] = np.nan
     result = compare(ref, act, Tolerance.default())
     assert not result.passed and "NaN" in result.outputs[0].problem
-    assert np.isfinite(result.outputs[0].max_abs_err)   # JSON-safe
+    assert np.isfinite(result.outputs[0].max_abs_err)  # JSON-safe
 
 
 def test_shape_mismatch_and_missing_output_fail():

@@ -2,6 +2,7 @@
 
 Real exported artifacts are inspected in tests/converters/test_quantize.py.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,16 +12,25 @@ from validators.precision import check_precision, inspect
 
 # ---- ONNX ------------------------------------------------------------------------------------
 
+
 def _onnx_model(path, weight_dtype=np.float32, nodes=()):
     """x[1,4] @ W[4,3] -> y, with W stored as ``weight_dtype`` and optional extra marker nodes."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     weight = numpy_helper.from_array(np.arange(12, dtype=weight_dtype).reshape(4, 3), "W")
-    graph_nodes = [helper.make_node("Cast", ["W"], ["Wf"], to=TensorProto.FLOAT),
-                   helper.make_node("MatMul", ["x", "Wf"], ["y"]), *nodes]
-    graph = helper.make_graph(graph_nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [weight])
+    graph_nodes = [
+        helper.make_node("Cast", ["W"], ["Wf"], to=TensorProto.FLOAT),
+        helper.make_node("MatMul", ["x", "Wf"], ["y"]),
+        *nodes,
+    ]
+    graph = helper.make_graph(
+        graph_nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [weight],
+    )
     onnx.save(helper.make_model(graph), str(path))
     return path
 
@@ -58,6 +68,7 @@ def test_onnx_quantize_linear_is_static_int8_and_integer_matmul_is_dynamic(tmp_p
 
 # ---- OpenVINO IR -----------------------------------------------------------------------------
 
+
 def _ir(path, compress_to_fp16: bool):
     import openvino as ov
     from openvino import opset13 as ops
@@ -83,13 +94,17 @@ def test_ir_saved_with_default_compression_is_fp16_and_flagged_at_fp32(tmp_path)
 
 # ---- TFLite ----------------------------------------------------------------------------------
 
+
 def _tflite(path, weight_type: str, activation_type: str):
     """One FULLY_CONNECTED op: input[1,8] x weights[4,8] -> output[1,4], with the given tensor types."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
-    types = {"float32": (schema.TensorType.FLOAT32, np.float32), "float16": (schema.TensorType.FLOAT16, np.float16),
-             "int8": (schema.TensorType.INT8, np.int8)}
+    types = {
+        "float32": (schema.TensorType.FLOAT32, np.float32),
+        "float16": (schema.TensorType.FLOAT16, np.float16),
+        "int8": (schema.TensorType.INT8, np.int8),
+    }
     model = schema.ModelT()
     model.version = 3
     empty, weights = schema.BufferT(), schema.BufferT()
@@ -100,9 +115,11 @@ def _tflite(path, weight_type: str, activation_type: str):
     code.version = 1
     model.operatorCodes = [code]
     graph = schema.SubGraphT()
-    graph.tensors = [_tensor(schema, "input", [1, 8], types[activation_type][0], 0, activation_type == "int8"),
-                     _tensor(schema, "weights", [4, 8], types[weight_type][0], 1, weight_type == "int8"),
-                     _tensor(schema, "output", [1, 4], types[activation_type][0], 0, activation_type == "int8")]
+    graph.tensors = [
+        _tensor(schema, "input", [1, 8], types[activation_type][0], 0, activation_type == "int8"),
+        _tensor(schema, "weights", [4, 8], types[weight_type][0], 1, weight_type == "int8"),
+        _tensor(schema, "output", [1, 4], types[activation_type][0], 0, activation_type == "int8"),
+    ]
     op = schema.OperatorT()
     op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1], [2]
     graph.operators, graph.inputs, graph.outputs = [op], [0], [2]
@@ -120,9 +137,15 @@ def _tensor(schema, name, shape, dtype, buffer, quantized):
     return tensor
 
 
-@pytest.mark.parametrize("weights,activations,expected", [
-    ("float32", "float32", "fp32"), ("float16", "float32", "fp16"),
-    ("int8", "float32", "dynamic-int8"), ("int8", "int8", "int8")])
+@pytest.mark.parametrize(
+    "weights,activations,expected",
+    [
+        ("float32", "float32", "fp32"),
+        ("float16", "float32", "fp16"),
+        ("int8", "float32", "dynamic-int8"),
+        ("int8", "int8", "int8"),
+    ],
+)
 def test_tflite_tensor_types_decide_the_precision(tmp_path, weights, activations, expected):
     path = _tflite(tmp_path / "m.tflite", weights, activations)
     info = inspect(path, "tflite")
