@@ -890,10 +890,9 @@ def cmd_check(args) -> int:
 def cmd_report(args) -> int:
     import json
 
+    from ._paths import writable_file, write_user_file
     from .render import render
     from .report import load_report
-
-    from ._paths import writable_file, write_user_file
 
     if args.output:
         writable_file(args.output, "-o")
@@ -910,10 +909,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_gate(args) -> int:
+    from ._paths import writable_file, write_user_file
     from .gate import Policy
     from .report import load_report
-
-    from ._paths import writable_file, write_user_file
 
     if args.json:
         writable_file(args.json, "--json")
