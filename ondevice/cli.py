@@ -455,6 +455,12 @@ def _zoo_parser(sub) -> None:
         help="the conversion cache (default OUT/.cache); share one folder between runs and output folders",
     )
     p.add_argument("--no-cache", action="store_true", help="convert every model, and keep nothing for next time")
+    p.add_argument(
+        "--trust-cache",
+        action="store_true",
+        help="on a cache hit, reuse the report validated when the entry was made (same validation "
+        "settings) instead of validating the artifacts again",
+    )
 
 
 def cmd_zoo(args) -> int:
@@ -474,6 +480,8 @@ def cmd_zoo(args) -> int:
     given = {k: v for k, v in vars(args).items() if k in defaults}
     out = Path(args.out)
     cache = None if args.no_cache else Path(args.cache) if args.cache else out / ".cache"
+    if args.trust_cache and cache is None:
+        raise BadInputError("--trust-cache reuses reports kept in the cache: it does not go with --no-cache")
     opts = ZooOptions(
         out,
         args.workers,
@@ -485,6 +493,7 @@ def cmd_zoo(args) -> int:
         cache,
         args.quiet,
         bool(given.get("keep_work")),
+        args.trust_cache,
     )
     try:
         card, path = run_zoo(zoo, {**defaults, **given}, opts)

@@ -23,6 +23,7 @@ from pathlib import Path
 from .. import _lazy
 
 CACHE_VERSION = 1
+CACHE_NOTE = "artifact from the conversion cache"  # how a report's targets say where their artifact came from
 ENTRY = "entry.json"
 # Whose versions change what an export produces (the runtimes too: strategies probe with them).
 _PACKAGES = (
@@ -144,6 +145,63 @@ def _code_digest() -> str:
                 digest.update(file.read_bytes())
         _code = digest.hexdigest()
     return _code
+
+
+_VALIDATION_OPTIONS = (
+    "samples",
+    "seed",
+    "atol",
+    "rtol",
+    "runs",
+    "allow_inconclusive",
+    "allow_precision_change",
+    "no_emulate_cpu",
+    "no_explain",
+)
+
+
+def validation_key(options: dict, threads: int) -> str:
+    """What a validation's numbers depend on beyond the artifacts: its options, golden inputs and threads."""
+    parts = {
+        **{k: options.get(k) for k in _VALIDATION_OPTIONS},
+        "threads": threads,
+        "inputs": _file_digest(options.get("inputs")),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def keep_report(cache_dir, key: str, validation: str, report) -> None:
+    """Keep the report of a validation of this entry's artifacts (written atomically) for --trust-cache."""
+    from .._paths import write_text_atomic
+
+    folder = entry_folder(cache_dir, key) / "reports"
+    if not (folder.parent / ENTRY).exists():
+        return
+    folder.mkdir(exist_ok=True)
+    data = report.to_json()
+    for target in data["targets"]:
+        if target.get("artifact"):
+            target["artifact"] = Path(target["artifact"]).name  # restored beside the report, by name
+        target["notes"] = [n for n in target.get("notes") or [] if not n.startswith(CACHE_NOTE)]
+    write_text_atomic(folder / f"{validation}.json", json.dumps(data, indent=2))
+
+
+def kept_report(cache_dir, key: str, validation: str, out: Path):
+    """The kept report of this entry for these validation settings, its artifacts in ``out``; or None."""
+    from ..errors import BadInputError
+    from ..report import load_report
+
+    path = entry_folder(cache_dir, key) / "reports" / f"{validation}.json"
+    if not path.is_file():
+        return None
+    try:
+        report = load_report(path)
+    except BadInputError:
+        return None
+    for target in report.targets:
+        if target.artifact:
+            target.artifact = str(Path(out) / Path(target.artifact).name)
+    return report
 
 
 def entry_folder(cache_dir, key: str) -> Path:

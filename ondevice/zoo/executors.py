@@ -122,6 +122,7 @@ class RayExecutor:
     def __init__(self, workers: int, run_id: str, address: str | None, local_cpus: int | None):
         self.workers, self.run_id = workers, run_id
         self.address, self.local_cpus = address, local_cpus
+        self.session: str | None = None  # a private instance's folder (logs, sockets), removed at the end
 
     def run(self, tasks: list, started, done, tick=None) -> None:
         from .._lazy import require
@@ -134,6 +135,10 @@ class RayExecutor:
             )
         finally:
             ray.shutdown()
+            # The tasks' timing folder on this node (other nodes keep theirs: a lock file, in their temp folder).
+            shutil.rmtree(Path(tempfile.gettempdir()) / f"ondevice-zoo-{self.run_id}", ignore_errors=True)
+            if self.session:
+                shutil.rmtree(self.session, ignore_errors=True)
 
     def _connect(self, ray) -> None:
         import logging
@@ -147,8 +152,16 @@ class RayExecutor:
         if self.address:
             ray.init(address=self.address, **quiet)
         else:
-            # A private single-node cluster on the loopback interface, gone when the run ends.
-            ray.init(num_cpus=self.local_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+            # A private single-node cluster on the loopback interface, gone when the run ends. Its session
+            # folder is short (socket paths are limited to 107 bytes) and removed with it.
+            self.session = tempfile.mkdtemp(prefix="ondevice-ray-")
+            ray.init(
+                num_cpus=self.local_cpus,
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                _temp_dir=self.session,
+                **quiet,
+            )
 
     def _drive(self, ray, remote, pending: list, started, done, tick) -> None:
         running: dict = {}

@@ -49,7 +49,7 @@ def run_model(request: dict) -> dict:
     from .._scratch import run_scratch
     from ..api import _source
     from ..gate import load_policy
-    from ..pipeline import default_threads, run_facts
+    from ..pipeline import default_threads
 
     opts, out = request["options"], Path(request["out"])
     started = time.perf_counter()
@@ -65,14 +65,48 @@ def run_model(request: dict) -> dict:
         )
         threads = opts.get("threads") or default_threads()
         artifacts, cached = _export(source, opts, out, request.get("cache"), threads)
-        report = _validate(source, artifacts, opts, threads)
-        report.run = {**run_facts(started), "validate_s": report.run.get("wall_s")}
-        if cached is not None:
-            report.run["cache"] = cached
-            for target in report.targets:
-                if cached.get("hit") and target.artifact:
-                    target.notes.append(f"artifact from the conversion cache (key {cached['key'][:16]})")
+        report = _trusted(request, opts, cached, threads, out) if request.get("trust_cache") else None
+        if report is None:
+            report = _validated(source, artifacts, opts, threads, started, request.get("cache"), cached)
         return _publish(report, policy, out / "report.json", cached)
+
+
+def _validated(source, artifacts, opts: dict, threads: int, started: float, cache_dir, cached):
+    """Validate the artifacts (restored or made); a validated cache entry keeps the report for --trust-cache."""
+    from ..pipeline import run_facts
+    from . import cache
+
+    report = _validate(source, artifacts, opts, threads)
+    report.run = {**run_facts(started), "validate_s": report.run.get("wall_s")}
+    if cached is None:
+        return report
+    report.run["cache"] = {**cached, "revalidated": cached["hit"]}
+    if cached["hit"]:
+        for target in report.targets:
+            if target.artifact:
+                target.notes.append(f"{cache.CACHE_NOTE} (key {cached['key'][:16]}), validated again")
+    if cached["hit"] or cached.get("stored"):
+        cache.keep_report(cache_dir, cached["key"], cache.validation_key(opts, threads), report)
+    return report
+
+
+def _trusted(request: dict, opts: dict, cached, threads: int, out: Path):
+    """--trust-cache: the report validated when the cache entry was made, if made with these settings."""
+    from . import cache
+
+    if not cached or not cached["hit"]:
+        return None
+    report = cache.kept_report(request["cache"], cached["key"], cache.validation_key(opts, threads), out)
+    if report is None:
+        return None
+    report.run["cache"] = {**cached, "revalidated": False}
+    for target in report.targets:
+        if target.artifact:
+            target.notes.append(
+                f"{cache.CACHE_NOTE} (key {cached['key'][:16]}), not validated again "
+                "(--trust-cache): its numbers are from the run that made the entry"
+            )
+    return report
 
 
 def _export(source, opts: dict, out: Path, cache_dir, threads: int):

@@ -39,6 +39,7 @@ class ZooOptions:
     cache_dir: Path | None = None
     quiet: bool = False
     keep_work: bool = False
+    trust_cache: bool = False  # reuse a cache entry's validated report instead of validating again
 
 
 class Interrupted(Exception):
@@ -79,7 +80,8 @@ def run_zoo(zoo, base_options: dict, opts: ZooOptions) -> tuple[dict, Path]:
 
     try:
         with _terminate_as_interrupt():
-            _executor(opts, run_folder).run(tasks, started, done, display.tick)
+            if tasks:  # a resumed run with nothing left starts no executor (no Ray instance)
+                _executor(opts, run_folder).run(tasks, started, done, display.tick)
     except KeyboardInterrupt:
         status.interrupt()
         display.close()
@@ -139,6 +141,7 @@ def _plan(zoo, base_options: dict, opts: ZooOptions, status: Status, out: Path) 
             "source": model.source,
             "options": options,
             "cache": str(opts.cache_dir) if opts.cache_dir else None,
+            "trust_cache": opts.trust_cache,
         }
         limits = Limits(model.timeout_s or opts.limits.timeout_s, model.memory_mb or opts.limits.memory_mb)
         tasks.append(Task(model.name, request, out / model.name, str(zoo.path.resolve().parent), limits))

@@ -219,6 +219,31 @@ def test_warm_run_is_faster_than_cold(ray_run, local_run):
     assert warm < cold, (warm, cold)
 
 
+def test_trust_cache_reuses_the_kept_report(zoo_file, local_run, ray_run, tmp_path):
+    """--trust-cache: a hit with the same validation settings reuses the validated report, numbers and all."""
+    cache_dir = zoo_file[1]
+    head, _, _ = ZOO.partition("[[model]]")
+    cnn = next(block for block in ZOO.split("[[model]]")[1:] if 'name = "cnn"' in block)
+    (tmp_path / "zoo.toml").write_text(f"{head}[[model]]{cnn}")
+    code, stdout, stderr = finish(
+        zoo_command(tmp_path / "zoo.toml", "-o", tmp_path / "out", "--cache", cache_dir, "--trust-cache")
+    )
+    assert code == 0, stdout + stderr
+    report = json.loads((tmp_path / "out" / "cnn" / "report.json").read_text())
+    assert report["run"]["cache"]["hit"] is True and report["run"]["cache"]["revalidated"] is False
+    assert all(any("not validated again (--trust-cache)" in n for n in t["notes"]) for t in report["targets"])
+    earlier = [
+        {t["target"]: t["p50_ms"] for t in m["targets"]}
+        for out in (local_run[3], ray_run[3])
+        for m in card_of(out)["models"]
+        if m["name"] == "cnn"
+    ]
+    assert {t["target"]: t["latency"]["p50_ms"] for t in report["targets"]} in earlier
+    from ondevice.artifacts import Artifacts
+
+    assert len(Artifacts.load(tmp_path / "out" / "cnn")) == 2  # the artifacts are there, hashes checked
+
+
 def test_interrupted_run_resumes(zoo_file, local_run, tmp_path):
     path, cache_dir = zoo_file
     out = tmp_path / "resumed"
@@ -253,6 +278,26 @@ def test_interrupted_run_resumes(zoo_file, local_run, tmp_path):
     resumed = {m["name"] for m in card["models"] if m["resumed"]}
     assert resumed == done
     assert f"resuming: {len(done)} of 8 models already finished" in stderr
+
+
+def test_resume_of_a_finished_zoo_runs_nothing_and_passes(local_run, tmp_path):
+    """The passing models alone, resumed from the local run's status file: nothing runs, PASSED, exit 0."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(local_run[3], out)
+    head, _, _ = ZOO.partition("[[model]]")
+    models = [block for block in ZOO.split("[[model]]")[1:] if any(f'name = "{n}"' in block for n in ("cnn", "mlp"))]
+    (tmp_path / "zoo.toml").write_text(head + "".join("[[model]]" + m for m in models))
+    code, stdout, stderr = finish(zoo_command(tmp_path / "zoo.toml", "-o", out, "--resume"))
+    assert code == 0, stdout + stderr
+    assert stdout.strip().splitlines()[-1] == f"PASSED (2 models: 2 passed) - scorecard: {out / 'scorecard.json'}"
+    card = card_of(out)
+    assert [(m["name"], m["resumed"], len(m["targets"])) for m in card["models"]] == [
+        ("cnn", True, 2),
+        ("mlp", True, 2),
+    ]
+    assert "started" not in stderr and card["passed"] is True
 
 
 def test_timing_alone_stops_every_other_model(tmp_path, monkeypatch):
