@@ -3,7 +3,7 @@
 Keras sources go through the TFLiteConverter again (fixed-shape concrete function, as the float
 route) with optimizations and a representative dataset; every source, Keras included when that
 fails cleanly, goes through ai-edge-quantizer applied to the float ``.tflite``. Both run in a
-fresh process: the converter's int8 calibrator segfaults on Keras 3 LSTMs (FINDINGS.md).
+fresh process: the converter's int8 calibrator segfaults on Keras 3 LSTMs (measured; docs/quantization.md).
 
 Full-integer models keep float32 inputs and outputs (quantize/dequantize at the edges) unless
 ``int8_io`` asks for int8 ones.

@@ -86,6 +86,25 @@ def available(module: str) -> bool:
     return importlib.util.find_spec(module.split(".")[0]) is not None
 
 
+# The distributions a report names with their versions (report.json environment.packages).
+REPORTED_PACKAGES = (
+    "ondevice",
+    "numpy",
+    "torch",
+    "tensorflow",
+    "keras",
+    "onnx",
+    "onnxruntime",
+    "openvino",
+    "onnx2tf",
+    "tf2onnx",
+    "litert-torch",
+    "ai-edge-litert",
+    "tflite-runtime",
+    "executorch",
+)
+
+
 def package_versions(*names: str) -> dict[str, str]:
     """Installed versions of the named distributions, from metadata (nothing imported; absent ones left out)."""
     import importlib.metadata as metadata

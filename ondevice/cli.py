@@ -1,4 +1,4 @@
-"""The ``ondevice`` command line. Every command ends with one verdict line and a DESIGN.md exit code."""
+"""The ``ondevice`` command line. Every command ends with one verdict line and a documented exit code (docs/cli.md)."""
 
 from __future__ import annotations
 

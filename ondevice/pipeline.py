@@ -16,7 +16,7 @@ from validators.precision import check_precision
 
 from . import progress
 from ._isolate import IsolatedFailure, call_isolated
-from ._lazy import package_versions
+from ._lazy import REPORTED_PACKAGES, package_versions
 from ._quiet import quiet
 from .artifacts import Artifacts
 from .errors import BadInputError
@@ -26,23 +26,6 @@ from .specs import load_samples, make_samples, samples_digest
 from .worker import load_samples_file, save_samples
 from .zoo.timing import alone as timed_alone  # a zoo run times one model at a time
 
-_REPORTED_PACKAGES = (
-    "ondevice",
-    "numpy",
-    "torch",
-    "tensorflow",
-    "keras",
-    "onnx",
-    "onnxruntime",
-    "openvino",
-    "onnx2tf",
-    "tf2onnx",
-    "litert-torch",
-    "ai-edge-litert",
-    "tflite-runtime",
-    "executorch",
-)
-
 
 def default_threads() -> int:
     """The same thread count for every runtime: the machine's cores, at most 4."""
@@ -50,7 +33,7 @@ def default_threads() -> int:
 
 
 def installed_versions() -> dict:
-    return package_versions(*_REPORTED_PACKAGES)
+    return package_versions(*REPORTED_PACKAGES)
 
 
 def _samples(source, samples: int, seed: int, inputs_file):

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._lazy import REPORTED_PACKAGES
 from .process import Limits
 
 STATUS = "zoo-status.json"
@@ -191,22 +192,7 @@ def _environment() -> dict:
     }
 
 
-_PACKAGES = (
-    "ondevice",
-    "numpy",
-    "torch",
-    "tensorflow",
-    "keras",
-    "onnx",
-    "onnxruntime",
-    "openvino",
-    "onnx2tf",
-    "tf2onnx",
-    "litert-torch",
-    "ai-edge-litert",
-    "executorch",
-    "ray",
-)
+_PACKAGES = (*REPORTED_PACKAGES, "ray")
 
 
 class Status:
