@@ -101,7 +101,7 @@ def measure(name, model, example, out: Path, targets) -> dict:
 def main() -> None:
     import torch
 
-    from ondevice._lazy import quiet_environment
+    from ondevice.core.lazy import quiet_environment
     from tests import families
 
     quiet_environment()

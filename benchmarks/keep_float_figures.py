@@ -38,7 +38,7 @@ HEADER = [
 def cases(folder: Path):
     """(name, model, example, calibration file or None)."""
     from ondevice.api import _source
-    from ondevice.specs import make_samples
+    from ondevice.core.specs import make_samples
     from tests import families, models
 
     model, example = models.outlier_mlp()

@@ -84,7 +84,7 @@ def _p50(call, runs: int) -> float:
 def interleaved(out_dir: str, index: int, feed_path: str, threads: int, runs: int, rounds: int) -> dict:
     """In one process: rounds of [ondevice's measure, bare cheapest, bare plain]; the medians of the p50s."""
     from ondevice.artifacts import ArtifactRunner, Artifacts
-    from validators import latency
+    from ondevice.validators import latency
 
     artifact = Artifacts.load(out_dir, verify=False).items[index]
     runner = ArtifactRunner(artifact, threads)
@@ -111,7 +111,7 @@ def interleaved(out_dir: str, index: int, feed_path: str, threads: int, runs: in
 def main() -> None:
     import ondevice
     from benchmarks.models import resnet_like
-    from ondevice._isolate import call_isolated
+    from ondevice.core.isolate import call_isolated
     from ondevice.cpu import cpu_info, describe
 
     parser = argparse.ArgumentParser()

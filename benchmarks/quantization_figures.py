@@ -54,8 +54,8 @@ def run_model(name: str, out: Path, samples: int, targets=TARGETS):
 
 def rows_for(name: str, report, out: Path, samples: list, targets=TARGETS) -> list[list]:
     from ondevice.artifacts import ArtifactRunner, Artifacts
-    from validators.parity import compare_vs_float
-    from validators.precision import inspect
+    from ondevice.validators.parity import compare_vs_float
+    from ondevice.validators.precision import inspect
 
     artifacts = Artifacts.load(out)
     rows = []
@@ -103,7 +103,7 @@ def rows_for(name: str, report, out: Path, samples: list, targets=TARGETS) -> li
 
 
 def validation_samples(name: str, report, out: Path, count: int) -> list:
-    from ondevice.specs import TensorSpec, load_samples, make_samples, spec_from_array
+    from ondevice.core.specs import TensorSpec, load_samples, make_samples, spec_from_array
     from tests import models
 
     if name == "lstm":

@@ -8,8 +8,8 @@ it was fixed to and why, so the manifest can say so.
 
 from __future__ import annotations
 
-from ondevice.errors import BadInputError
-from ondevice.specs import concrete_shape
+from ondevice.core.errors import BadInputError
+from ondevice.core.specs import concrete_shape
 
 
 def check_dynamic(dynamic: dict, inputs) -> dict:
@@ -69,7 +69,7 @@ def all_fixed(job, why: str) -> tuple[dict, list[str]]:
 
 def onnx_input_shapes(onnx_path) -> dict:
     """ONNX graph input shapes by name: an int per static axis, the dim's name (or None) per dynamic one."""
-    from ondevice._lazy import require
+    from ondevice.core.lazy import require
 
     onnx = require("onnx")
     graph = onnx.load(str(onnx_path), load_external_data=False).graph

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from ondevice._lazy import is_instance_of, package_versions, require
+from ondevice.core.lazy import is_instance_of, package_versions, require
 
 from .registry import Converted, StrategyFailed
 from .torch_onnx import one_line, quiet_torch_export

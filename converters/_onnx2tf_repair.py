@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ondevice import _lazy
+from ondevice.core import lazy as _lazy
 
 _RAISING = ("Reshape", "Unsqueeze", "Flatten")
 

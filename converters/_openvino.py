@@ -7,8 +7,8 @@ import importlib
 from importlib import metadata
 from pathlib import Path
 
-from ondevice._lazy import require
-from ondevice.specs import concrete_shape
+from ondevice.core.lazy import require
+from ondevice.core.specs import concrete_shape
 
 from .registry import Converted, StrategyFailed
 

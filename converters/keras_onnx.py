@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ondevice._lazy import require
+from ondevice.core.lazy import require
 
 from ._dynamic import kept_from_shapes, onnx_input_shapes
 from .keras_tflite import batch_note, input_signature, output_names, serving_function

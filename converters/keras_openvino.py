@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 
-from ondevice._lazy import require
+from ondevice.core.lazy import require
 
 from ._dynamic import kept_from_shapes, ov_input_shapes
 from ._openvino import convert, save_ir

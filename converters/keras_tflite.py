@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ondevice._isolate import IsolatedFailure, call_isolated
-from ondevice._lazy import require
-from ondevice.specs import concrete_shape
+from ondevice.core.isolate import IsolatedFailure, call_isolated
+from ondevice.core.lazy import require
+from ondevice.core.specs import concrete_shape
 
 from ._dynamic import all_fixed, requested
 from .registry import ConversionJob, Converted, QuantizeJob, StrategyFailed, strategy
@@ -217,7 +217,7 @@ def _run_isolated(job: ConversionJob, mode: str, out: Path) -> dict:
         "mode": mode,
     }
     try:
-        return call_isolated("converters.keras_tflite:convert_file", kwargs, timeout=_TIMEOUT_S)
+        return call_isolated("ondevice.converters.keras_tflite:convert_file", kwargs, timeout=_TIMEOUT_S)
     except IsolatedFailure as exc:
         reason = exc.reason.removeprefix(f"{ConverterFailed.__name__}: ")
         raise StrategyFailed(f"TFLite conversion failed: {reason}") from None

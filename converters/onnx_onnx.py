@@ -6,7 +6,7 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
-from ondevice import _lazy
+from ondevice.core import lazy as _lazy
 
 from ._dynamic import kept_from_shapes, onnx_input_shapes
 from .registry import ConversionJob, Converted, StrategyFailed, strategy

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ondevice import _lazy
+from ondevice.core import lazy as _lazy
 
 from ._dynamic import kept_from_shapes, onnx_input_shapes
 from ._openvino import convert, pin_shapes, save_ir

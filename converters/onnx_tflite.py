@@ -68,9 +68,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ondevice import _lazy
-from ondevice._isolate import IsolatedFailure, call_isolated
-from ondevice.specs import concrete_shape
+from ondevice.core import lazy as _lazy
+from ondevice.core.isolate import IsolatedFailure, call_isolated
+from ondevice.core.specs import concrete_shape
 
 from ._dynamic import all_fixed, onnx_input_shapes
 from ._onnx2tf_repair import repair_for_onnx2tf
@@ -128,7 +128,7 @@ def onnx2tf_convert(
     }
     try:
         result = call_isolated(
-            "converters.onnx_tflite:_onnx2tf_worker",
+            "ondevice.converters.onnx_tflite:_onnx2tf_worker",
             kwargs,
             timeout=_TIMEOUT_S,
             cwd=str(work),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 
-from ondevice._lazy import require
+from ondevice.core.lazy import require
 
 from ._executorch import export, write_program
 from .registry import Converted, QuantizeJob, StrategyFailed, quantizer
@@ -115,6 +115,6 @@ def _half(model):
 
 
 def _versions() -> dict:
-    from ondevice._lazy import package_versions
+    from ondevice.core.lazy import package_versions
 
     return package_versions("torchao")

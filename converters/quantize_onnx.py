@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ondevice._lazy import require
-from ondevice._scratch import working_directory
+from ondevice.core.lazy import require
+from ondevice.core.scratch import working_directory
 
 from .registry import Converted, QuantizeJob, StrategyFailed, quantizer
 from .torch_onnx import one_line, package_versions

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from importlib import metadata
 
-from ondevice._isolate import IsolatedFailure, call_isolated
-from ondevice._lazy import require
+from ondevice.core.isolate import IsolatedFailure, call_isolated
+from ondevice.core.lazy import require
 
 from .registry import Converted, ConverterCrashed, QuantizeJob, StrategyFailed, quantizer
 from .torch_onnx import package_versions
@@ -69,7 +69,7 @@ def to_int8(job: QuantizeJob) -> Converted:
 
 
 def _nncf(job: QuantizeJob, mode: str) -> Converted:
-    from ondevice.worker import save_samples
+    from ondevice.core.samples import save_samples
 
     out = job.output_path(".xml")
     samples = job.workdir / "calibration.npz"
@@ -84,7 +84,7 @@ def _nncf(job: QuantizeJob, mode: str) -> Converted:
         "ignored": list(job.keep_float),
     }
     try:
-        call_isolated("converters.quantize_openvino:nncf_worker", kwargs, timeout=_TIMEOUT_S, env=_NNCF_ENV)
+        call_isolated("ondevice.converters.quantize_openvino:nncf_worker", kwargs, timeout=_TIMEOUT_S, env=_NNCF_ENV)
     except IsolatedFailure as exc:
         if exc.signal_name:
             raise ConverterCrashed(f"NNCF {mode} crashed: {exc.reason}", exc.signal_name) from None
@@ -126,7 +126,7 @@ def nncf_worker(
     ops named in ``ignored`` (friendly names) get no FakeQuantize on their inputs and keep float weights."""
     from pathlib import Path
 
-    from ondevice.worker import load_samples_file
+    from ondevice.core.samples import load_samples_file
 
     ov = require("openvino")
     nncf = _nncf_module()

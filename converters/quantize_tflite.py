@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ondevice._isolate import IsolatedFailure, call_isolated
-from ondevice._lazy import require
+from ondevice.core.isolate import IsolatedFailure, call_isolated
+from ondevice.core.lazy import require
 
 from .keras_tflite import keras_model_file
 from .registry import Converted, ConverterCrashed, QuantizeJob, StrategyFailed, quantizer
@@ -41,7 +41,7 @@ def _isolated(target: str, kwargs: dict, what: str):
 def _save_calibration(job: QuantizeJob) -> str | None:
     if not job.calibration:
         return None
-    from ondevice.worker import save_samples
+    from ondevice.core.samples import save_samples
 
     path = job.workdir / "calibration.npz"
     save_samples(path, job.calibration)
@@ -77,7 +77,7 @@ def keras_converter(job: QuantizeJob) -> Converted:
         "int8_io": job.int8_io,
     }
     try:
-        versions = _isolated("converters.quantize_tflite:keras_worker", kwargs, "TFLiteConverter quantization")
+        versions = _isolated("ondevice.converters.quantize_tflite:keras_worker", kwargs, "TFLiteConverter quantization")
     finally:
         if temporary:
             model_path.unlink(missing_ok=True)
@@ -120,7 +120,7 @@ def keras_worker(
 
 
 def _load(samples_path: str | None) -> list[dict]:
-    from ondevice.worker import load_samples_file
+    from ondevice.core.samples import load_samples_file
 
     if not samples_path:
         raise StrategyFailed("int8 needs calibration samples")
@@ -161,7 +161,7 @@ def edge_quantizer(job: QuantizeJob) -> Converted:
         "int8_io": job.int8_io,
         "keep_float": list(job.keep_float),
     }
-    _isolated("converters.quantize_tflite:edge_worker", kwargs, "ai-edge-quantizer")
+    _isolated("ondevice.converters.quantize_tflite:edge_worker", kwargs, "ai-edge-quantizer")
     notes = _io_note(job)
     if job.keep_float:
         notes.append(f"kept in float (no_quantize recipe entries): {', '.join(job.keep_float)}")
@@ -227,7 +227,7 @@ def _min_max_ranges(float_path: str, static_recipe, samples: list[dict]) -> dict
 
 def _signature_samples(float_path: str, samples: list[dict]) -> dict:
     """Samples keyed by tensor name, re-keyed by signature input name as ai-edge-quantizer wants."""
-    from ondevice.runtimes.base import clean_name
+    from ondevice.core.specs import clean_name
 
     interpreter = require("ai_edge_litert.interpreter").Interpreter(model_path=float_path)
     signatures = interpreter.get_signature_list()

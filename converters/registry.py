@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ondevice.errors import BadInputError, InternalError
+from ondevice.core.errors import BadInputError, InternalError
+from ondevice.core.vocab import TARGETS
 
 from . import _dynamic
 
@@ -16,8 +17,6 @@ from . import _dynamic
 # user's error (exit 2), not a conversion failure.
 check_dynamic = _dynamic.check_dynamic
 
-TARGETS = ("onnx", "tflite", "openvino", "executorch")
-QUANTIZE = (None, "fp16", "dynamic-int8", "int8")
 INT8_KERNELS = ("portable", "vnni")
 
 

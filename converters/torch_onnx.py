@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ondevice._lazy import package_versions, require
+from ondevice.core.lazy import package_versions, require
 
 from ._dynamic import kept_from_shapes, onnx_input_shapes, requested
 from .registry import ConversionJob, Converted, StrategyFailed, strategy

@@ -6,7 +6,7 @@ import contextlib
 import inspect
 import os
 
-from ondevice._lazy import is_instance_of, require
+from ondevice.core.lazy import is_instance_of, require
 
 from ._dynamic import all_fixed
 from .registry import ConversionJob, Converted, StrategyFailed, strategy

@@ -6,8 +6,8 @@ native code, and a crash there must cost only the compatibility entries, never t
 
 from __future__ import annotations
 
-from ._isolate import IsolatedFailure, call_isolated
-from .errors import BadInputError
+from .core.errors import BadInputError
+from .core.isolate import IsolatedFailure, call_isolated
 
 CHECK_TIMEOUT_S = 300
 
@@ -17,13 +17,13 @@ def check_isolated(items: list, timeout: float = CHECK_TIMEOUT_S) -> list[dict]:
 
     A worker that fails records every backend of every item as not checked, with the reason.
     """
-    from validators.compatibility import backends_for, not_checked
+    from ondevice.validators.compatibility import backends_for, not_checked
 
     if not items:
         return []
     request = [{"path": str(path), "target": target} for path, target in items]
     try:
-        found = call_isolated("validators.compatibility:check_files", {"items": request}, timeout=timeout)
+        found = call_isolated("ondevice.validators.compatibility:check_files", {"items": request}, timeout=timeout)
         return [entry["compatibility"] for entry in found]
     except IsolatedFailure as failure:
         why = f"the compatibility worker failed: {failure.reason}"
@@ -57,7 +57,7 @@ def parse_requirements(specs, targets=None) -> dict:
 
     Unknown targets or backends, and targets not among ``targets`` (when given), are the user's error.
     """
-    from validators.compatibility import all_backends
+    from ondevice.validators.compatibility import all_backends
 
     known = all_backends()
     required: dict = {}

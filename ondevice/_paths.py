@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import BadInputError
+from .core.errors import BadInputError
 
 # What one run writes beside its report.json (the readable forms and the gate's verdict).
 REPORT_FILES = ("report.json", "report.md", "report.html", "junit.xml", "gate.json")
@@ -61,7 +61,7 @@ def clear_previous(folder, names) -> list[Path]:
     """Remove a previous run's files (links are removed, never followed) so a failed run leaves none behind."""
     removed = []
     if "manifest.json" in names:
-        from ._scratch import retire_manifest
+        from .core.scratch import retire_manifest
 
         # The artifacts it lists go too, once the run knows its source (which may be one of them).
         retire_manifest(folder)
@@ -81,7 +81,7 @@ def write_text_atomic(path, text: str) -> Path:
     The temporary file is created exclusively (a planted link makes creation fail instead of
     being followed) and the rename replaces a link at ``path`` rather than writing through it.
     """
-    from ._scratch import file_mode
+    from .core.scratch import file_mode
 
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

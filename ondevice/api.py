@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-TARGETS = ("onnx", "tflite", "openvino")
+from .core.vocab import DEFAULT_TARGETS as TARGETS
 
 
 def _source(
@@ -16,8 +16,8 @@ def _source(
     trust_pickle: bool = False,
     trust_graph: bool = False,
 ):
+    from .core.specs import parse_input_spec
     from .sources import from_object, load_source
-    from .specs import parse_input_spec
 
     declared = [parse_input_spec(s) if isinstance(s, str) else s for s in inputs]
     if isinstance(model, (str, Path)):
@@ -63,7 +63,7 @@ def export(
     float until int8 passes, within ``keep_float_cap`` (default 0.1) of the weight bytes (docs/quantization.md).
     The converters work in ``out_dir/.work``, removed at the end unless ``keep_work``.
     """
-    from ._scratch import run_scratch
+    from .core.scratch import run_scratch
     from .exporter import export_source
     from .keep_float import parse
     from .pipeline import default_threads
@@ -122,9 +122,9 @@ def validate(
     """
     import tempfile
 
-    from ._scratch import run_scratch
     from .artifacts import Artifacts
     from .byo import is_export_folder, prepare
+    from .core.scratch import run_scratch
     from .pipeline import default_threads, validate_artifacts
 
     with run_scratch(None, keep_work):
@@ -191,7 +191,7 @@ def check(
     Converters and runtimes work in ``out_dir/.work``, removed at the end unless ``keep_work``.
     ``keep_float`` and ``keep_float_cap`` are export's.
     """
-    from ._scratch import run_scratch
+    from .core.scratch import run_scratch
     from .keep_float import parse
     from .pipeline import check_source
 

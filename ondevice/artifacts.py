@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _lazy
 from ._paths import member_path
-from .errors import BadInputError
+from .core import lazy as _lazy
+from .core.errors import BadInputError
 from .layout import IOMap, to_artifact, to_source
 from .runtimes import TARGET_RUNTIMES, get_runner_class
 

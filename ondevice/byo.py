@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ._quiet import quiet
 from .artifacts import MANIFEST, Artifact, Artifacts, runtime_for
-from .errors import BadInputError
+from .core.errors import BadInputError
 from .layout import IOHint, match_external, moves_layout, parse_io_map
 from .runtimes import get_runner_class
 
@@ -69,7 +69,7 @@ def side_files(path: Path) -> list[Path]:
 
 
 def _onnx_external_data(path: Path) -> list[Path]:
-    from . import _lazy
+    from .core import lazy as _lazy
 
     onnx = _lazy.require("onnx")
     try:
@@ -106,7 +106,7 @@ def describe(source, paths, out_dir, hints=(), precision: str | None = None, thr
 
 def describe_one(source, path: Path, hints: list[IOHint], precision: str | None, threads: int) -> Artifact:
     """One file as an Artifact: runner loaded to read its I/O, pairs matched, hash sealed."""
-    from validators.precision import inspect
+    from ondevice.validators.precision import inspect
 
     path = Path(path).resolve()
     target = SUFFIX_TARGETS[path.suffix.lower()]

@@ -9,12 +9,11 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import EXIT_INTERNAL, BadInputError, OndeviceError
+from .core.errors import BadInputError, OndeviceError
 
-TARGETS = ("onnx", "tflite", "openvino", "executorch")
-# What --to means when not given: ExecuTorch is opted into (it comes with its own extra, and only
+# --to defaults to DEFAULT_TARGETS: ExecuTorch is opted into (it comes with its own extra, and only
 # PyTorch sources reach it).
-DEFAULT_TARGETS = ("onnx", "tflite", "openvino")
+from .core.vocab import DEFAULT_TARGETS, QUANTIZED, TARGETS, ExitCode
 
 
 def _targets(text: str) -> list[str]:
@@ -92,15 +91,12 @@ def _one_line(text) -> str:
     )
 
 
-PRECISIONS = ("fp16", "dynamic-int8", "int8")
-
-
 def _precisions(text: str) -> list[str]:
     names = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
-    unknown = [t for t in names if t not in PRECISIONS]
+    unknown = [t for t in names if t not in QUANTIZED]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown precision(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(PRECISIONS)}"
+            f"unknown precision(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(QUANTIZED)}"
         )
     return names
 
@@ -464,8 +460,8 @@ def _zoo_parser(sub) -> None:
 
 
 def cmd_zoo(args) -> int:
-    from ._lazy import available
-    from .errors import MissingDependency
+    from .core.errors import MissingDependency
+    from .core.lazy import available
     from .zoo import scorecard
     from .zoo.config import load_zoo
     from .zoo.process import Limits
@@ -532,8 +528,8 @@ def run(argv) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0), or a usage error already reported with its verdict line (2)
         return exc.code if isinstance(exc.code, int) else 2
-    from ._lazy import quiet_environment
     from ._supervise import RunTimedOut, deadline
+    from .core.lazy import quiet_environment
 
     quiet_environment()
     try:
@@ -547,19 +543,19 @@ def run(argv) -> int:
         return 130
     except RunTimedOut as exc:
         print(f"FAILED ({exc}; the run was stopped and nothing it wrote is a verdict)", flush=True)
-        return EXIT_INTERNAL
+        return int(ExitCode.INTERNAL)
     except SystemExit as exc:
         print(
             _one_line(f"FAILED (user code called sys.exit({exc.code!r}) during the run; nothing was checked)"),
             flush=True,
         )
-        return EXIT_INTERNAL
+        return int(ExitCode.INTERNAL)
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
         hint = "" if args.debug else "; rerun with --debug for a traceback"
         print(_one_line(f"FAILED (internal error: {type(exc).__name__}: {exc}{hint})"), flush=True)
-        return EXIT_INTERNAL
+        return int(ExitCode.INTERNAL)
     return code
 
 
@@ -580,7 +576,7 @@ def _scratch_space(args):
     the temp folder for validate), from before the source loads until the verdict; none for other commands."""
     from contextlib import nullcontext
 
-    from ._scratch import run_scratch
+    from .core.scratch import run_scratch
 
     if not hasattr(args, "keep_work"):
         return nullcontext()
@@ -940,9 +936,9 @@ def cmd_explain(args) -> int:
     import json
 
     from ._paths import writable_file, write_user_file
+    from .core.specs import make_samples
     from .explain import explain_artifact, pick_artifact, table
     from .pipeline import default_threads
-    from .specs import make_samples
 
     if args.json:
         writable_file(args.json, "--json")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ._quiet import quiet
 from .artifacts import ArtifactRunner, Artifacts
-from .errors import BadInputError
+from .core.errors import BadInputError
 from .runtimes import capture
 
 DEFAULT_BUDGET_S = 300.0
@@ -20,7 +20,7 @@ DEFAULT_BUDGET_S = 300.0
 
 def explain_artifact(source, artifact, sample: dict, threads: int = 1, limit_bytes: int = capture.LIMIT_BYTES):
     """The Divergence of ``artifact`` from ``source`` on one sample (source names, source layout)."""
-    from validators.divergence import locate
+    from ondevice.validators.divergence import locate
 
     with quiet():
         src = source_tensors(source, sample, limit_bytes)

@@ -15,16 +15,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from validators.parity import Tolerance, compare
+from ondevice.validators.parity import Tolerance, compare
 
-from . import _scratch, progress
+from . import progress
 from ._quiet import quiet
-from ._scratch import remove_previous_artifacts, run_scratch
 from .artifacts import Artifact, ArtifactRunner, Artifacts, runtime_for
-from .errors import BadInputError, OndeviceError
+from .core import scratch as _scratch
+from .core.errors import BadInputError, OndeviceError
+from .core.scratch import remove_previous_artifacts, run_scratch
+from .core.specs import TensorSpec, load_samples, make_samples, samples_digest
 from .layout import match_io
 from .runtimes import SOURCE_RUNTIMES, get_runner_class
-from .specs import TensorSpec, load_samples, make_samples, samples_digest
 
 
 def reference_runner(source, threads: int = 1):
@@ -116,7 +117,7 @@ def _export_source(
     require=None,
     keep_float=None,
 ) -> Artifacts:
-    from converters.registry import check_dynamic, check_route, check_target, get_strategy
+    from ondevice.converters.registry import check_dynamic, check_route, check_target, get_strategy
 
     targets = [check_target(t) for t in targets]
     for target in targets:
@@ -162,7 +163,7 @@ def _entry(name: str, status: str, reason: str | None, started: float) -> dict:
 
 
 def _export_target(source, target, out_dir, forced, reference, dynamic, threads, required=()):
-    from converters.registry import ConversionJob, strategies_for
+    from ondevice.converters.registry import ConversionJob, strategies_for
 
     strategies = [forced] if forced else strategies_for(source.framework, target)
     if forced and (forced.source, forced.target) != (source.framework, target):
@@ -320,7 +321,7 @@ RANDOM_CALIBRATION_WARNING = (
 
 def _precisions(quantize, int8_io: bool) -> list[str]:
     """The requested precisions as a list (``quantize`` may be None, one name or several)."""
-    from converters.registry import check_precision
+    from ondevice.converters.registry import check_precision
 
     names = [] if quantize is None else [quantize] if isinstance(quantize, str) else list(quantize)
     for name in names:
@@ -341,7 +342,7 @@ class _Int8:
 
 
 def _int8_kernels(name: str) -> str:
-    from converters.registry import INT8_KERNELS
+    from ondevice.converters.registry import INT8_KERNELS
 
     if name not in INT8_KERNELS:
         raise BadInputError(f"unknown --int8-kernels {name!r}; choose from {', '.join(INT8_KERNELS)}")
@@ -397,7 +398,7 @@ def calibration_warnings(samples: list[dict]) -> list[str]:
 
 def _quantize_target(source, float_artifact, precision, out_dir, reference, calib, threads, int8: _Int8):
     """The quantized artifact made from ``float_artifact``, or a failure entry saying why not."""
-    from converters.registry import ConverterCrashed, QuantizeJob, quantizers_for
+    from ondevice.converters.registry import ConverterCrashed, QuantizeJob, quantizers_for
 
     target = float_artifact.target if isinstance(float_artifact, Artifact) else float_artifact["target"]
     failure = {"target": target, "quantize": precision, "status": "conversion_error", "attempts": []}
@@ -512,7 +513,7 @@ def _artifact_calibration(float_artifact: Artifact, calib: _Calibration, threads
 
 def _precision_problem(artifact: Artifact) -> str | None:
     """Record the precision the artifact really has; a reason to reject it when that is not the one asked."""
-    from validators.precision import check_precision
+    from ondevice.validators.precision import check_precision
 
     try:
         found = check_precision(artifact.path, artifact.target, artifact.quantize)

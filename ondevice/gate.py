@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInputError
-from .report import STATUS_EXIT, STATUSES, Report, TargetResult
+from .core.errors import BadInputError
+from .core.vocab import PRECISIONS, STATUSES, exit_code_of
+from .core.vocab import TARGETS as TARGET_NAMES
+from .report import Report, TargetResult
 
-TARGET_NAMES = ("onnx", "tflite", "openvino", "executorch")
-PRECISIONS = ("fp32", "fp16", "dynamic-int8", "int8")
 SELECTORS = ("target", "precision", "output")
 PARITY_KEYS = ("atol", "rtol", "min_cosine", "min_snr_db", "min_top1_agreement", "min_topk_agreement")
 LATENCY_KEYS = ("max_p50_ms", "max_p90_ms", "max_p99_ms", "max_ratio_to_source")
@@ -125,7 +125,7 @@ def _compatibility_policy(data: dict, where: str) -> dict:
     ``min_coverage`` is one number for every listed backend, or a table per target (a number, or a
     table per backend); without it a backend must take every op.
     """
-    from validators.compatibility import all_backends
+    from ondevice.validators.compatibility import all_backends
 
     table, at = _table(data, "compatibility", where), f"{where}: [compatibility]"
     known = all_backends()
@@ -374,7 +374,7 @@ def run_gate(
             t,
             actual=t.status,
             limit=", ".join(allowed),
-            exit_code=max(1, STATUS_EXIT.get(t.status, 4)),
+            exit_code=max(1, exit_code_of(t.status)),
             message=f"status {t.status}, allowed: {', '.join(allowed)}" + (f" ({t.error})" if t.error else ""),
         )
         # A target that did not convert or run has no numbers; its status failure already says so.

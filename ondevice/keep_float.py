@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ._quiet import quiet
-from .errors import BadInputError
+from .core.errors import BadInputError
 
 AUTO = "auto"
 DEFAULT_CAP = 0.10
@@ -108,7 +108,7 @@ def map_layers(source, float_artifact, sample: dict, threads: int) -> LayerMap:
     """Pair the source's layers with the float artifact (explain's pairing), then take each paired
     tensor's share of the graph: the nodes between it and the other paired tensors. A layer left
     unpaired (fused) is found by its name in the node names, where the converter kept it."""
-    from validators.divergence import name_patterns
+    from ondevice.validators.divergence import name_patterns
 
     from .explain import explain_artifact
     from .runtimes import graph
@@ -153,8 +153,8 @@ class Search:
 
     def run(self, plain):
         """The artifact to install (``plain``, or one with layers kept in float), its record attached."""
+        from .core.specs import make_samples
         from .exporter import reference_runner
-        from .specs import make_samples
 
         calibration = len(self.samples)
         self.samples = [*self.samples, *make_samples(self.source.inputs, HELD_OUT_SAMPLES, HELD_OUT_SEED)]
@@ -239,7 +239,7 @@ class Search:
         A layer already in float that still loses SNR is fed a tensor quantized by the layer before it
         (the quantizer quantizes a node's output too): that layer is the next candidate then.
         """
-        from validators.divergence import snr_lost
+        from ondevice.validators.divergence import snr_lost
 
         from .explain import explain_artifact
 
@@ -265,7 +265,7 @@ class Search:
 
     def _judge(self, artifact, kept, layers: LayerMap, added, skipped=()) -> dict:
         """Parity of ``artifact`` on the calibration samples by the int8 tolerance; one row of the table."""
-        from validators.parity import compare
+        from ondevice.validators.parity import compare
 
         from .artifacts import ArtifactRunner
 
@@ -321,7 +321,7 @@ def search_tolerance():
     """The int8 tolerance with the search's margin (MARGIN_ERROR, MARGIN_SNR_DB)."""
     from dataclasses import replace
 
-    from validators.parity import Tolerance
+    from ondevice.validators.parity import Tolerance
 
     base = Tolerance.default("int8")
     snr = (base.min_snr_db or 0.0) + MARGIN_SNR_DB
@@ -358,11 +358,11 @@ def cost(float_artifact, plain, mixed, sample: dict, threads: int) -> dict:
     """File bytes and p50 latency of the float, pure-int8 and mixed artifacts, measured alike: each in a
     fresh process of its own (as validation's workers; OpenVINO models compiled in one process contend
     for the cores), through the runner's timed path, LATENCY_RUNS runs after a warm-up, on one sample."""
-    from ._isolate import IsolatedFailure, call_isolated
-    from ._scratch import current
     from .artifacts import ArtifactRunner, runtime_for
-    from .errors import InternalError
-    from .worker import save_samples
+    from .core.errors import InternalError
+    from .core.isolate import IsolatedFailure, call_isolated
+    from .core.samples import save_samples
+    from .core.scratch import current
 
     named = {"float": float_artifact, "int8": plain, "mixed": mixed}
     p50: dict[str, float | None] = {}
@@ -397,10 +397,10 @@ def cost(float_artifact, plain, mixed, sample: dict, threads: int) -> dict:
 
 def time_worker(runtime: str, path: str, feeds_path: str, threads: int, runs: int) -> float:
     """Runs in a fresh process: the p50 in ms of one artifact on the saved feeds (validation's timed path)."""
-    from validators import latency
+    from ondevice.validators import latency
 
+    from .core.samples import load_samples_file
     from .runtimes import get_runner_class
-    from .worker import load_samples_file
 
     runner = get_runner_class(runtime)(path, threads=threads)
     feeds = load_samples_file(Path(feeds_path))[0]

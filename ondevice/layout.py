@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BadInputError, ConversionError
-from .runtimes.base import clean_name
-from .specs import TensorSpec
+from .core.errors import BadInputError, ConversionError
+from .core.specs import TensorSpec, clean_name
 
 Perm = tuple[int, ...]  # source axis for each artifact axis, as np.transpose takes it
 Shape = tuple[Any, ...]

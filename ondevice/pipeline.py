@@ -10,20 +10,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from validators import latency as latency_check
-from validators.parity import CALIBRATION_HINT, Tolerance, compare, compare_vs_float, constant_artifact_passes
-from validators.precision import check_precision
+from ondevice.validators import latency as latency_check
+from ondevice.validators.parity import CALIBRATION_HINT, Tolerance, compare, compare_vs_float, constant_artifact_passes
+from ondevice.validators.precision import check_precision
 
 from . import progress
-from ._isolate import IsolatedFailure, call_isolated
-from ._lazy import REPORTED_PACKAGES, package_versions
 from ._quiet import quiet
 from .artifacts import Artifacts
-from .errors import BadInputError
+from .core.errors import BadInputError
+from .core.isolate import IsolatedFailure, call_isolated
+from .core.lazy import REPORTED_PACKAGES, package_versions
+from .core.samples import load_samples_file, save_samples
+from .core.specs import load_samples, make_samples, samples_digest
+from .core.vocab import INT8_PRECISIONS
 from .exporter import export_source, fill_source_outputs, reference_runner
 from .report import Report, TargetResult, environment
-from .specs import load_samples, make_samples, samples_digest
-from .worker import load_samples_file, save_samples
 from .zoo.timing import alone as timed_alone  # a zoo run times one model at a time
 
 
@@ -309,9 +310,6 @@ def _vs_float(result: TargetResult, sibling, outputs: dict) -> None:
         result.parity_vs_float = compare_vs_float(float_outputs, quantized, result.quantize).to_json()
 
 
-INT8_PRECISIONS = ("int8", "dynamic-int8")
-
-
 def _isa_checks(
     result: TargetResult, artifact, job: _WorkerJob, reference, tol, emulate: bool, artifacts: Artifacts, outputs: dict
 ) -> None:
@@ -573,7 +571,7 @@ def check_source(
     ``keep_float`` (a ``keep_float.KeepFloat``) leaves int8 layers in float until they pass (export).
     """
     from ._paths import REPORT_FILES, clear_previous, output_folder
-    from ._scratch import run_scratch
+    from .core.scratch import run_scratch
 
     started = time.perf_counter()
     with run_scratch(out_dir, keep_work):

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from ._paths import write_text_atomic
-from .errors import BadInputError
+from .core.errors import BadInputError
+from .core.vocab import STATUSES, exit_code_of
 
 Json = dict[str, Any]  # a JSON object as json.loads gives it
 
 SCHEMA_VERSION = 1
-STATUS_EXIT = {"passed": 0, "failed": 1, "inconclusive": 1, "conversion_error": 3, "error": 4}
-STATUSES = tuple(STATUS_EXIT)
 _RENDERED = {".md": "md", ".html": "html", ".xml": "junit"}
 
 
@@ -77,7 +76,7 @@ class Report:
         if not self.targets:
             return 2
         codes = [
-            0 if (t.status == "inconclusive" and self.allow_inconclusive) else STATUS_EXIT[t.status]
+            0 if (t.status == "inconclusive" and self.allow_inconclusive) else exit_code_of(t.status)
             for t in self.targets
         ]
         return max(codes)

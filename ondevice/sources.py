@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _lazy
-from .errors import BadInputError
-from .specs import TensorSpec, check_inputs, make_samples, merge_specs, spec_from_array
+from .core import lazy as _lazy
+from .core.errors import BadInputError
+from .core.specs import TensorSpec, check_inputs, make_samples, merge_specs, spec_from_array
 from .trust import check_pt2, check_sample_inputs, check_saved_model
 
 FRAMEWORKS = ("torch", "keras", "onnx")

@@ -13,7 +13,7 @@ import json
 import re
 import zipfile
 
-from .errors import BadInputError
+from .core.errors import BadInputError
 
 
 class UntrustedInput(BadInputError):

@@ -6,37 +6,16 @@ in another, so a runtime that crashes or hangs takes down only its own worker.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+from .core.samples import load_samples_file, save_samples
 
 # Fault injection for tests of crash/hang containment: "RUNTIME:crash" or "RUNTIME:hang".
 FAULT_ENV = "ONDEVICE_INJECT_FAULT"
-
-
-def save_samples(path: Path, samples: list[dict]) -> None:
-    """Samples (one dict of arrays each) to one .npz, names kept in an index."""
-    arrays: dict[str, Any] = {}
-    index = []
-    for i, sample in enumerate(samples):
-        names = list(sample)
-        index.append(names)
-        for j, name in enumerate(names):
-            arrays[f"s{i}_{j}"] = np.asarray(sample[name])
-    arrays["__index__"] = np.frombuffer(json.dumps(index).encode(), dtype=np.uint8)
-    np.savez(path, **arrays)
-
-
-def load_samples_file(path: Path) -> list[dict]:
-    with np.load(path, allow_pickle=False) as data:
-        index = json.loads(bytes(data["__index__"]).decode())
-        return [{name: data[f"s{i}_{j}"] for j, name in enumerate(names)} for i, names in enumerate(index)]
 
 
 def _rss_mb() -> float:
@@ -88,7 +67,7 @@ def measure_artifact(
     ``extra_samples_path``: samples at another shape (dynamic axes), run and saved but not timed.
     ``external``: the manifest is the one this run wrote for files made elsewhere.
     """
-    from validators import latency
+    from ondevice.validators import latency
 
     from .artifacts import ArtifactRunner, Artifacts
     from .zoo.timing import alone

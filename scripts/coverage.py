@@ -25,7 +25,7 @@ TARGETS = ("onnx", "tflite", "openvino", "executorch")
 
 def _routes(framework: str, targets) -> list[str]:
     """The targets some strategy makes from ``framework`` (ExecuTorch is reached from PyTorch only)."""
-    from converters.registry import strategies_for
+    from ondevice.converters.registry import strategies_for
 
     return [t for t in targets if strategies_for(framework, t)]
 
@@ -81,7 +81,7 @@ def _every_strategy(
 ) -> list[dict]:
     """Each strategy of each route from ``framework``, forced alone: its error or why it failed."""
     import ondevice
-    from converters.registry import strategies_for
+    from ondevice.converters.registry import strategies_for
 
     rows = []
     for target in targets:
@@ -192,7 +192,7 @@ def run_all(
 
 
 def _versions() -> dict:
-    from ondevice._lazy import package_versions
+    from ondevice.core.lazy import package_versions
 
     return package_versions(
         "torch",

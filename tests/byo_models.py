@@ -114,8 +114,8 @@ def plain_openvino(model, path: Path) -> Path:
     """``ov.save_model(ov.convert_model(model), path)``: save_model's default compresses weights to fp16."""
     import openvino as ov
 
-    from converters._openvino import _telemetry_off
     from ondevice._quiet import quiet
+    from ondevice.converters._openvino import _telemetry_off
 
     # Telemetry off only keeps the test offline; the converted model is what convert_model makes.
     with quiet(), _telemetry_off():

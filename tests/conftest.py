@@ -7,7 +7,7 @@ import os
 import pytest
 
 import ondevice
-from ondevice._lazy import quiet_environment
+from ondevice.core.lazy import quiet_environment
 from tests import models
 
 quiet_environment()

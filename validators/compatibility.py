@@ -89,7 +89,7 @@ class Checker:
 
 _CHECKERS: dict[str, Checker] = {}
 # Modules that register checkers of their own (a target added elsewhere names its module here).
-CHECKER_MODULES: tuple[str, ...] = ("validators.compatibility_executorch",)
+CHECKER_MODULES: tuple[str, ...] = ("ondevice.validators.compatibility_executorch",)
 
 
 def checker(target: str, backends: Iterable[str]) -> Callable[[CheckFn], CheckFn]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import BadInputError, InternalError
-from ..specs import TensorSpec
+from ..core.errors import BadInputError, InternalError
+from ..core.specs import TensorSpec
 
 
 class Runner:
@@ -62,12 +61,6 @@ def get_runner_class(name: str):
     if name not in _RUNNERS:
         raise BadInputError(f"unknown runtime {name!r}; known: {', '.join(sorted(_RUNNERS))}")
     return _RUNNERS[name]
-
-
-def clean_name(name: str) -> str:
-    """A tensor name without runtime decorations (``serving_default_x:0`` -> ``x``)."""
-    name = re.sub(r":\d+$", "", name)
-    return re.sub(r"^serving_default_", "", name)
 
 
 def dims(shape) -> tuple:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _lazy
 from .._quiet import quiet
+from ..core import lazy as _lazy
 
 LIMIT_BYTES = 1 << 30
 
 
 def _tensor(name: str, op_type: str, value):
-    from validators.divergence import Tensor
+    from ondevice.validators.divergence import Tensor
 
     return Tensor(name, op_type, np.asarray(value))
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _lazy
-from ..specs import TensorSpec
+from ..core import lazy as _lazy
+from ..core.specs import TensorSpec
 from .base import Runner, register_runner
 
 # executorch's ScalarType codes (the runtime's TensorInfo.dtype()) -> numpy dtype names.

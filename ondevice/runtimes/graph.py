@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import _lazy
+from ..core import lazy as _lazy
 
 
 @dataclass(frozen=True)

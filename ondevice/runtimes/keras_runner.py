@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _lazy
+from ..core import lazy as _lazy
 from .base import Runner, register_runner
 
 

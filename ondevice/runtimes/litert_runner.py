@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import _lazy
-from ..specs import TensorSpec
-from .base import Runner, clean_name, dims, register_runner
+from ..core import lazy as _lazy
+from ..core.specs import TensorSpec, clean_name
+from .base import Runner, dims, register_runner
 
 
 class _InterpreterRunner(Runner):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _lazy
-from ..specs import TensorSpec
+from ..core import lazy as _lazy
+from ..core.specs import TensorSpec
 from .base import Runner, dims, register_runner
 
 _ORT_TYPES = {

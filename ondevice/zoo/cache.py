@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import _lazy
+from ..core import lazy as _lazy
 
 CACHE_VERSION = 1
 CACHE_NOTE = "artifact from the conversion cache"  # how a report's targets say where their artifact came from
@@ -188,7 +188,7 @@ def keep_report(cache_dir, key: str, validation: str, report) -> None:
 
 def kept_report(cache_dir, key: str, validation: str, out: Path):
     """The kept report of this entry for these validation settings, its artifacts in ``out``; or None."""
-    from ..errors import BadInputError
+    from ..core.errors import BadInputError
     from ..report import load_report
 
     path = entry_folder(cache_dir, key) / "reports" / f"{validation}.json"

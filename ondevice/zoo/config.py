@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BadInputError
+from ..core.errors import BadInputError
 
 # check options a zoo cannot set per model: the zoo owns the output folder, the run's timeout and output.
 NOT_PER_MODEL = ("out", "quiet", "artifact", "io_map", "precision", "report", "debug")
@@ -105,7 +105,7 @@ def _read_toml(path: Path) -> tuple[list, dict]:
 
 def _read_module(path: Path) -> tuple[list, dict]:
     """MODELS and DEFAULTS of a Python module, read in a subprocess (its import may be slow or crash)."""
-    from .._isolate import IsolatedFailure, call_isolated
+    from ..core.isolate import IsolatedFailure, call_isolated
 
     try:
         data = call_isolated(

@@ -125,7 +125,7 @@ class RayExecutor:
         self.session: str | None = None  # a private instance's folder (logs, sockets), removed at the end
 
     def run(self, tasks: list, started, done, tick=None) -> None:
-        from .._lazy import require
+        from ..core.lazy import require
 
         ray = require("ray")
         self._connect(ray)
@@ -144,7 +144,7 @@ class RayExecutor:
         import logging
         import os
 
-        from .._lazy import QUIET_ENV, TELEMETRY_ENV
+        from ..core.lazy import QUIET_ENV, TELEMETRY_ENV
 
         root = str(Path(__file__).resolve().parent.parent.parent)
         env = {"PYTHONPATH": root, **QUIET_ENV, **TELEMETRY_ENV, _OMP: os.environ.get("OMP_NUM_THREADS", "")}

@@ -16,7 +16,8 @@ import time
 import traceback
 from pathlib import Path
 
-from ..errors import EXIT_INTERNAL, OndeviceError
+from ..core.errors import OndeviceError
+from ..core.vocab import ExitCode
 
 
 def main(request_path: str) -> None:
@@ -29,12 +30,15 @@ def main(request_path: str) -> None:
         outcome = {"exit_code": exc.exit_code, "verdict": f"FAILED ({exc})"}
     except SystemExit as exc:
         outcome = {
-            "exit_code": EXIT_INTERNAL,
+            "exit_code": int(ExitCode.INTERNAL),
             "verdict": f"FAILED (user code called sys.exit({exc.code!r}) during the run; nothing was checked)",
         }
     except Exception as exc:
         traceback.print_exc()
-        outcome = {"exit_code": EXIT_INTERNAL, "verdict": f"FAILED (internal error: {type(exc).__name__}: {exc})"}
+        outcome = {
+            "exit_code": int(ExitCode.INTERNAL),
+            "verdict": f"FAILED (internal error: {type(exc).__name__}: {exc})",
+        }
     outcome["seconds"] = round(time.monotonic() - started, 3)
     _write_atomic(Path(request["result"]), json.dumps(outcome, indent=2))
     for stream in (sys.stdout, sys.stderr):
@@ -46,8 +50,8 @@ def run_model(request: dict) -> dict:
     """``check`` of one model with the zoo's conversion cache; returns exit code, verdict and cache use."""
     from .. import progress
     from .._paths import REPORT_FILES, clear_previous, output_folder
-    from .._scratch import run_scratch
     from ..api import _source
+    from ..core.scratch import run_scratch
     from ..gate import load_policy
     from ..pipeline import default_threads
 
@@ -112,8 +116,8 @@ def _trusted(request: dict, opts: dict, cached, threads: int, out: Path):
 def _export(source, opts: dict, out: Path, cache_dir, threads: int):
     """The export's Artifacts, from the cache when it holds this key; (artifacts, cache record or None)."""
     from .. import progress
-    from .._scratch import remove_previous_artifacts
     from ..artifacts import Artifacts
+    from ..core.scratch import remove_previous_artifacts
     from . import cache
 
     if not cache_dir:
@@ -205,7 +209,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 if __name__ == "__main__":
-    from .._lazy import quiet_environment
+    from ..core.lazy import quiet_environment
 
     quiet_environment()
     main(sys.argv[1])

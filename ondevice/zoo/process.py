@@ -58,7 +58,7 @@ class Job:
 
 def start(name: str, request: dict, folder: Path, log: Path, timing_folder: Path, cwd: str | None = None) -> Job:
     """Start the job for one model; ``request`` as job.run_model reads it (its result path is set here)."""
-    from .._lazy import QUIET_ENV, TELEMETRY_ENV
+    from ..core.lazy import QUIET_ENV, TELEMETRY_ENV
 
     folder.mkdir(parents=True, exist_ok=True)
     request = {**request, "result": str(folder / "result.json")}

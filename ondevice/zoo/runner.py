@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._lazy import REPORTED_PACKAGES
+from ..core.lazy import REPORTED_PACKAGES
 from .process import Limits
 
 STATUS = "zoo-status.json"
@@ -181,7 +181,7 @@ def _environment() -> dict:
     import platform
     import sys
 
-    from .._lazy import package_versions
+    from ..core.lazy import package_versions
     from ..cpu import cpu_info
 
     return {

@@ -14,7 +14,7 @@ import json
 from html import escape
 from pathlib import Path
 
-from ..errors import BadInputError
+from ..core.errors import BadInputError
 
 SCHEMA_VERSION = 1
 KIND = "ondevice-zoo-scorecard"

@@ -16,17 +16,17 @@ import pytest
 import ondevice
 from ondevice.artifacts import ArtifactRunner
 from ondevice.cli import main
-from ondevice.errors import BadInputError
+from ondevice.core.errors import BadInputError
+from ondevice.core.specs import make_samples
 from ondevice.exporter import fill_source_outputs
 from ondevice.runtimes import get_runner_class
 from ondevice.sources import from_object, load_source
-from ondevice.specs import make_samples
+from ondevice.validators._pte import read_program
+from ondevice.validators.compatibility import check_artifact
+from ondevice.validators.parity import Tolerance, compare
+from ondevice.validators.precision import inspect
 from tests import families, models
 from tests.conftest import FACTORY_FILE
-from validators._pte import read_program
-from validators.compatibility import check_artifact
-from validators.parity import Tolerance, compare
-from validators.precision import inspect
 
 TORCH_FAMILIES = [name for name in families.FAMILIES if name.startswith("torch_")]
 # Float32 programs measured at <= 2.4e-7 (Transformer, ViT) and <= 9e-8 elsewhere.
@@ -115,7 +115,7 @@ def test_portable_strategy_runs_without_a_delegate(tmp_path):
 
 
 def test_compatibility_reads_the_xnnpack_share_from_the_file(exported):
-    """validators.compatibility's executorch entry: XNNPACK graph nodes taken, portable kernel calls not."""
+    """ondevice.validators.compatibility's executorch entry: XNNPACK graph nodes taken, portable kernel calls not."""
     cnn = check_artifact(exported("torch_cnn")[0].get("executorch").path, "executorch")["xnnpack"]
     assert cnn and cnn.coverage == 1.0 and cnn.partitions == 1 and cnn.unsupported == ()
     multi = check_artifact(exported("torch_multi_output")[0].get("executorch").path, "executorch")["xnnpack"]

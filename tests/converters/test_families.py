@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import ondevice
-from converters.registry import ConversionJob, get_strategy, strategies_for
+from ondevice.converters.registry import ConversionJob, get_strategy, strategies_for
 from tests import families
 
 TARGETS = ("onnx", "tflite", "openvino")
@@ -317,7 +317,7 @@ def test_onnx2tf_repairs_compute_the_same_function(exported_onnx, tmp_path, name
 
     import onnx
 
-    from converters._onnx2tf_repair import repair_for_onnx2tf
+    from ondevice.converters._onnx2tf_repair import repair_for_onnx2tf
 
     original = exported_onnx(name)
     repaired = tmp_path / "repaired.onnx"

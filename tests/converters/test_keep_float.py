@@ -15,11 +15,11 @@ import pytest
 
 import ondevice
 from ondevice.cli import main
-from ondevice.errors import BadInputError
+from ondevice.core.errors import BadInputError
 from ondevice.keep_float import DEFAULT_CAP, parse, search_tolerance
+from ondevice.validators.precision import inspect
 from tests import models
 from tests.conftest import FACTORY_FILE
-from validators.precision import inspect
 
 TARGETS = ("onnx", "tflite", "openvino")
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml"}

@@ -18,12 +18,12 @@ import pytest
 import ondevice
 from ondevice.artifacts import ArtifactRunner, Artifacts
 from ondevice.cli import main
-from ondevice.errors import BadInputError
+from ondevice.core.errors import BadInputError
+from ondevice.core.specs import TensorSpec, load_samples, make_samples, samples_digest, spec_from_array
 from ondevice.exporter import RANDOM_CALIBRATION_WARNING, _calibration, _precisions
-from ondevice.specs import TensorSpec, load_samples, make_samples, samples_digest, spec_from_array
+from ondevice.validators.parity import compare_vs_float
+from ondevice.validators.precision import inspect
 from tests import models
-from validators.parity import compare_vs_float
-from validators.precision import inspect
 
 TARGETS = ("onnx", "tflite", "openvino")
 PRECISIONS = ("fp16", "int8")
@@ -298,7 +298,7 @@ def test_unreadable_calibration_is_the_users_error(tmp_path):
 
 
 def test_quantizer_registry_orders_and_filters_by_source():
-    from converters.registry import InternalError, quantizer, quantizers_for
+    from ondevice.converters.registry import InternalError, quantizer, quantizers_for
 
     assert [q.name for q in quantizers_for("tflite", "int8", "keras")] == [
         "tflite-keras-converter",

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from converters.registry import strategies_for
+from ondevice.converters.registry import strategies_for
 
 ROUTES = [
     # (fixture, framework, target, max abs error bound)

@@ -17,8 +17,8 @@ import pytest
 
 import ondevice
 from ondevice.cli import main
+from ondevice.core.specs import TensorSpec
 from ondevice.layout import AmbiguousMatch, match_external, parse_io_map
-from ondevice.specs import TensorSpec
 from tests import byo_models, models
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ondevice._scratch import file_mode
+from ondevice.core.scratch import file_mode
 from tests.conftest import FACTORY_FILE
 
 TARGETS = ("onnx", "tflite", "openvino")
@@ -253,8 +253,8 @@ def test_scratch_space_is_the_runs_temp_folder_and_goes_at_the_end(tmp_path, mon
     import tempfile
     import threading
 
-    from ondevice._scratch import child_env, run_scratch
-    from ondevice.errors import InternalError
+    from ondevice.core.errors import InternalError
+    from ondevice.core.scratch import child_env, run_scratch
 
     monkeypatch.setenv("TMPDIR", str(tmp_path / "user-tmp"))
     out = tmp_path / "out"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ondevice.errors import BadInputError
+from ondevice.core.errors import BadInputError
+from ondevice.core.specs import TensorSpec, make_samples, parse_input_spec, spec_from_array
 from ondevice.layout import match_io
-from ondevice.specs import TensorSpec, make_samples, parse_input_spec, spec_from_array
 
 
 def test_parse_input_spec():

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ondevice.cli import _model_options, main
-from ondevice.errors import BadInputError
+from ondevice.core.errors import BadInputError
 from ondevice.zoo import cache, scorecard, timing
 from ondevice.zoo.config import load_zoo
 from ondevice.zoo.diff import compare

@@ -12,9 +12,9 @@ import os
 import pytest
 
 import ondevice
+from ondevice.validators import compatibility
+from ondevice.validators.compatibility import analyzer_rejections, captured_stdout, check_artifact
 from tests import models
-from validators import compatibility
-from validators.compatibility import analyzer_rejections, captured_stdout, check_artifact
 
 
 def entries(report_path, target):

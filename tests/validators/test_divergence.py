@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from ondevice.cli import main
+from ondevice.validators.divergence import Tensor, locate
 from tests import byo_models, models
-from validators.divergence import Tensor, locate
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = str(ROOT / "tests" / "models.py")

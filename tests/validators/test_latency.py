@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from validators.latency import measure, median_ci95
+from ondevice.validators.latency import measure, median_ci95
 
 
 def test_median_ci_brackets_the_median_and_narrows_with_more_runs():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from validators.parity import Tolerance, compare
+from ondevice.validators.parity import Tolerance, compare
 
 RNG = np.random.default_rng(0)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from validators.precision import check_precision, inspect
+from ondevice.validators.precision import check_precision, inspect
 
 # ---- ONNX ------------------------------------------------------------------------------------
 
@@ -163,7 +163,7 @@ def test_unknown_target_is_refused(tmp_path):
 
 def test_a_few_integer_bytes_are_not_quantization():
     """A float32 IR of a Keras LSTM holds a 3-byte u8 constant; that is no int8 model."""
-    from validators.precision import _classify
+    from ondevice.validators.precision import _classify
 
     assert _classify({"float32": 40_000, "uint8": 3}, static=False, dynamic=False) == "fp32"
     assert _classify({"float32": 400, "int8": 3_000}, static=False, dynamic=False) == "dynamic-int8"

@@ -14,9 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ._lazy import QUIET_ENV, TELEMETRY_ENV, telemetry_off
-from ._scratch import child_env as child_env_in
-from ._scratch import child_folder
+from .lazy import QUIET_ENV, TELEMETRY_ENV, telemetry_off
+from .scratch import child_env as child_env_in
+from .scratch import child_folder
 
 
 class IsolatedFailure(Exception):
@@ -30,7 +30,7 @@ class IsolatedFailure(Exception):
 
 
 def _project_root() -> str:
-    return str(Path(__file__).resolve().parent.parent)
+    return str(Path(__file__).resolve().parents[2])  # the folder holding the ondevice package
 
 
 def call_isolated(
@@ -56,7 +56,7 @@ def call_isolated(
         child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [_project_root(), child_env.get("PYTHONPATH")]))
         try:
             proc = subprocess.run(
-                [*(launcher or []), sys.executable, "-m", "ondevice._isolate", str(request), str(result)],
+                [*(launcher or []), sys.executable, "-m", "ondevice.core.isolate", str(request), str(result)],
                 cwd=cwd or tmp,
                 env=child_env,
                 capture_output=True,

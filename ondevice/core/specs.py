@@ -267,3 +267,9 @@ def samples_digest(samples: list[dict[str, np.ndarray]]) -> str:
             digest.update(str(arr.shape).encode())
             digest.update(arr.tobytes())
     return digest.hexdigest()
+
+
+def clean_name(name: str) -> str:
+    """A tensor name without runtime decorations (``serving_default_x:0`` -> ``x``)."""
+    name = re.sub(r":\d+$", "", name)
+    return re.sub(r"^serving_default_", "", name)
