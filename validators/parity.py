@@ -63,9 +63,10 @@ class Tolerance:
         return cls(*DEFAULT_TOLERANCES[name], precision=name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OutputParity:
-    """The metrics of one output over every sample, the thresholds, and the verdict."""
+    """The metrics of one output over every sample, the thresholds, and the verdict (built by keyword:
+    nineteen fields in a row are too easy to shift by one)."""
 
     name: str
     max_abs_err: float
@@ -118,7 +119,16 @@ def _finite(x: float) -> float:
 
 def _failed(name: str, tol: Tolerance, problem: str) -> OutputParity:
     return OutputParity(
-        name, float("inf"), float("inf"), float("inf"), 0.0, float("-inf"), tol.atol, tol.rtol, False, problem
+        name=name,
+        max_abs_err=float("inf"),
+        mean_abs_err=float("inf"),
+        max_rel_err=float("inf"),
+        cosine=0.0,
+        snr_db=float("-inf"),
+        atol=tol.atol,
+        rtol=tol.rtol,
+        passed=False,
+        problem=problem,
     )
 
 
@@ -146,25 +156,25 @@ def compare_output(name: str, reference: list[np.ndarray], actual: list[np.ndarr
         problem = f"{problem}; {CALIBRATION_HINT}"
     statistical = kind != "exact"
     return OutputParity(
-        name,
-        _finite(err.max()) if err.size else 0.0,
-        _finite(err.mean()) if err.size else 0.0,
-        _finite((err / np.maximum(np.abs(ref), 1e-12)).max()) if err.size else 0.0,
-        cosine,
-        snr,
-        atol,
-        rtol,
-        problem is None,
-        problem,
-        _histogram(err),
-        kind,
-        peak,
-        top1,
-        topk,
-        k,
-        tol.min_cosine if statistical else None,
-        tol.min_snr_db if statistical else None,
-        tol.min_top1 if kind == "classifier" else None,
+        name=name,
+        max_abs_err=_finite(err.max()) if err.size else 0.0,
+        mean_abs_err=_finite(err.mean()) if err.size else 0.0,
+        max_rel_err=_finite((err / np.maximum(np.abs(ref), 1e-12)).max()) if err.size else 0.0,
+        cosine=cosine,
+        snr_db=snr,
+        atol=atol,
+        rtol=rtol,
+        passed=problem is None,
+        problem=problem,
+        abs_err_hist=_histogram(err),
+        kind=kind,
+        peak=peak,
+        top1_agreement=top1,
+        topk_agreement=topk,
+        top_k=k,
+        min_cosine=tol.min_cosine if statistical else None,
+        min_snr_db=tol.min_snr_db if statistical else None,
+        min_top1=tol.min_top1 if kind == "classifier" else None,
     )
 
 
