@@ -115,6 +115,14 @@ class ConverterFailed(RuntimeError):
     """The conversion failed for a reason already phrased as one line."""
 
 
+class NotReloadable(ConverterFailed):
+    """A fresh process cannot load the saved Keras model (custom or Lambda layers its module does not register)."""
+
+
+class NotPortable(StrategyFailed):
+    """The Keras model cannot reach a fresh process: it cannot be saved, or not loaded again there."""
+
+
 def convert_file(model_path: str, inputs: list, outputs: list, out_path: str, mode: str) -> dict:
     """Reload a Keras file and write ``out_path`` (.tflite); runs inside call_isolated."""
     keras = require("keras")
@@ -122,10 +130,10 @@ def convert_file(model_path: str, inputs: list, outputs: list, out_path: str, mo
         model = keras.models.load_model(model_path, safe_mode=True, compile=False)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise ConverterFailed(
+        raise NotReloadable(
             "cannot reload the Keras model in a fresh process (custom or Lambda layers?): "
             f"{type(exc).__name__}: {first}"
-        ) from None
+        ) from exc
     return convert_model(model, inputs, outputs, out_path, mode)
 
 
@@ -143,7 +151,7 @@ def convert_model(model, inputs: list, outputs: list, out_path: str, mode: str =
     try:
         blob = converter.convert()
     except Exception as exc:
-        raise ConverterFailed(converter_reason(exc)) from None
+        raise ConverterFailed(converter_reason(exc)) from exc
     Path(out_path).write_bytes(blob)
     # from_keras_model calls the outputs output_0, output_1, ... in the model's output order.
     name_tensors_after_signature(out_path, outputs if mode == "keras" else ())
@@ -199,10 +207,10 @@ def keras_model_file(job) -> tuple[Path, bool]:
     try:
         job.source.model.save(str(saved))
     except Exception as exc:
-        raise StrategyFailed(
+        raise NotPortable(
             f"cannot save the Keras model for a subprocess: {type(exc).__name__}: "
             f"{(str(exc).strip().splitlines() or [''])[0][:200]}"
-        ) from None
+        ) from exc
     return saved, True
 
 
@@ -219,8 +227,9 @@ def _run_isolated(job: ConversionJob, mode: str, out: Path) -> dict:
     try:
         return call_isolated("ondevice.converters.keras_tflite:convert_file", kwargs, timeout=_TIMEOUT_S)
     except IsolatedFailure as exc:
-        reason = exc.reason.removeprefix(f"{ConverterFailed.__name__}: ")
-        raise StrategyFailed(f"TFLite conversion failed: {reason}") from None
+        reason = exc.message if exc.raised(ConverterFailed) else exc.reason
+        failed = NotPortable if exc.raised(NotReloadable) else StrategyFailed
+        raise failed(f"TFLite conversion failed: {reason}") from exc
     finally:
         if temporary:
             model_path.unlink(missing_ok=True)
@@ -231,7 +240,7 @@ def _run_inprocess(job: ConversionJob, out: Path) -> dict:
         return convert_model(job.source.model, input_signature(job), output_names(job), str(out))
     except Exception as exc:
         reason = str(exc) if isinstance(exc, ConverterFailed) else converter_reason(exc)
-        raise StrategyFailed(f"TFLite conversion failed: {reason[:300]}") from None
+        raise StrategyFailed(f"TFLite conversion failed: {reason[:300]}") from exc
 
 
 def convert_to_tflite(job: ConversionJob, out: Path) -> tuple[Path, list[str]]:
@@ -242,9 +251,7 @@ def convert_to_tflite(job: ConversionJob, out: Path) -> tuple[Path, list[str]]:
     """
     try:
         _run_isolated(job, "concrete", out)
-    except StrategyFailed as exc:
-        if "reload the Keras model" not in str(exc) and "cannot save" not in str(exc):
-            raise
+    except NotPortable:
         _run_inprocess(job, out)
     return out, batch_note(job) + all_fixed(job, _TFLITE_STATIC)[1]
 

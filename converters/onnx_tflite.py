@@ -135,12 +135,13 @@ def onnx2tf_convert(
             env=_child_env(simplify),
         )
     except IsolatedFailure as exc:
+        # onnx2tf names the op it failed on only in its printed log, so its output text is the signal here.
         cause = telling_line(exc.output, exc.reason, _op_types(model_copy))
         # The log stays in the attempt's workdir for whoever runs the strategy directly; the
         # exporter removes workdirs, so the reason itself must name the cause.
         (workdir / "onnx2tf.log").write_text(exc.output)
         shutil.rmtree(work, ignore_errors=True)
-        raise StrategyFailed(f"onnx2tf failed: {cause}") from None
+        raise StrategyFailed(f"onnx2tf failed: {cause}") from exc
     artifact = workdir / "model.tflite"
     shutil.move(result["tflite"], artifact)
     shutil.rmtree(work, ignore_errors=True)  # SavedModel, fp16 .tflite, calibration data: not artifacts

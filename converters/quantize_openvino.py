@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import metadata
 
-from ondevice.core.isolate import IsolatedFailure, call_isolated
+from ondevice.core.isolate import SIGNAL, IsolatedFailure, call_isolated
 from ondevice.core.lazy import require
 
 from .registry import Converted, ConverterCrashed, QuantizeJob, StrategyFailed, quantizer
@@ -86,9 +86,9 @@ def _nncf(job: QuantizeJob, mode: str) -> Converted:
     try:
         call_isolated("ondevice.converters.quantize_openvino:nncf_worker", kwargs, timeout=_TIMEOUT_S, env=_NNCF_ENV)
     except IsolatedFailure as exc:
-        if exc.signal_name:
-            raise ConverterCrashed(f"NNCF {mode} crashed: {exc.reason}", exc.signal_name) from None
-        raise StrategyFailed(f"NNCF {mode} failed: {exc.reason}") from None
+        if exc.kind == SIGNAL:
+            raise ConverterCrashed(f"NNCF {mode} crashed: {exc.reason}", exc.signal_name) from exc
+        raise StrategyFailed(f"NNCF {mode} failed: {exc.reason}") from exc
     notes = (
         [f"calibrated on {len(job.calibration)} samples (MinMax ranges)", _OVERFLOW_NOTES[_overflow_fix(job)]]
         if mode == "quantize"

@@ -14,10 +14,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ondevice.core.isolate import IsolatedFailure, call_isolated
+from ondevice.core.isolate import SIGNAL, IsolatedFailure, call_isolated
 from ondevice.core.lazy import require
 
-from .keras_tflite import keras_model_file
+from .keras_tflite import ConverterFailed, keras_model_file
 from .registry import Converted, ConverterCrashed, QuantizeJob, StrategyFailed, quantizer
 from .torch_onnx import package_versions
 
@@ -28,14 +28,11 @@ def _isolated(target: str, kwargs: dict, what: str):
     try:
         return call_isolated(target, kwargs, timeout=_TIMEOUT_S)
     except IsolatedFailure as exc:
-        if exc.signal_name:
-            raise ConverterCrashed(f"{what} crashed: {exc.reason}", exc.signal_name) from None
-        reason = (
-            exc.reason.split(": ", 1)[-1]
-            if exc.reason.startswith(("StrategyFailed", "ConverterFailed"))
-            else exc.reason
-        )
-        raise StrategyFailed(f"{what} failed: {reason}") from None
+        if exc.kind == SIGNAL:
+            raise ConverterCrashed(f"{what} crashed: {exc.reason}", exc.signal_name) from exc
+        # Our own failures are already phrased as one line; anything else keeps its type name.
+        reason = exc.message if exc.raised(StrategyFailed, ConverterFailed) else exc.reason
+        raise StrategyFailed(f"{what} failed: {reason}") from exc
 
 
 def _save_calibration(job: QuantizeJob) -> str | None:
@@ -95,7 +92,7 @@ def keras_worker(
     int8_io: bool,
 ) -> dict:
     """Runs in a fresh process: reload the Keras model and write a quantized .tflite."""
-    from .keras_tflite import ConverterFailed, converter_reason, serving_function, variable_holder
+    from .keras_tflite import converter_reason, serving_function, variable_holder
 
     tf = require("tensorflow")
     keras = require("keras")
@@ -114,7 +111,7 @@ def keras_worker(
     try:
         blob = converter.convert()
     except Exception as exc:
-        raise ConverterFailed(converter_reason(exc)) from None
+        raise ConverterFailed(converter_reason(exc)) from exc
     Path(out_path).write_bytes(blob)
     return {"tensorflow": tf.__version__, "keras": keras.__version__}
 

@@ -2,7 +2,9 @@
 
 The callee is named ``package.module:function``; it takes keyword arguments that survive JSON
 and returns a JSON-able value. A crash (signal), a timeout or a raised exception becomes an
-IsolatedFailure carrying a one-line reason and the tail of what the process printed.
+IsolatedFailure: a one-line reason, the tail of what the process printed and, for a raised
+exception, its type (``module.qualname`` and those of its bases) and the child's traceback, so
+callers test the type (``failure.raised(SomeError)``), never the text.
 """
 
 from __future__ import annotations
@@ -12,21 +14,55 @@ import os
 import signal
 import subprocess
 import sys
+import traceback
 from pathlib import Path
+from typing import Any
 
 from .lazy import QUIET_ENV, TELEMETRY_ENV, telemetry_off
 from .scratch import child_env as child_env_in
 from .scratch import child_folder
 
+# How an isolated call ended without a result: what callers branch on instead of the reason's text.
+TIMEOUT, SIGNAL, EXITED, RAISED = "timeout", "signal", "exited", "raised"
+
 
 class IsolatedFailure(Exception):
-    """The isolated call did not return a result."""
+    """The isolated call did not return a result.
 
-    def __init__(self, reason: str, output: str = "", signal_name: str | None = None):
+    ``kind`` is one of TIMEOUT, SIGNAL, EXITED, RAISED. For RAISED: ``error_type`` is the child's
+    exception as ``module.qualname``, ``error_types`` that and its bases', ``message`` its first
+    line, ``child_traceback`` the child's formatted traceback (chained causes included).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        output: str = "",
+        signal_name: str | None = None,
+        kind: str = RAISED,
+        error: dict | None = None,
+    ):
         super().__init__(reason)
         self.reason = reason
         self.output = output
         self.signal_name = signal_name
+        self.kind = kind
+        error = error or {}
+        self.error_type: str | None = error.get("type")
+        self.error_types: tuple[str, ...] = tuple(error.get("types") or ())
+        self.message: str = error.get("message", "")
+        self.child_traceback: str = error.get("traceback", "")
+        if self.child_traceback:  # shown where a traceback is printed (--debug), never in the one-line reason
+            self.add_note(f"In the isolated process:\n{self.child_traceback.rstrip()}")
+
+    def raised(self, *classes: type[BaseException]) -> bool:
+        """True when the child raised an instance of one of ``classes`` (matched by module and qualname)."""
+        return any(qualified_name(cls) in self.error_types for cls in classes)
+
+
+def qualified_name(cls: type) -> str:
+    """``module.qualname`` of a class, as the child records it."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _project_root() -> str:
@@ -41,7 +77,7 @@ def call_isolated(
     env: dict | None = None,
     launcher: list[str] | None = None,
 ):
-    """Call ``target(**kwargs)`` in a subprocess and return its result.
+    """Call ``target(**kwargs)`` in a subprocess and return its result; IsolatedFailure if none came back.
 
     ``launcher`` prefixes the interpreter's command line, e.g. a CPU emulator that runs the call
     on an instruction set this machine lacks.
@@ -65,16 +101,19 @@ def call_isolated(
                 stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired as exc:
-            raise IsolatedFailure(f"timed out after {timeout:.0f} s", _text(exc.stdout) + _text(exc.stderr)) from None
+            output = _text(exc.stdout) + _text(exc.stderr)
+            raise IsolatedFailure(f"timed out after {timeout:.0f} s", output, kind=TIMEOUT) from None
         output = proc.stdout + proc.stderr
         if proc.returncode < 0:
             name = signal.Signals(-proc.returncode).name
-            raise IsolatedFailure(f"process killed by signal {-proc.returncode} ({name})", output, name)
+            raise IsolatedFailure(f"process killed by signal {-proc.returncode} ({name})", output, name, SIGNAL)
         if not result.exists():
-            raise IsolatedFailure(f"process exited with code {proc.returncode}: {last_line(output)}", output)
+            reason = f"process exited with code {proc.returncode}: {last_line(output)}"
+            raise IsolatedFailure(reason, output, kind=EXITED)
         payload = json.loads(result.read_text())
         if "error" in payload:
-            raise IsolatedFailure(payload["error"], output)
+            error = payload["error"]
+            raise IsolatedFailure(error["reason"], output, kind=RAISED, error=error)
         return payload["value"]
 
 
@@ -90,6 +129,21 @@ def last_line(output: str) -> str:
     return lines[-1][:300] if lines else "(no output)"
 
 
+def describe_exception(exc: BaseException) -> dict:
+    """What the parent needs of an exception raised in the child: its type and its bases' (to test the type
+    by class), its first line, and its traceback with chained causes (shown under --debug)."""
+    lines = str(exc).strip().splitlines()
+    message = lines[0] if lines else ""
+    error: dict[str, Any] = {
+        "reason": f"{type(exc).__name__}: {message}"[:500],
+        "type": qualified_name(type(exc)),
+        "types": [qualified_name(cls) for cls in type(exc).__mro__],
+        "message": message[:500],
+        "traceback": "".join(traceback.format_exception(exc))[-20000:],
+    }
+    return error
+
+
 def _main(request_path: str, result_path: str) -> None:
     import importlib
 
@@ -99,9 +153,8 @@ def _main(request_path: str, result_path: str) -> None:
         func = getattr(importlib.import_module(module_name), func_name)
         value = func(**request["kwargs"])
         payload = {"value": value}
-    except Exception as exc:  # reported to the parent as a one-line reason
-        lines = str(exc).strip().splitlines()
-        payload = {"error": f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]}
+    except Exception as exc:  # reported to the parent, typed (see IsolatedFailure)
+        payload = {"error": describe_exception(exc)}
     Path(result_path).write_text(json.dumps(payload))
 
 

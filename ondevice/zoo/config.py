@@ -115,7 +115,7 @@ def _read_module(path: Path) -> tuple[list, dict]:
             cwd=str(path.resolve().parent),
         )
     except IsolatedFailure as failure:
-        raise BadInputError(f"zoo {path}: reading its MODELS failed: {failure.reason}") from None
+        raise BadInputError(f"zoo {path}: reading its MODELS failed: {failure.reason}") from failure
     return data["models"], data["defaults"]
 
 
