@@ -194,11 +194,12 @@ def check(
     from .core.scratch import run_scratch
     from .keep_float import parse
     from .pipeline import check_source
+    from .publish import publish
 
     keep = parse(keep_float, keep_float_cap)
     with run_scratch(out_dir, keep_work):
         source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
-        return check_source(
+        report = check_source(
             source,
             list(targets),
             out_dir,
@@ -219,3 +220,5 @@ def check(
             require=require,
             keep_float=keep,
         )
+    publish(report, out_dir)
+    return report

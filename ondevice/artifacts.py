@@ -151,13 +151,48 @@ class Artifact:
                 raise BadInputError(f"artifact file {side} is missing or does not match its manifest")
 
 
+@dataclass(frozen=True)
+class ExportFailure:
+    """A target (at a precision) that no strategy or quantizer could make: why, and every attempt."""
+
+    target: str
+    error: str
+    quantize: str | None = None  # None: the float artifact
+    status: str = "conversion_error"  # "error": a converter process crashed (a fault, exit 4)
+    attempts: tuple[dict, ...] = ()  # one entry per strategy tried (strategy, status, reason, seconds)
+    signal: str | None = None  # the signal that killed a crashed converter
+
+    def to_json(self) -> dict:
+        """The manifest's ``failures`` entry; a float failure keeps its short form (target, error, attempts)."""
+        data: dict = {"target": self.target}
+        if self.quantize is not None or self.status != "conversion_error":
+            data.update(quantize=self.quantize, status=self.status)
+        data.update(error=self.error, attempts=list(self.attempts))
+        if self.signal is not None:
+            data["signal"] = self.signal
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> ExportFailure:
+        """A manifest's ``failures`` entry (checked by ``_read_manifest``: it cannot claim a pass)."""
+        attempts = data.get("attempts")
+        return cls(
+            data["target"],
+            data["error"],
+            data.get("quantize"),
+            data.get("status", "conversion_error"),
+            tuple(a for a in attempts if isinstance(a, dict)) if isinstance(attempts, list) else (),
+            data.get("signal"),
+        )
+
+
 @dataclass
 class Artifacts:
     """Everything one export produced: artifacts that exist, and targets that could not be made."""
 
     out_dir: Path
     items: list[Artifact] = field(default_factory=list)
-    failures: list[dict] = field(default_factory=list)  # {"target", "error", "attempts"}
+    failures: list[ExportFailure] = field(default_factory=list)
     source: dict = field(default_factory=dict)
     external: bool = False  # files made by other tools, described by ondevice (see byo.py)
 
@@ -184,7 +219,7 @@ class Artifacts:
             "schema_version": MANIFEST_VERSION,
             "source": self.source,
             "artifacts": [a.to_json(self.out_dir) for a in self.items],
-            "failures": self.failures,
+            "failures": [f.to_json() for f in self.failures],
         }
         if self.external:
             data["external"] = True
@@ -219,7 +254,8 @@ class Artifacts:
         if verify:
             for item, raw in zip(items, data["artifacts"], strict=True):
                 item.verify(out_dir, raw.get("files", []))
-        return cls(out_dir, items, data.get("failures", []), data.get("source", {}), external)
+        failures = [ExportFailure.from_json(f) for f in data.get("failures", [])]
+        return cls(out_dir, items, failures, data.get("source", {}), external)
 
 
 def _hash(path: Path) -> str | None:

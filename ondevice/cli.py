@@ -634,7 +634,7 @@ def cmd_export(args) -> int:
         probe = a.probe.get("max_abs_err")
         print(_one_line(f"{a.target:9} {a.strategy:32} {a.path}  probe max abs err {probe:.3g}"))
         _print_keep_float(a.keep_float)
-    problems = [f"{f['target']}: {f['error']}" for f in artifacts.failures]
+    problems = [f"{f.target}: {f.error}" for f in artifacts.failures]
     problems += [
         f"{a.target}: quick parity probe failed (max abs err {a.probe.get('max_abs_err'):.3g})"
         for a in artifacts
@@ -656,7 +656,7 @@ def cmd_export(args) -> int:
     if problems:
         print(_one_line(f"FAILED ({'; '.join(problems)}) - manifest: {manifest}"))
         # A converter that crashed (status "error") is a fault, exit 4; one that refused, exit 3.
-        return max((4 if f.get("status") == "error" else 3 for f in artifacts.failures), default=1)
+        return max((4 if f.status == "error" else 3 for f in artifacts.failures), default=1)
     print(f"PASSED ({', '.join(a.target for a in artifacts)}) - manifest: {manifest}")
     return 0
 
@@ -743,27 +743,23 @@ def _gate(report, policy, path, baseline=None):
 
 def _finish(report, gate, path) -> int:
     """Print the verdict line for a report (and its gate); return the worse exit code."""
-    if gate is None or gate.passed:
-        print(_one_line(report.verdict(path)))
-        return report.exit_code
-    where = f" - report: {path}" if path else ""
-    print(_one_line(f"FAILED ({'; '.join([*report.failures(), gate.summary()])}){where}"))
-    return max(report.exit_code, gate.exit_code)
+    from .publish import conclusion
+
+    code, line = conclusion(report, gate, path)
+    print(_one_line(line))
+    return code
 
 
 def cmd_validate(args) -> int:
     from .byo import is_export_folder
-    from .pipeline import validate_artifacts, write_reports
+    from .pipeline import validate_artifacts
+    from .publish import publish, published_names
 
     exported = is_export_folder(args.out)
     report_path = Path(args.report or (Path(args.out[0]) / "report.json" if exported else BYO_REPORT))
     _start_run(
         report_path.parent,
-        report_path.name,
-        f"{report_path.stem}.md",
-        f"{report_path.stem}.html",
-        "junit.xml",
-        "gate.json",
+        *published_names(report_path.name),
         *(() if exported else ("manifest.json",)),
         option="--report folder",
     )
@@ -785,11 +781,9 @@ def cmd_validate(args) -> int:
             emulate_cpu=not args.no_emulate_cpu,
             explain=not args.no_explain,
         )
-    path = write_reports(report, report_path)
     _print_summary(report, args.quiet)
-    gate = _gate(report, policy, path)
-    if gate is not None:
-        gate.write(path.with_name("gate.json"))
+    gate = _gate(report, policy, report_path)
+    path = publish(report, report_path.parent, gate, name=report_path.name)
     return _finish(report, gate, path)
 
 
@@ -817,8 +811,8 @@ def _artifacts(args, source, paths, exported: bool, folder: Path):
 
 
 def cmd_check(args) -> int:
-    from .pipeline import check_source, validate_artifacts, write_reports
-    from .render import write_readable
+    from .pipeline import check_source, validate_artifacts
+    from .publish import publish
 
     _start_run(args.out)
     policy = _policy(args)
@@ -858,7 +852,6 @@ def cmd_check(args) -> int:
                 emulate_cpu=not args.no_emulate_cpu,
                 explain=not args.no_explain,
             )
-            write_reports(report, Path(args.out) / "report.json")
         else:
             report = check_source(
                 source,
@@ -886,9 +879,7 @@ def cmd_check(args) -> int:
     path = Path(args.out) / "report.json"
     _print_summary(report, args.quiet)
     gate = _gate(report, policy, path)
-    if gate is not None:
-        gate.write(path.with_name("gate.json"))
-    write_readable(report, path, gate)
+    publish(report, args.out, gate)
     return _finish(report, gate, path)
 
 

@@ -19,7 +19,7 @@ from ondevice.validators.parity import Tolerance, compare
 
 from . import progress
 from ._quiet import quiet
-from .artifacts import Artifact, ArtifactRunner, Artifacts, runtime_for
+from .artifacts import Artifact, ArtifactRunner, Artifacts, ExportFailure, runtime_for
 from .core import scratch as _scratch
 from .core.errors import BadInputError, OndeviceError
 from .core.scratch import remove_previous_artifacts, run_scratch
@@ -167,12 +167,10 @@ def _export_target(source, target, out_dir, forced, reference, dynamic, threads,
 
     strategies = [forced] if forced else strategies_for(source.framework, target)
     if forced and (forced.source, forced.target) != (source.framework, target):
-        return {
-            "target": target,
-            "error": f"strategy {forced.name} converts {forced.source}->{forced.target}, "
-            f"not {source.framework}->{target}",
-            "attempts": [],
-        }
+        return ExportFailure(
+            target,
+            f"strategy {forced.name} converts {forced.source}->{forced.target}, not {source.framework}->{target}",
+        )
     attempts, fallback = [], None
     for number, strat in enumerate(strategies, 1):
         progress.stage(target, f"converting with {strat.name} (strategy {number} of {len(strategies)})")
@@ -200,9 +198,9 @@ def _export_target(source, target, out_dir, forced, reference, dynamic, threads,
         _precision_problem(fallback)
         return _install(fallback, out_dir, attempts)
     if not strategies:
-        return {"target": target, "error": f"no strategy converts {source.framework} to {target}", "attempts": []}
+        return ExportFailure(target, f"no strategy converts {source.framework} to {target}")
     summary = "; ".join(f"{a['strategy']}: {a['reason']}" for a in attempts)
-    return {"target": target, "error": f"no strategy produced {target}: {summary}", "attempts": attempts}
+    return ExportFailure(target, f"no strategy produced {target}: {summary}", attempts=tuple(attempts))
 
 
 def _matched(candidate: Artifact) -> bool:
@@ -397,16 +395,17 @@ def calibration_warnings(samples: list[dict]) -> list[str]:
 
 
 def _quantize_target(source, float_artifact, precision, out_dir, reference, calib, threads, int8: _Int8):
-    """The quantized artifact made from ``float_artifact``, or a failure entry saying why not."""
+    """The quantized artifact made from ``float_artifact``, or an ExportFailure saying why not."""
     from ondevice.converters.registry import ConverterCrashed, QuantizeJob, quantizers_for
 
-    target = float_artifact.target if isinstance(float_artifact, Artifact) else float_artifact["target"]
-    failure = {"target": target, "quantize": precision, "status": "conversion_error", "attempts": []}
+    target = float_artifact.target
     if not isinstance(float_artifact, Artifact):
-        return {**failure, "error": f"no float {target} artifact to quantize"}
+        return ExportFailure(target, f"no float {target} artifact to quantize", precision)
     quantizers = quantizers_for(target, precision, source.framework)
     if not quantizers:
-        return {**failure, "error": f"no quantizer makes {precision} {target} from a {source.framework} source"}
+        return ExportFailure(
+            target, f"no quantizer makes {precision} {target} from a {source.framework} source", precision
+        )
     keep = int8.keep_float if precision == "int8" else None
     if keep is not None and any(q.keeps_float for q in quantizers):
         quantizers = [q for q in quantizers if q.keeps_float]  # one quantizer makes the plain and mixed ones
@@ -452,14 +451,12 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
     summary = "; ".join(f"{a['strategy']}: {a['reason']}" for a in attempts)
     if crashes:
         # A process killed by a signal is a fault (exit 4), not a model the converters refuse.
-        return {
-            **failure,
-            "status": "error",
-            "signal": crashes[0].signal_name,
-            "attempts": attempts,
-            "error": f"{precision} quantization crashed ({crashes[0].signal_name}): {summary}",
-        }
-    return {**failure, "attempts": attempts, "error": f"no quantizer produced {precision} {target}: {summary}"}
+        crash = crashes[0].signal_name
+        error = f"{precision} quantization crashed ({crash}): {summary}"
+        return ExportFailure(target, error, precision, "error", tuple(attempts), crash)
+    return ExportFailure(
+        target, f"no quantizer produced {precision} {target}: {summary}", precision, attempts=tuple(attempts)
+    )
 
 
 def _keep_float_request(keep, precisions, source, threads) -> None:

@@ -1,13 +1,13 @@
 """The release gate: a policy file (gate.toml) applied to a report's numbers, and the diff to a baseline.
 
 Every rule that fails becomes one ``Failure`` with the rule's name, where it applies (target,
-precision, output), the measured value and the limit. The gate never re-measures anything: it
-judges the numbers ``report.json`` holds, so the same report and policy always give the same verdict.
+precision, output), the measured value and the limit; ``run_gate`` returns them as one ``Verdict``.
+The gate never re-measures anything: it judges the numbers ``report.json`` holds, so the same report
+and policy always give the same verdict.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -253,12 +253,12 @@ class Failure:
 
 
 @dataclass(frozen=True)
-class GateResult:
-    """Every failed rule of one gate run; truthy when none failed."""
+class Verdict:
+    """The gate's verdict: every failed rule of one gate run, and the notes; truthy when none failed."""
 
-    failures: tuple
+    failures: tuple[Failure, ...]
     checks: int
-    notes: tuple = ()
+    notes: tuple[str, ...] = ()
     report: str | None = None
     baseline: str | None = None
     policy: str | None = None
@@ -287,13 +287,17 @@ class GateResult:
             "notes": list(self.notes),
         }
 
-    def write(self, path) -> Path:
-        """Write the machine-readable result (gate.json)."""
-        from ._paths import write_text_atomic
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return write_text_atomic(path, json.dumps(self.to_json(), indent=2) + "\n")
+    @classmethod
+    def from_json(cls, data: dict) -> Verdict:
+        """The verdict ``to_json`` gave (gate.json); its pass and exit code are derived again, never read."""
+        return cls(
+            tuple(Failure(**f) for f in data["failed"]),
+            data["checks"],
+            tuple(data.get("notes", ())),
+            data.get("report"),
+            data.get("baseline"),
+            data.get("policy"),
+        )
 
     def summary(self) -> str:
         """The text inside the verdict's parentheses."""
@@ -308,25 +312,6 @@ class GateResult:
         """The one line the gate command ends with."""
         where = f" - report: {path}" if path else ""
         return f"{'PASSED' if self.passed else 'FAILED'} ({self.summary()}){where}"
-
-
-def load_gate(path) -> GateResult:
-    """Read a gate.json written by ``GateResult.write``."""
-    try:
-        data = json.loads(Path(path).read_text())
-        failures = tuple(Failure(**f) for f in data["failed"])
-        return GateResult(
-            failures,
-            data["checks"],
-            tuple(data.get("notes", ())),
-            data.get("report"),
-            data.get("baseline"),
-            data.get("policy"),
-        )
-    except FileNotFoundError:
-        raise BadInputError(f"gate result not found: {path}") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BadInputError(f"malformed gate result {path}: {exc}") from None
 
 
 class _Tally:
@@ -361,7 +346,7 @@ def _allowed(report: Report, policy: Policy) -> tuple:
 
 def run_gate(
     report: Report, policy: Policy | None = None, baseline: Report | None = None, report_path=None, baseline_path=None
-) -> GateResult:
+) -> Verdict:
     """Apply ``policy`` (default: every target passed) to ``report``; with ``baseline``, flag regressions."""
     policy = policy or Policy()
     tally = _Tally()
@@ -385,7 +370,7 @@ def run_gate(
     _compatibility_targets(report, policy, tally)
     if baseline is not None:
         _regressions(report, baseline, policy, allowed, tally)
-    return GateResult(
+    return Verdict(
         tuple(tally.failures),
         tally.checks,
         tuple(tally.notes),

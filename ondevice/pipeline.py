@@ -16,7 +16,7 @@ from ondevice.validators.precision import check_precision
 
 from . import progress
 from ._quiet import quiet
-from .artifacts import Artifacts
+from .artifacts import Artifact, Artifacts, ExportFailure
 from .core.errors import BadInputError
 from .core.isolate import IsolatedFailure, call_isolated
 from .core.lazy import REPORTED_PACKAGES, package_versions
@@ -144,10 +144,10 @@ def validate_artifacts(
     for failure in artifacts.failures:
         results.append(
             TargetResult(
-                failure["target"],
-                failure.get("status", "conversion_error"),
-                failure.get("quantize"),
-                error=failure["error"],
+                failure.target,
+                failure.status,
+                failure.quantize,
+                error=failure.error,
                 timings=_export_timings(failure),
             )
         )
@@ -427,10 +427,9 @@ def _stage(result: TargetResult, name: str):
         result.timings[name] = round(result.timings.get(name, 0.0) + time.perf_counter() - started, 3)
 
 
-def _export_timings(made) -> dict:
+def _export_timings(made: Artifact | ExportFailure) -> dict:
     """Seconds per strategy tried (conversion, load and probe) and their sum, from the manifest's attempts."""
-    attempts = made.attempts if hasattr(made, "attempts") else made.get("attempts") or []
-    timed = {f"strategy:{a['strategy']}": a["seconds"] for a in attempts if a.get("seconds") is not None}
+    timed = {f"strategy:{a['strategy']}": a["seconds"] for a in made.attempts if a.get("seconds") is not None}
     return {**timed, "export": round(sum(timed.values()), 3)} if timed else {}
 
 
@@ -564,7 +563,7 @@ def check_source(
     require=None,
     keep_float=None,
 ) -> Report:
-    """Export then validate; writes OUT/report.json, report.md, report.html and junit.xml.
+    """Export then validate; returns the Report, which the caller publishes (``publish.publish``) after its gate.
 
     Converters and runtimes work in OUT/.work, removed at the end unless ``keep_work``. ``require``
     ({target: [backend]}) keeps the strategies whose artifacts run whole on those backends (export).
@@ -608,15 +607,4 @@ def check_source(
             explain=explain,
         )
         report.run = {**run_facts(started), "validate_s": report.run["wall_s"]}
-        write_reports(report, Path(out_dir) / "report.json")
     return report
-
-
-def write_reports(report: Report, json_path: Path) -> Path:
-    """report.json plus its readable forms beside it: report.md, report.html, junit.xml."""
-    from .render import write_readable
-
-    json_path = Path(json_path)
-    report.write(json_path)
-    write_readable(report, json_path)
-    return json_path

@@ -1,7 +1,7 @@
 """Reports people read, from one report.json: Markdown for a pull request, single-file HTML, JUnit XML.
 
 The HTML page is self-contained: styles and plots (SVG) are inline, nothing is fetched, so it can be
-kept as a CI artifact and opened offline. Every renderer takes an optional gate result and shows its
+kept as a CI artifact and opened offline. Every renderer takes an optional gate ``Verdict`` and shows its
 verdict and failed rules beside the report's own.
 """
 
@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 import re
 from html import escape
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ._paths import write_text_atomic
 from .report import Report, TargetResult
+
+if TYPE_CHECKING:
+    from .gate import Verdict
 
 # One colour per role, shared by the table badges and the plots.
 _OK, _BAD, _WARN, _INK, _MUTED, _GRID = "#1a7f37", "#cf222e", "#9a6700", "#1f2328", "#656d76", "#d0d7de"
@@ -858,21 +860,11 @@ def to_html(report: Report, gate=None) -> str:
     )
 
 
-# ---- writing beside report.json --------------------------------------------------------------------
+# ---- one entry point for every format --------------------------------------------------------------
 
 RENDERERS = {"md": to_markdown, "html": to_html, "junit": to_junit}
 
 
-def render(report: Report, fmt: str, gate=None) -> str:
-    """The report in one of RENDERERS' formats."""
+def render(report: Report, fmt: str, gate: Verdict | None = None) -> str:
+    """The report in one of RENDERERS' formats, with the gate's section when there is a verdict."""
     return RENDERERS[fmt](report, gate)
-
-
-def write_readable(report: Report, json_path, gate=None) -> list[Path]:
-    """report.md, report.html and junit.xml beside ``json_path`` (report.json itself is not touched)."""
-    folder = Path(json_path).parent
-    stem = Path(json_path).stem
-    written = []
-    for fmt, name in (("md", f"{stem}.md"), ("html", f"{stem}.html"), ("junit", "junit.xml")):
-        written.append(write_text_atomic(folder / name, render(report, fmt, gate)))
-    return written

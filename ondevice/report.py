@@ -17,7 +17,6 @@ from .core.vocab import STATUSES, exit_code_of
 Json = dict[str, Any]  # a JSON object as json.loads gives it
 
 SCHEMA_VERSION = 1
-_RENDERED = {".md": "md", ".html": "html", ".xml": "junit"}
 
 
 @dataclass
@@ -101,24 +100,27 @@ class Report:
             "run": self.run,
         }
 
-    def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write JSON, or Markdown / HTML / JUnit XML for a ``.md`` / ``.html`` / ``.xml`` path.
+    def json_text(self, folder: str | os.PathLike[str]) -> str:
+        """``report.json``'s text for a file in ``folder``: artifact paths become relative to it."""
+        data = self.to_json()
+        for entry in data["targets"]:
+            if entry.get("artifact"):
+                entry["artifact"] = os.path.relpath(entry["artifact"], Path(folder).resolve())
+        return json.dumps(data, indent=2)
 
-        Artifact paths in the JSON become relative to its folder.
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``report.json`` alone (artifact paths relative to its folder).
+
+        The readable forms and the gate's verdict are written with it by ``ondevice.publish.publish``.
         """
         path = Path(path)
+        if path.suffix in (".md", ".html", ".xml"):
+            raise BadInputError(
+                f"Report.write writes JSON; for {path.name} use ondevice.publish.publish(report, folder) "
+                "or ondevice.render.render(report, format)"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix in _RENDERED:
-            from .render import render
-
-            text = render(self, _RENDERED[path.suffix])
-        else:
-            data = self.to_json()
-            for entry in data["targets"]:
-                if entry.get("artifact"):
-                    entry["artifact"] = os.path.relpath(entry["artifact"], path.parent.resolve())
-            text = json.dumps(data, indent=2)
-        return write_text_atomic(path, text)
+        return write_text_atomic(path, self.json_text(path.parent))
 
     def failures(self) -> list[str]:
         """One short phrase per target that did not pass."""

@@ -174,21 +174,12 @@ def _validate(source, artifacts, opts: dict, threads: int):
 def _publish(report, policy, path: Path, cached) -> dict:
     """report.json (+ gate.json with a policy) and the readable forms; the model's exit code and verdict."""
     from ..gate import run_gate
-    from ..render import write_readable
+    from ..publish import conclusion, publish
 
-    report.write(path)
     gate = run_gate(report, policy, None, path) if policy is not None else None
-    if gate is not None:
-        gate.write(path.with_name("gate.json"))
-    write_readable(report, path, gate)
-    if gate is None or gate.passed:
-        return {"exit_code": report.exit_code, "verdict": report.verdict(path), "cache": cached}
-    reasons = "; ".join([*report.failures(), gate.summary()])
-    return {
-        "exit_code": max(report.exit_code, gate.exit_code),
-        "verdict": f"FAILED ({reasons}) - report: {path}",
-        "cache": cached,
-    }
+    publish(report, path.parent, gate, name=path.name)
+    code, verdict = conclusion(report, gate, path)
+    return {"exit_code": code, "verdict": verdict, "cache": cached}
 
 
 def _die_with_parent(parent: int) -> None:
