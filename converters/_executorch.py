@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from ondevice.core.lazy import is_instance_of, package_versions, require
+from ondevice.core.lazy import is_instance_of, require
 
+from ._common import one_line, package_versions
+from ._torch import quiet_torch_export
 from .registry import Converted, StrategyFailed
-from .torch_onnx import one_line, quiet_torch_export
 
 # A .pte keeps no tensor names. The source's travel in the program as two constant methods (lists
 # of strings, the way ExecuTorch programs carry metadata); the runner reads them back, so outputs

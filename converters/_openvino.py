@@ -1,4 +1,4 @@
-"""What every route into OpenVINO shares: an offline convert_model, port naming, an fp32 save."""
+"""What every route into OpenVINO shares: an offline convert_model, port naming, an fp32 save, ONNX file -> IR."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 from ondevice.core.lazy import require
 from ondevice.core.specs import concrete_shape
 
+from ._dynamic import kept_from_shapes, onnx_input_shapes
+from ._onnx_graph import io_names
 from .registry import Converted, StrategyFailed
 
 
@@ -95,3 +97,33 @@ def error_line(exc: BaseException) -> str:
     ]
     text = "; ".join(details) if details else (useful or lines or [""])[0]
     return f"{type(exc).__name__}: {text}"[:300]
+
+
+def onnx_io_names(onnx_path: Path) -> tuple[list[str], list[str]]:
+    """The graph's input names (initializers excluded) and output names, in order."""
+    onnx = require("onnx")
+    return io_names(onnx.load(str(onnx_path), load_external_data=False).graph)
+
+
+def onnx_to_openvino(
+    onnx_path: Path, workdir: Path, inputs=None, outputs=None, job=None, keep: dict | None = None
+) -> Converted:
+    """Convert an ONNX file to ``workdir/model.xml`` + ``model.bin`` in fp32.
+
+    Ports are named ``inputs``/``outputs`` when given (the source's names), else the ONNX names.
+    With ``job``, input axes are pinned to the source's sizes except the requested dynamic axes
+    that the ONNX file holds symbolic (or those in ``keep``, when the exporter knows better); those
+    stay -1 and are reported in ``dynamic_kept``.
+    """
+    model = convert(str(onnx_path), "the ONNX file")
+    onnx_inputs, onnx_outputs = onnx_io_names(onnx_path)
+    kept: dict[str, list[int]] = {}
+    notes: list[str] = []
+    if job is not None:
+        kept, notes = kept_from_shapes(job, onnx_input_shapes(onnx_path), "the ONNX file holds it static")
+        if keep is not None:
+            kept, notes = keep, []
+        pin_shapes(model, job, kept)
+    converted = save_ir(model, workdir, inputs or onnx_inputs, outputs or onnx_outputs)
+    converted.dynamic_kept, converted.notes = kept, notes
+    return converted

@@ -11,10 +11,9 @@ import warnings
 from ondevice.core.lazy import require
 
 from ._dynamic import kept_from_shapes, ov_input_shapes
-from ._openvino import convert, save_ir
-from .keras_onnx import export_onnx, tf2onnx_versions
-from .keras_tflite import batch_note, input_signature, output_names
-from .onnx_openvino import onnx_to_openvino
+from ._keras import batch_note, input_signature, output_names
+from ._openvino import convert, onnx_to_openvino, save_ir
+from ._tf2onnx import export_onnx, tf2onnx_versions
 from .registry import ConversionJob, Converted, strategy
 
 

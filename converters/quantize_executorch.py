@@ -9,9 +9,10 @@ import copy
 
 from ondevice.core.lazy import require
 
+from ._common import one_line, package_versions
 from ._executorch import export, write_program
+from ._torch import example_args
 from .registry import Converted, QuantizeJob, StrategyFailed, quantizer
-from .torch_onnx import example_args, one_line
 
 # XNNPACK's int8 GEMM and convolution kernels widen int8 to 16 bits and accumulate in 32 on every
 # x86 CPU (no u8 x s8 pair sums that saturate without VNNI), so 8-bit weights are portable here.
@@ -115,6 +116,4 @@ def _half(model):
 
 
 def _versions() -> dict:
-    from ondevice.core.lazy import package_versions
-
     return package_versions("torchao")

@@ -12,8 +12,8 @@ from pathlib import Path
 from ondevice.core.lazy import require
 from ondevice.core.scratch import working_directory
 
+from ._common import one_line, package_versions
 from .registry import Converted, QuantizeJob, StrategyFailed, quantizer
-from .torch_onnx import one_line, package_versions
 
 # onnxruntime's CPU provider lacks float16 kernels for some ops; those stay float32 (with casts
 # around them). Found by loading the converted model and reading the op the session refused.

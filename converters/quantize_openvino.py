@@ -12,8 +12,8 @@ from importlib import metadata
 from ondevice.core.isolate import SIGNAL, IsolatedFailure, call_isolated
 from ondevice.core.lazy import require
 
+from ._common import package_versions
 from .registry import Converted, ConverterCrashed, QuantizeJob, StrategyFailed, quantizer
-from .torch_onnx import package_versions
 
 _TIMEOUT_S = 900
 # NNCF honours this variable only to turn its usage telemetry off (checked in nncf/telemetry).

@@ -17,9 +17,17 @@ from pathlib import Path
 from ondevice.core.isolate import SIGNAL, IsolatedFailure, call_isolated
 from ondevice.core.lazy import require
 
-from .keras_tflite import ConverterFailed, keras_model_file
+from ._common import package_versions
+from ._keras import (
+    ConverterFailed,
+    converter_reason,
+    input_signature,
+    keras_model_file,
+    output_names,
+    serving_function,
+    variable_holder,
+)
 from .registry import Converted, ConverterCrashed, QuantizeJob, StrategyFailed, quantizer
-from .torch_onnx import package_versions
 
 _TIMEOUT_S = 900
 
@@ -59,8 +67,6 @@ def _save_calibration(job: QuantizeJob) -> str | None:
 )
 def keras_converter(job: QuantizeJob) -> Converted:
     """Re-convert the Keras model with the precision's converter options."""
-    from .keras_tflite import input_signature, output_names
-
     model_path, temporary = keras_model_file(job)
     out = job.output_path(".tflite")
     kwargs = {
@@ -92,8 +98,6 @@ def keras_worker(
     int8_io: bool,
 ) -> dict:
     """Runs in a fresh process: reload the Keras model and write a quantized .tflite."""
-    from .keras_tflite import converter_reason, serving_function, variable_holder
-
     tf = require("tensorflow")
     keras = require("keras")
     model = keras.models.load_model(model_path, safe_mode=True, compile=False)

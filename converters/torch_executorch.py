@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ._dynamic import all_fixed
 from ._executorch import export, write_program
+from ._torch import example_args
 from .registry import ConversionJob, Converted, strategy
-from .torch_onnx import example_args
 
 # Memory planning needs an upper bound on every dynamic size; the route does not guess one, so a
 # .pte from it keeps the example's sizes.

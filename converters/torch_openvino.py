@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from ._common import one_line, package_versions
 from ._dynamic import kept_from_shapes, ov_input_shapes, requested
-from ._openvino import convert, pin_shapes, save_ir
-from .onnx_openvino import onnx_to_openvino
+from ._openvino import convert, onnx_to_openvino, pin_shapes, save_ir
+from ._torch import export_program, onnx_with_dynamic, quiet_torch_export
 from .registry import ConversionJob, Converted, StrategyFailed, strategy
-from .torch_onnx import export_program, one_line, onnx_with_dynamic, package_versions, quiet_torch_export
 
 # convert_model(nn.Module) traces with TorchScript and fails on nn.TransformerEncoder
 # ("Graphs differed across invocations"), so neither strategy hands it the module itself.

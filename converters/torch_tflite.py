@@ -8,9 +8,11 @@ import os
 
 from ondevice.core.lazy import is_instance_of, require
 
+from ._common import one_line, package_versions
 from ._dynamic import all_fixed
+from ._onnx2tf import onnx2tf_convert
+from ._torch import example_args, export_onnx, quiet_torch_export
 from .registry import ConversionJob, Converted, StrategyFailed, strategy
-from .torch_onnx import example_args, export_onnx, one_line, package_versions, quiet_torch_export
 
 # Measured: litert_torch.convert(dynamic_shapes=...) fails in its lowering ("Shapes must be 1D
 # sequences of concrete values") on a CNN and an LSTM, and the onnx2tf strategies convert a static
@@ -110,8 +112,6 @@ def _litert_progress_off():
 
 def _via_onnx2tf(job: ConversionJob, dynamo: bool) -> Converted:
     """Export ONNX into the workdir, then run onnx2tf on it in its own process (channel-last I/O)."""
-    from .onnx_tflite import onnx2tf_convert
-
     onnx_path = export_onnx(job.source, job.workdir / "intermediate.onnx", dynamo)
     # onnxsim slows onnx2tf 2-3x and adds nothing on dynamo files, but it is what lets the
     # TorchScript export of a Transformer convert (measured); so only that fallback uses it.
