@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ondevice.core.errors import BadInputError, InternalError
-from ondevice.core.vocab import TARGETS
+from ondevice.core.vocab import QUANTIZED, TARGETS
 
 from . import _dynamic
 
@@ -31,10 +31,7 @@ class ConversionJob:
     source: Any  # ondevice.sources.Source
     target: str
     workdir: Path
-    quantize: str | None = None
-    calibration: list | None = None  # list of {input name: ndarray}
     dynamic: dict = field(default_factory=dict)  # input name -> list of dynamic axes
-    options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -119,11 +116,6 @@ def get_strategy(name: str) -> Strategy:
     return _STRATEGIES[name]
 
 
-def all_strategies() -> list[Strategy]:
-    _load_all()
-    return sorted(_STRATEGIES.values(), key=lambda s: (s.source, s.target, s.order))
-
-
 def check_target(target: str) -> str:
     if target not in TARGETS:
         raise BadInputError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
@@ -133,7 +125,7 @@ def check_target(target: str) -> str:
 def check_route(source: str, target: str) -> None:
     """Refuse a target that no strategy reaches from ``source`` (the user's error, exit 2)."""
     if not strategies_for(source, target):
-        starts = sorted({s.source for s in all_strategies() if s.target == target})
+        starts = sorted({s.source for s in _STRATEGIES.values() if s.target == target})
         raise BadInputError(
             f"no route from {source} to {target}: {target} is made from {' or '.join(starts)} sources only"
         )
@@ -141,7 +133,7 @@ def check_route(source: str, target: str) -> None:
 
 # ---- quantizers: a step after the float export, one registry per (target, precision) -----------
 
-PRECISIONS = ("fp16", "dynamic-int8", "int8")
+PRECISIONS = QUANTIZED  # what a quantizer can make: every precision but fp32
 
 
 class ConverterCrashed(Exception):

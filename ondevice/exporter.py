@@ -241,8 +241,9 @@ def _attempt(strat, job, reference, threads):
             converted = strat.convert(job)
     except Exception as exc:
         return None, f"conversion failed: {_one_line(exc)}"
-    options = {"quantize": job.quantize, "dynamic": job.dynamic}
-    return _load_and_probe(converted, job.source, job.target, options, reference, threads, job.quantize)
+    # A strategy makes the float artifact; quantizers start from it (its options say so for the manifest).
+    options = {"quantize": None, "dynamic": job.dynamic}
+    return _load_and_probe(converted, job.source, job.target, options, reference, threads, None)
 
 
 def _load_and_probe(converted, source, target, options, reference, threads, precision):

@@ -1,4 +1,4 @@
-"""report.json follows the schema in DESIGN.md and round-trips."""
+"""report.json follows the schema in docs/report-schema.md and round-trips."""
 
 from __future__ import annotations
 
