@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .core.errors import BadInputError, CheckFailed, ConversionError, OndeviceError
+from .core.errors import BadInputError, ConversionError, OndeviceError
 
 if TYPE_CHECKING:
     from .api import check, export, validate
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 __all__ = [
     "BadInputError",
-    "CheckFailed",
     "ConversionError",
     "OndeviceError",
     "Report",

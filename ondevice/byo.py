@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ._quiet import quiet
 from .artifacts import MANIFEST, Artifact, Artifacts, runtime_for
-from .core.errors import BadInputError
+from .core.errors import BadInputError, input_error
 from .layout import IOHint, match_external, moves_layout, parse_io_map
 from .runtimes import get_runner_class
 
@@ -75,7 +75,7 @@ def _onnx_external_data(path: Path) -> list[Path]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise BadInputError(f"artifact {path} is not a readable ONNX model: {type(exc).__name__}: {exc}") from None
+        raise input_error(f"artifact {path} is not a readable ONNX model: {type(exc).__name__}: {exc}", exc) from exc
     names = set()
     for tensor in model.graph.initializer:
         for entry in tensor.external_data:
@@ -116,15 +116,15 @@ def describe_one(source, path: Path, hints: list[IOHint], precision: str | None,
     except BadInputError:
         raise
     except Exception as exc:
-        raise BadInputError(
-            f"artifact {path} did not load in {runtime_for(target)}: {type(exc).__name__}: {_first_line(exc)}"
-        ) from None
+        raise input_error(
+            f"artifact {path} did not load in {runtime_for(target)}: {type(exc).__name__}: {_first_line(exc)}", exc
+        ) from exc
     moves = moves_layout(source.framework, target)
     try:
         inputs = match_external(source.inputs, runner.inputs, "input", moves, hints)
         outputs = match_external(source.outputs, runner.outputs, "output", moves, hints)
     except BadInputError as exc:
-        raise type(exc)(f"{path.name}: {exc}") from None
+        raise type(exc)(f"{path.name}: {exc}") from exc
     artifact = Artifact(
         target,
         path,

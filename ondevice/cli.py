@@ -299,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ondevice",
         description="Export models to ONNX, TFLite and OpenVINO and prove each artifact matches its source.",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks: of internal errors, and the cause behind a user error"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("export", help="convert a model to the requested targets")
     _source_args(p)
@@ -388,7 +390,7 @@ def _model_options():
         try:
             options = vars(given.parse_args([*tokens, "-o", "-"]))
         except BadInputError as exc:
-            raise BadInputError(f"{where}: {exc}") from None
+            raise BadInputError(f"{where}: {exc}") from exc
         return {k: v for k, v in options.items() if k not in _ZOO_OWN}
 
     defaults = {k: v for k, v in vars(full.parse_args(["-o", "-"])).items() if k not in _ZOO_OWN}
@@ -536,6 +538,8 @@ def run(argv) -> int:
         with deadline(getattr(args, "timeout", None)), _scratch_space(args):
             code = COMMANDS[args.command](args)
     except OndeviceError as exc:
+        if args.debug:  # the user's error, and the framework error behind it (its chained cause)
+            traceback.print_exc()
         print(_one_line(f"FAILED ({exc})"), flush=True)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -595,17 +599,16 @@ def _start_run(out, *names, option: str = "-o") -> Path:
 
 
 @contextmanager
-def _reading(path, debug: bool):
-    """Values in a report file that the gate or a renderer cannot use are the file's fault (exit 2)."""
+def _reading(path):
+    """Values in a report file that the gate or a renderer cannot use are the file's fault (exit 2, with or
+    without --debug; --debug shows where they broke, as the error's cause)."""
     try:
         yield
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, ZeroDivisionError) as exc:
-        if debug:
-            raise
         raise BadInputError(
             f"report {path} holds values ondevice cannot judge ({type(exc).__name__}: {exc}); "
             "regenerate it with `ondevice check`"
-        ) from None
+        ) from exc
 
 
 def cmd_export(args) -> int:
@@ -732,7 +735,7 @@ def _gate(report, policy, path, baseline=None):
         try:
             previous = load_report(baseline)
         except OndeviceError as exc:
-            raise type(exc)(f"baseline: {exc}") from None
+            raise type(exc)(f"baseline: {exc}") from exc
     result = run_gate(report, policy, previous, path, baseline)
     for failure in result.failures:
         print(_one_line(f"gate: FAIL {failure.line()}"))
@@ -894,7 +897,7 @@ def cmd_report(args) -> int:
         writable_file(args.output, "-o")
     policy = _policy(args)
     report = load_report(args.report)
-    with _reading(args.report, args.debug):
+    with _reading(args.report):
         gate = _gate(report, policy, args.report, args.baseline)
         text = json.dumps(report.to_json(), indent=2) if args.format == "json" else render(report, args.format, gate)
     if args.output:
@@ -913,7 +916,7 @@ def cmd_gate(args) -> int:
         writable_file(args.json, "--json")
     policy = _policy(args) or Policy()
     report = load_report(args.report)
-    with _reading(args.report, args.debug):
+    with _reading(args.report):
         gate = _gate(report, policy, args.report, args.baseline)
     if args.json:
         import json

@@ -21,7 +21,7 @@ from . import progress
 from ._quiet import quiet
 from .artifacts import Artifact, ArtifactRunner, Artifacts, ExportFailure, runtime_for
 from .core import scratch as _scratch
-from .core.errors import BadInputError, OndeviceError
+from .core.errors import BadInputError, OndeviceError, input_error
 from .core.scratch import remove_previous_artifacts, run_scratch
 from .core.specs import TensorSpec, load_samples, make_samples, samples_digest
 from .layout import match_io
@@ -45,9 +45,9 @@ def fill_source_outputs(source, threads: int = 1) -> dict:
     except OndeviceError:
         raise
     except Exception as exc:
-        raise BadInputError(
-            f"the source model failed on its example inputs: {type(exc).__name__}: {_one_line(exc)}"
-        ) from None
+        raise input_error(
+            f"the source model failed on its example inputs: {type(exc).__name__}: {_one_line(exc)}", exc
+        ) from exc
     if source.framework == "onnx":
         source.outputs = list(runner.outputs)
     else:

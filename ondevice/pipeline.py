@@ -17,7 +17,7 @@ from ondevice.validators.precision import check_precision
 from . import progress
 from ._quiet import quiet
 from .artifacts import Artifact, Artifacts, ExportFailure
-from .core.errors import BadInputError
+from .core.errors import BadInputError, input_error
 from .core.isolate import IsolatedFailure, call_isolated
 from .core.lazy import REPORTED_PACKAGES, package_versions
 from .core.samples import load_samples_file, save_samples
@@ -55,7 +55,7 @@ def _reference(source, samples, threads):
         with quiet():
             return runner, [runner.run(s) for s in samples]
     except Exception as exc:
-        raise BadInputError(f"the source model failed on the samples: {type(exc).__name__}: {exc}") from None
+        raise input_error(f"the source model failed on the samples: {type(exc).__name__}: {exc}", exc) from exc
 
 
 WORKER_TIMEOUT_S = 600
@@ -168,12 +168,14 @@ OTHER_SHAPE_GROWTH = 2  # each dynamic axis is validated at its example size + t
 
 @dataclass
 class _OtherShape:
-    """Samples at a second shape for the axes some artifact kept dynamic, and the source's outputs."""
+    """Samples at a second shape for the axes some artifact kept dynamic, and the source's outputs
+    (``refused``: why there are none -- the source itself would not run at that shape)."""
 
-    path: Path
+    path: Path | None
     axes: dict  # input name -> axes that changed
     shapes: dict  # input name -> the second shape
     reference: list
+    refused: str | None = None
 
     def fits(self, artifact) -> bool:
         kept = artifact.options.get("dynamic_kept") or {}
@@ -184,17 +186,24 @@ class _OtherShape:
         entry: dict[str, Any] = {"inputs": {n: list(s) for n, s in self.shapes.items()}}
         if not self.fits(artifact):
             entry.update(checked=False, reason="the artifact fixed these axes at export (see the manifest)")
+        elif self.refused:
+            entry.update(checked=False, reason=self.refused)
         elif result.status != "error" and job.extra_outputs_path.exists():
             parity = compare(self.reference, load_samples_file(job.extra_outputs_path), tol)
             entry.update(checked=True, parity=parity.to_json())
             if not parity.passed and result.status in ("passed", "inconclusive"):
                 result.status = "failed"
                 result.error = f"parity at shape {entry['inputs']}: " + "; ".join(parity.problems())
+        elif result.status == "error":
+            entry.update(checked=False, reason="the artifact did not run (see the target's error)")
+        else:
+            entry.update(checked=False, reason="the artifact's worker returned no outputs at this shape")
         result.shapes = [entry]
 
 
 def _other_shape(source, artifacts, ref_runner, seed: int, path: Path) -> _OtherShape | None:
-    """Samples with every axis an artifact kept dynamic grown by OTHER_SHAPE_GROWTH, or None."""
+    """Samples with every axis an artifact kept dynamic grown by OTHER_SHAPE_GROWTH; None when no artifact
+    kept one. A source that refuses that shape gives no samples and the reason, recorded as not checked."""
     axes: dict[str, set[int]] = {}
     for artifact in artifacts:
         for name, kept in (artifact.options.get("dynamic_kept") or {}).items():
@@ -208,15 +217,20 @@ def _other_shape(source, artifacts, ref_runner, seed: int, path: Path) -> _Other
         for s in source.inputs
     ]
     samples = make_samples(specs, OTHER_SHAPE_SAMPLES, seed + 1)
+    axes_kept, shapes = {n: sorted(a) for n, a in axes.items()}, {s.name: s.shape for s in specs if s.name in axes}
     try:
         with quiet():
             reference = [ref_runner.run(s) for s in samples]
-    except Exception:
-        return None  # the source itself takes only its example shape: nothing to compare against
+    except Exception as exc:  # nothing to compare the artifact against: a check not run, and why
+        why = f"the source model runs only at its example shape: {type(exc).__name__}: {_first_line(exc)}"
+        return _OtherShape(None, axes_kept, shapes, [], refused=why)
     save_samples(path, samples)
-    return _OtherShape(
-        path, {n: sorted(a) for n, a in axes.items()}, {s.name: s.shape for s in specs if s.name in axes}, reference
-    )
+    return _OtherShape(path, axes_kept, shapes, reference)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0][:300] if lines else ""
 
 
 EXPLAIN_BUDGET_S = 300.0  # for every failing target of one run together
@@ -451,8 +465,10 @@ def _check_precision(result: TargetResult, artifact, allowed: bool) -> None:
     """
     try:
         found = check_precision(artifact.path, artifact.target, artifact.quantize)
-    except Exception as exc:  # an unreadable file is the runtime's to report; note it and go on
-        result.notes.append(f"precision not inspected: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # an unreadable file is the runtime's to report; record the check as not run
+        why = f"{type(exc).__name__}: {_first_line(exc)}"
+        result.precision = {"requested": artifact.quantize or "fp32", "found": None, "checked": False, "reason": why}
+        result.notes.append(f"precision not inspected: {why}")
         return
     result.precision = found.to_json()
     if found.passed or result.status == "error":

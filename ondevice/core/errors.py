@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .vocab import ExitCode
 
 
@@ -23,25 +25,42 @@ class ConversionError(OndeviceError):
     exit_code: int = ExitCode.NOT_CONVERTIBLE
 
 
-class CheckFailed(OndeviceError):
-    """A parity, latency or gate check failed."""
-
-    exit_code: int = ExitCode.CHECK_FAILED
-
-
 class MissingDependency(OndeviceError):
     """An optional framework is not installed; names the package and the extra that installs it."""
 
     exit_code: int = ExitCode.BAD_INPUT
 
 
-class RuntimeFault(OndeviceError):
-    """A runtime crashed or misbehaved while running an artifact."""
-
-    exit_code: int = ExitCode.INTERNAL
-
-
 class InternalError(Exception):
     """A bug in ondevice itself; shown with a traceback under --debug."""
 
     exit_code: int = ExitCode.INTERNAL
+
+
+def input_error(message: str, exc: BaseException) -> BadInputError | InternalError:
+    """``message`` as the user's error -- unless ``exc`` was raised inside ondevice's own code: then whatever
+    input led there, it is our bug (InternalError, exit 4), and the message says so. Raise it ``from exc``."""
+    where = None if isinstance(exc, OndeviceError) else raised_by_ondevice(exc)  # ours on purpose: about the input
+    if where is None:
+        return BadInputError(message)
+    return InternalError(f"{message} [raised inside ondevice at {where}: a bug in ondevice, not in the input]")
+
+
+def raised_by_ondevice(exc: BaseException) -> str | None:
+    """``file:line`` where ``exc`` was raised when that is ondevice's own code (its converters and validators
+    included), else None: an exception raised inside a framework, the standard library or the user's code."""
+    tb = exc.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    file = Path(tb.tb_frame.f_code.co_filename)
+    if not file.is_absolute() or not file.exists():  # <frozen ...>, <string>: not a file of ours
+        return None
+    package = Path(__file__).resolve().parents[1]
+    # converters/ and validators/ are links into the package in a checkout, folders inside it in a wheel.
+    roots = {package, (package / "converters").resolve(), (package / "validators").resolve()}
+    resolved = file.resolve()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        return None
+    return f"{resolved.relative_to(package.parent)}:{tb.tb_lineno}"

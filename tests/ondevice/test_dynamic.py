@@ -59,3 +59,34 @@ def test_a_wrong_dynamic_result_fails(dynamic_batch, tmp_path):
     onnx = next(t for t in report.targets if t.target == "onnx")
     assert onnx.status == "failed" and "parity at shape {'input': [3, 3, 64, 64]}" in onnx.error
     assert report.exit_code == 1
+
+
+def test_a_source_that_refuses_the_second_shape_leaves_the_check_recorded_as_not_run(dynamic_batch):
+    """Fail closed: the artifact kept the batch axis, but the source runs at batch 1 only, so there is
+    nothing to compare the second shape against; the report says so instead of leaving the check out."""
+    import torch
+
+    _, out = dynamic_batch
+    model, example = cnn()
+
+    class BatchOfOne(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, input):
+            if input.shape[0] != 1:
+                raise ValueError(f"batch {input.shape[0]}: one image only")
+            return self.inner(input)
+
+    report = ondevice.validate(BatchOfOne().eval(), out, samples=3, example_inputs=example, runs=3)
+    targets = {t.target: t for t in report.targets}
+    for name in ("onnx", "openvino"):
+        (shape,) = targets[name].shapes
+        assert shape == {
+            "inputs": {"input": [3, 3, 64, 64]},
+            "checked": False,
+            "reason": "the source model runs only at its example shape: ValueError: batch 3: one image only",
+        }
+        assert targets[name].status == "passed"  # the example shape still passed; the gap is on record
+    assert "fixed these axes" in targets["tflite"].shapes[0]["reason"]
