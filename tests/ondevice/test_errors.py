@@ -183,3 +183,28 @@ def test_a_precision_check_that_could_not_run_is_recorded_not_skipped(tmp_path, 
         "checked": False,
         "reason": "OSError: precision reader stand-in: unreadable",
     }
+
+
+def test_callers_test_the_childs_exception_type_not_its_text(tmp_path):
+    """A Keras file a fresh process cannot load: the child raises NotReloadable, and the parent knows it by
+    type (NotPortable: the in-process fallback applies) with the one-line reason free of the class name."""
+    from ondevice.converters._keras import NotPortable, NotReloadable, run_isolated
+    from ondevice.converters.quantize_tflite import _isolated
+    from ondevice.converters.registry import ConversionJob, StrategyFailed
+    from ondevice.core.specs import TensorSpec
+    from ondevice.sources import Source
+
+    broken = tmp_path / "model.keras"
+    broken.write_bytes(b"PK not a keras archive")
+    source = Source("model.keras", "keras", None, [TensorSpec("x", (1, 4), "float32")], path=broken)
+    source.outputs = [TensorSpec("y", (1, 4), "float32")]
+    with pytest.raises(NotPortable) as caught:
+        run_isolated(ConversionJob(source, "tflite", tmp_path), "concrete", tmp_path / "model.tflite")
+    reload_refused = "TFLite conversion failed: cannot reload the Keras model in a fresh process"
+    assert str(caught.value).startswith(reload_refused) and "NotReloadable" not in str(caught.value)
+    assert isinstance(caught.value.__cause__, IsolatedFailure) and caught.value.__cause__.raised(NotReloadable)
+
+    kwargs = {"model_path": str(broken), "inputs": [["x", [1, 4], "float32"]], "outputs": ["y"], "out_path": "x"}
+    with pytest.raises(StrategyFailed) as quantized:
+        _isolated("ondevice.converters._keras:convert_file", {**kwargs, "mode": "concrete"}, "fp16 conversion")
+    assert str(quantized.value).startswith("fp16 conversion failed: cannot reload the Keras model")
