@@ -51,7 +51,7 @@ def output_folder(folder, option: str = "-o") -> Path:
     except OSError as exc:
         raise BadInputError(
             f"cannot create {option} folder {folder}: {exc.strerror or exc}; give a writable folder"
-        ) from None
+        ) from exc
     if not os.access(folder, os.W_OK | os.X_OK):
         raise BadInputError(f"{option} folder {folder} is not writable; give a writable folder")
     return folder
@@ -115,4 +115,4 @@ def write_user_file(path, text: str, option: str) -> Path:
     try:
         return write_text_atomic(path, text)
     except OSError as exc:
-        raise BadInputError(f"cannot write {option} {path}: {exc.strerror or exc}") from None
+        raise BadInputError(f"cannot write {option} {path}: {exc.strerror or exc}") from exc

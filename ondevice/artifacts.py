@@ -248,9 +248,9 @@ class Artifacts:
         try:
             items = [Artifact.from_json(a, out_dir, external) for a in data["artifacts"]]
         except BadInputError as exc:
-            raise BadInputError(f"manifest {path}: {exc}") from None
+            raise BadInputError(f"manifest {path}: {exc}") from exc
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise BadInputError(f"malformed manifest {path}: {type(exc).__name__}: {exc}") from None
+            raise BadInputError(f"malformed manifest {path}: {type(exc).__name__}: {exc}") from exc
         if verify:
             for item, raw in zip(items, data["artifacts"], strict=True):
                 item.verify(out_dir, raw.get("files", []))
@@ -272,9 +272,9 @@ def _read_manifest(path: Path) -> dict:
     except IsADirectoryError:
         raise BadInputError(f"{path} is a folder, not a manifest file") from None
     except OSError as exc:
-        raise BadInputError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+        raise BadInputError(f"cannot read manifest {path}: {exc.strerror or exc}") from exc
     except (ValueError, RecursionError) as exc:
-        raise BadInputError(f"malformed manifest {path}: {type(exc).__name__}: {exc}") from None
+        raise BadInputError(f"malformed manifest {path}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(data, dict):
         raise BadInputError(f"malformed manifest {path}: a JSON object is expected, not {type(data).__name__}")
     if data.get("schema_version") != MANIFEST_VERSION:

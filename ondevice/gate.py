@@ -84,9 +84,9 @@ def load_policy(path) -> Policy:
     except IsADirectoryError:
         raise PolicyError(f"policy {path} is a folder; give the gate.toml file") from None
     except OSError as exc:
-        raise PolicyError(f"cannot read policy {path}: {exc.strerror or exc}") from None
+        raise PolicyError(f"cannot read policy {path}: {exc.strerror or exc}") from exc
     except (tomllib.TOMLDecodeError, ValueError) as exc:  # ValueError: bad UTF-8, a 5000-digit integer
-        raise PolicyError(f"policy {path} is not valid TOML: {exc}") from None
+        raise PolicyError(f"policy {path} is not valid TOML: {exc}") from exc
     except RecursionError:
         raise PolicyError(f"policy {path} nests too deeply to be a gate policy") from None
     return policy_from_dict(data, str(path), path=str(path))

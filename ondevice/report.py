@@ -151,9 +151,9 @@ def load_report(path: str | os.PathLike[str]) -> Report:
     except IsADirectoryError:
         raise BadInputError(f"report {path} is a folder; give the report.json file") from None
     except OSError as exc:
-        raise BadInputError(f"cannot read report {path}: {exc.strerror or exc}") from None
+        raise BadInputError(f"cannot read report {path}: {exc.strerror or exc}") from exc
     except (ValueError, RecursionError) as exc:
-        raise BadInputError(f"malformed report {path}: {type(exc).__name__}: {exc}") from None
+        raise BadInputError(f"malformed report {path}: {type(exc).__name__}: {exc}") from exc
     problem = report_problem(data, SCHEMA_VERSION, STATUSES)
     if problem:
         raise BadInputError(f"malformed report {path}: {problem}")

@@ -88,7 +88,7 @@ def check_pt2(data: bytes, spec: str) -> bytes | None:
         archive = zipfile.ZipFile(io.BytesIO(data))
         names = archive.namelist()
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise BadInputError(f"malformed or truncated .pt2 file {spec}: {exc}") from None
+        raise BadInputError(f"malformed or truncated .pt2 file {spec}: {exc}") from exc
     roots = {n.split("/", 1)[0] for n in names}
     if len(roots) != 1 or any("/" not in n for n in names):
         raise BadInputError(f"malformed .pt2 file {spec}: not one torch.export archive folder")
@@ -117,7 +117,7 @@ def _json_member(archive: zipfile.ZipFile, name: str, spec: str):
     try:
         return json.loads(archive.read(name))
     except (ValueError, RecursionError, zipfile.BadZipFile, OSError) as exc:
-        raise BadInputError(f"malformed .pt2 file {spec}: member {name!r}: {exc}") from None
+        raise BadInputError(f"malformed .pt2 file {spec}: member {name!r}: {exc}") from exc
 
 
 def _check_payload_config(config, member: str, spec: str) -> None:
@@ -189,7 +189,7 @@ def check_sample_inputs(torch, data: bytes | None, spec: str) -> None:
             f"{spec}: its sample inputs are not plain tensors (the safe loader says: "
             f"{str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__}); "
             f"{_PT2_HINT}"
-        ) from None
+        ) from exc
 
 
 # ---- SavedModel graphs -----------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def check_saved_model(path, spec: str) -> None:
     try:
         saved.ParseFromString((path / "saved_model.pb").read_bytes())
     except Exception as exc:  # protobuf's DecodeError, or an unreadable file
-        raise BadInputError(f"malformed SavedModel {spec}: saved_model.pb: {exc}") from None
+        raise BadInputError(f"malformed SavedModel {spec}: saved_model.pb: {exc}") from exc
     found = sorted({hit for meta in saved.meta_graphs for hit in _denied_ops(meta)})
     if found:
         listed = ", ".join(f"{op} in {where}" for op, where in found[:4]) + (" ..." if len(found) > 4 else "")

@@ -76,7 +76,7 @@ def require(module: str) -> ModuleType:
         package, extra = _PACKAGES.get(module, (module.split(".")[0], "all"))
         raise MissingDependency(
             f"{module} is not usable ({exc}); install it with: pip install 'ondevice[{extra}]' (package {package})"
-        ) from None
+        ) from exc
 
 
 def available(module: str) -> bool:

@@ -203,7 +203,7 @@ def load_samples(path: str, specs: list[TensorSpec]) -> list[dict[str, np.ndarra
     except FileNotFoundError:
         raise BadInputError(f"inputs file not found: {path}") from None
     except Exception as exc:  # numpy raises several types for a bad file
-        raise BadInputError(f"cannot read inputs file {path}: {exc}") from None
+        raise BadInputError(f"cannot read inputs file {path}: {exc}") from exc
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise BadInputError(f"inputs file {path} is a single .npy array, not an .npz with one array per input")
     with data:
@@ -220,7 +220,7 @@ def load_samples(path: str, specs: list[TensorSpec]) -> list[dict[str, np.ndarra
     try:
         return [{s.name: np.asarray(arrays[s.name][i]).astype(s.dtype) for s in specs} for i in range(n)]
     except (ValueError, TypeError, OverflowError) as exc:
-        raise BadInputError(f"inputs file {path}: cannot convert to the inputs' dtypes: {exc}") from None
+        raise BadInputError(f"inputs file {path}: cannot convert to the inputs' dtypes: {exc}") from exc
 
 
 def _npz_array(data: Any, spec: TensorSpec, path: object) -> np.ndarray:
@@ -231,7 +231,7 @@ def _npz_array(data: Any, spec: TensorSpec, path: object) -> np.ndarray:
             reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, _, dtype = reader(handle)
     except Exception as exc:
-        raise BadInputError(f"inputs file {path}: array {spec.name!r} is unreadable: {exc}") from None
+        raise BadInputError(f"inputs file {path}: array {spec.name!r} is unreadable: {exc}") from exc
     if dtype.hasobject or dtype.kind not in "biuf":
         raise BadInputError(
             f"inputs file {path}: array {spec.name!r} has dtype {dtype} (pickled objects or "
@@ -253,7 +253,7 @@ def _npz_array(data: Any, spec: TensorSpec, path: object) -> np.ndarray:
         array: np.ndarray = data[spec.name]
         return array
     except Exception as exc:
-        raise BadInputError(f"inputs file {path}: array {spec.name!r} is unreadable: {exc}") from None
+        raise BadInputError(f"inputs file {path}: array {spec.name!r} is unreadable: {exc}") from exc
 
 
 def samples_digest(samples: list[dict[str, np.ndarray]]) -> str:

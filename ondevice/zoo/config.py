@@ -89,9 +89,9 @@ def _read_toml(path: Path) -> tuple[list, dict]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, ValueError) as exc:
-        raise BadInputError(f"zoo {path} is not valid TOML: {exc}") from None
+        raise BadInputError(f"zoo {path} is not valid TOML: {exc}") from exc
     except OSError as exc:
-        raise BadInputError(f"cannot read zoo {path}: {exc.strerror or exc}") from None
+        raise BadInputError(f"cannot read zoo {path}: {exc.strerror or exc}") from exc
     unknown = [k for k in data if k not in ("model", "defaults")]
     if unknown:
         raise BadInputError(f"zoo {path}: unknown key {unknown[0]!r}; a zoo file has [[model]] tables and [defaults]")
@@ -164,7 +164,7 @@ def _jsonable(data: dict) -> dict:
     try:
         return json.loads(json.dumps({k: v for k, v in data.items() if not callable(v)}))
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"options must be strings, numbers, booleans or lists of them: {exc}") from None
+        raise ValueError(f"options must be strings, numbers, booleans or lists of them: {exc}") from exc
 
 
 def _checked_options(options: dict, where: str) -> dict:

@@ -118,7 +118,7 @@ def load(path) -> dict:
     except FileNotFoundError:
         raise BadInputError(f"baseline scorecard not found: {path}") from None
     except (OSError, ValueError) as exc:
-        raise BadInputError(f"cannot read baseline scorecard {path}: {exc}") from None
+        raise BadInputError(f"cannot read baseline scorecard {path}: {exc}") from exc
     if not isinstance(data, dict) or data.get("kind") != KIND or not isinstance(data.get("models"), list):
         raise BadInputError(f"{path} is not a zoo scorecard.json (give the scorecard.json of a previous zoo run)")
     if data.get("schema_version") != SCHEMA_VERSION:
