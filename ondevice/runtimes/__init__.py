@@ -1,19 +1,6 @@
-"""One runner per runtime behind one interface (see base.Runner)."""
+"""One runner per runtime behind one interface (see base.Runner), found by name in the registry."""
 
-from .base import Runner, get_runner_class, register_runner
+from .base import Runner
+from .registry import SOURCE_RUNTIMES, TARGET_RUNTIMES, get_runner_class, register_runner, runner_classes
 
-# Which runtime runs each target by default, then the alternatives tried when it is absent.
-TARGET_RUNTIMES = {
-    "onnx": ("onnxruntime",),
-    "openvino": ("openvino",),
-    "tflite": ("litert", "tflite-runtime", "tf-lite"),
-    "executorch": ("executorch",),
-}
-SOURCE_RUNTIMES = {"torch": "torch", "keras": "keras", "onnx": "onnxruntime"}
-
-
-def _load_all() -> None:
-    from . import executorch_runner, keras_runner, litert_runner, onnxruntime_runner, openvino_runner, torch_runner  # noqa: F401
-
-
-__all__ = ["SOURCE_RUNTIMES", "TARGET_RUNTIMES", "Runner", "get_runner_class", "register_runner"]
+__all__ = ["SOURCE_RUNTIMES", "TARGET_RUNTIMES", "Runner", "get_runner_class", "register_runner", "runner_classes"]

@@ -1,12 +1,12 @@
-"""The one interface every runtime implements, and the registry of runners."""
+"""The one interface every runtime implements."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from ..core.errors import BadInputError, InternalError
 from ..core.specs import TensorSpec
 
 
@@ -17,9 +17,13 @@ class Runner:
     model's positional order.
     """
 
-    name = "base"
+    name = "base"  # the runtime's name in the registry (runtimes.registry) and in reports
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+
+    def __init__(self, model: Any, threads: int = 1) -> None:
+        """``model`` is the artifact's path, or for a source runner the ondevice.sources.Source."""
+        raise NotImplementedError
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -35,32 +39,6 @@ class Runner:
 
     def versions(self) -> dict[str, str]:
         return {}
-
-
-_RUNNERS: dict[str, Callable[..., Runner]] = {}
-
-
-def register_runner(name: str):
-    """Register a runner class under ``name``; a duplicate name is refused."""
-
-    def add(cls):
-        if name in _RUNNERS:
-            raise InternalError(f"runner {name!r} is registered twice")
-        cls.name = name
-        _RUNNERS[name] = cls
-        return cls
-
-    return add
-
-
-def get_runner_class(name: str):
-    """A runner class by name; an unknown name lists the valid ones."""
-    from . import _load_all
-
-    _load_all()
-    if name not in _RUNNERS:
-        raise BadInputError(f"unknown runtime {name!r}; known: {', '.join(sorted(_RUNNERS))}")
-    return _RUNNERS[name]
 
 
 def dims(shape) -> tuple:

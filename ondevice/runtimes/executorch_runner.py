@@ -8,7 +8,7 @@ import numpy as np
 
 from ..core import lazy as _lazy
 from ..core.specs import TensorSpec
-from .base import Runner, register_runner
+from .base import Runner
 
 # executorch's ScalarType codes (the runtime's TensorInfo.dtype()) -> numpy dtype names.
 _DTYPES = {
@@ -27,9 +27,10 @@ _DTYPES = {
 _NAME_METHODS = ("ondevice_input_names", "ondevice_output_names")
 
 
-@register_runner("executorch")
 class ExecuTorchRunner(Runner):
     """The program's ``forward`` method; tensors named after the source where the program says so."""
+
+    name = "executorch"
 
     def __init__(self, path, threads: int = 1):
         runtime = _lazy.require("executorch.runtime")

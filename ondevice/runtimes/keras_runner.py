@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import lazy as _lazy
-from .base import Runner, register_runner
+from .base import Runner
 
 
 def keras_output_names(model) -> list[str]:
@@ -17,9 +17,10 @@ def keras_output_names(model) -> list[str]:
     return [str(t.name).split(":")[0] for t in outputs] or ["output"]
 
 
-@register_runner("keras")
 class KerasRunner(Runner):
     """Feeds inputs positionally in the model's order."""
+
+    name = "keras"
 
     def __init__(self, source, threads: int = 1):
         tf = _lazy.require("tensorflow")

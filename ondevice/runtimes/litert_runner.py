@@ -9,7 +9,7 @@ import numpy as np
 
 from ..core import lazy as _lazy
 from ..core.specs import TensorSpec, clean_name
-from .base import Runner, dims, register_runner
+from .base import Runner, dims
 
 
 class _InterpreterRunner(Runner):
@@ -108,24 +108,24 @@ def _dequantize(value: np.ndarray, detail) -> np.ndarray:
     return ((value.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
-@register_runner("litert")
 class LiteRtRunner(_InterpreterRunner):
     """The default: ``ai_edge_litert.interpreter.Interpreter``."""
 
+    name = "litert"
     module = "ai_edge_litert.interpreter"
 
 
-@register_runner("tflite-runtime")
 class TfliteRuntimeRunner(_InterpreterRunner):
     """``tflite_runtime`` (NumPy 1 environments without TensorFlow, typically an edge box)."""
 
+    name = "tflite-runtime"
     module = "tflite_runtime.interpreter"
 
 
-@register_runner("tf-lite")
 class TfLiteRunner(_InterpreterRunner):
     """``tf.lite.Interpreter`` from a full TensorFlow install."""
 
+    name = "tf-lite"
     module = "tensorflow.lite"
 
     def _interpreter_class(self):

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..core import lazy as _lazy
 from ..core.specs import TensorSpec
-from .base import Runner, dims, register_runner
+from .base import Runner, dims
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -21,9 +21,10 @@ _ORT_TYPES = {
 }
 
 
-@register_runner("onnxruntime")
 class OnnxRuntimeRunner(Runner):
     """An ``.onnx`` file in an onnxruntime InferenceSession."""
+
+    name = "onnxruntime"
 
     def __init__(self, path, threads: int = 1):
         ort = _lazy.require("onnxruntime")

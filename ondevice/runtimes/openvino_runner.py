@@ -6,7 +6,7 @@ import numpy as np
 
 from ..core import lazy as _lazy
 from ..core.specs import TensorSpec
-from .base import Runner, register_runner
+from .base import Runner
 
 
 def _port_name(port, index: int, prefix: str) -> str:
@@ -16,9 +16,10 @@ def _port_name(port, index: int, prefix: str) -> str:
     return port.get_any_name() if len(names) == 1 else sorted(names)[0]
 
 
-@register_runner("openvino")
 class OpenVinoRunner(Runner):
     """A compiled OpenVINO model; inference precision pinned to f32 so the CPU cannot pick bf16."""
+
+    name = "openvino"
 
     def __init__(self, path, threads: int = 1):
         ov = _lazy.require("openvino")

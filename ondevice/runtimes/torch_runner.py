@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import lazy as _lazy
-from .base import Runner, register_runner
+from .base import Runner
 
 
 def flatten_outputs(result) -> list[tuple[str | None, object]]:
@@ -29,9 +29,10 @@ def output_names(pairs) -> list[str]:
     return [name if name is not None else f"output_{i}" for i, (name, _) in enumerate(pairs)]
 
 
-@register_runner("torch")
 class TorchRunner(Runner):
     """Calls the module positionally in ``inputs`` order under ``torch.inference_mode``."""
+
+    name = "torch"
 
     def __init__(self, source, threads: int = 1):
         self._torch = _lazy.require("torch")
