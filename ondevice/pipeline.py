@@ -25,26 +25,19 @@ from .core.specs import load_samples, make_samples, samples_digest
 from .core.vocab import INT8_PRECISIONS
 from .exporter import export_source, fill_source_outputs, reference_runner
 from .report import Report, TargetResult, environment
-from .zoo.timing import alone as timed_alone  # a zoo run times one model at a time
-
-
-def default_threads() -> int:
-    """The same thread count for every runtime: the machine's cores, at most 4."""
-    return max(1, min(4, os.cpu_count() or 1))
+from .timing import alone as timed_alone  # a zoo run times one model at a time
 
 
 def installed_versions() -> dict:
     return package_versions(*REPORTED_PACKAGES)
 
 
-def _samples(source, samples: int, seed: int, inputs_file):
-    if inputs_file:
-        data = load_samples(str(inputs_file), source.inputs)
-        return data, {"kind": "file", "path": str(inputs_file), "seed": None, "samples": len(data)}
-    if samples < 1:
-        raise BadInputError("--samples must be at least 1")
-    data = make_samples(source.inputs, samples, seed, source.example)
-    return data, {"kind": "random", "seed": seed, "samples": len(data)}
+def _samples(source, options: ValidateOptions):
+    if options.inputs_file:
+        data = load_samples(str(options.inputs_file), source.inputs)
+        return data, {"kind": "file", "path": str(options.inputs_file), "seed": None, "samples": len(data)}
+    data = make_samples(source.inputs, options.samples, options.seed, source.example)
+    return data, {"kind": "random", "seed": options.seed, "samples": len(data)}
 
 
 def _reference(source, samples, threads):
@@ -58,65 +51,47 @@ def _reference(source, samples, threads):
         raise input_error(f"the source model failed on the samples: {type(exc).__name__}: {exc}", exc) from exc
 
 
-WORKER_TIMEOUT_S = 600
-
-
-def validate_artifacts(
-    source,
-    artifacts: Artifacts,
-    samples: int = 8,
-    seed: int = 0,
-    inputs_file=None,
-    tolerance: dict | None = None,
-    threads: int | None = None,
-    runs: int = 50,
-    warmup: int = 5,
-    allow_inconclusive: bool = False,
-    budget_s: float | None = None,
-    timeout_s: float = WORKER_TIMEOUT_S,
-    allow_precision_change: bool = False,
-    emulate_cpu: bool = True,
-    explain: bool = True,
-) -> Report:
-    """Judge every artifact against the source on the same seeded samples.
+def validate_artifacts(source, artifacts: Artifacts, options: ValidateOptions | None = None) -> Report:
+    """Judge every artifact against the source on the same seeded samples (``options``: the defaults if None).
 
     The source runs here; each artifact runs in a worker process of its own, so a runtime that
-    crashes or hangs marks only its target ``error``. ``tolerance`` overrides fields (atol, rtol)
-    of each artifact's own precision defaults. A quantized artifact is also compared with its
+    crashes or hangs marks only its target ``error``. ``options.atol``/``rtol`` override each
+    artifact's own precision defaults. A quantized artifact is also compared with its
     float sibling (``parity_vs_float``), separating quantization error from conversion error.
     int8 artifacts are also run on an emulated AVX2 CPU where this one has VNNI/AMX kernels
-    (``isa_checks``; ``emulate_cpu=False`` records the check as not run).
+    (``isa_checks``; ``options.emulate_cpu=False`` records the check as not run).
     """
+    options = options or ValidateOptions()
     started = time.perf_counter()
-    threads = threads or default_threads()
-    data, inputs_info = _samples(source, samples, seed, inputs_file)
+    threads, tolerance = options.threads, options.tolerance
+    data, inputs_info = _samples(source, options)
     inputs_info["sha256"] = samples_digest(data)
     progress.stage("source", f"running {len(data)} samples and timing")
     ref_runner, reference = _reference(source, data, threads)
     with quiet(), timed_alone():
         source_latency = latency_check.measure(
-            lambda: ref_runner.run(data[0]), threads, runs, warmup, budget_s
+            lambda: ref_runner.run(data[0]),
+            threads,
+            runs=options.runs,
+            warmup=options.warmup,
+            budget_s=options.budget_s,
         ).to_json()
     results, explain_budget = [], EXPLAIN_BUDGET_S
     with tempfile.TemporaryDirectory(prefix="ondevice-validate-") as tmp:
         samples_path = Path(tmp) / "samples.npz"
         save_samples(samples_path, data)
-        other = _other_shape(source, artifacts, ref_runner, seed, Path(tmp) / "other_shape.npz")
+        other = _other_shape(source, artifacts, ref_runner, options.seed, Path(tmp) / "other_shape.npz")
         outputs = {}
         for index, artifact in enumerate(artifacts):
             tol = replace(Tolerance.default(artifact.quantize), **(tolerance or {}))
             job = _WorkerJob(
-                artifacts.out_dir,
-                index,
-                samples_path,
-                Path(tmp) / f"outputs{index}.npz",
-                threads,
-                runs,
-                warmup,
-                budget_s,
-                timeout_s,
-                other.path if other and other.fits(artifact) else None,
-                artifacts.external,
+                out_dir=artifacts.out_dir,
+                index=index,
+                samples_path=samples_path,
+                outputs_path=Path(tmp) / f"outputs{index}.npz",
+                options=options,
+                extra_samples_path=other.path if other and other.fits(artifact) else None,
+                external=artifacts.external,
             )
             progress.stage(_label(artifact), f"validating: {len(data)} samples, then timing")
             judged_at = time.perf_counter()
@@ -127,19 +102,19 @@ def validate_artifacts(
             if result.status != "error":
                 outputs[artifact.path.resolve()] = load_samples_file(job.outputs_path)
             _vs_float(result, artifacts.float_sibling(artifact), outputs)
-            _check_precision(result, artifact, allow_precision_change)
+            _check_precision(result, artifact, options.allow_precision_change)
             _keep_float(result, artifact)
-            if explain:
+            if options.explain:
                 with _stage(result, "explain"):
                     explain_budget = _explain(result, source, artifact, data[0], threads, explain_budget)
             if artifact.quantize in INT8_PRECISIONS:
                 with _stage(result, "isa_check"):
-                    _isa_checks(result, artifact, job, reference, tol, emulate_cpu, artifacts, outputs)
+                    _isa_checks(result, artifact, job, (reference, tol), artifacts, outputs)
             if result.latency and source_latency["p50_ms"] > 0:
                 result.latency["speedup_vs_source"] = source_latency["p50_ms"] / result.latency["p50_ms"]
             result.source_latency = source_latency
             results.append(result)
-    _compatibility(results, artifacts, timeout_s)
+    _compatibility(results, artifacts, options.timeout_s)
     _keep_float_latency(results, artifacts)
     for failure in artifacts.failures:
         results.append(
@@ -153,11 +128,11 @@ def validate_artifacts(
         )
     versions = {**installed_versions(), **ref_runner.versions()}
     return Report(
-        source.to_json(),
-        environment(threads, versions),
-        inputs_info,
-        results,
-        allow_inconclusive,
+        source=source.to_json(),
+        environment=environment(threads, versions),
+        inputs=inputs_info,
+        targets=results,
+        allow_inconclusive=options.allow_inconclusive,
         run=run_facts(started),
     )
 
@@ -324,9 +299,7 @@ def _vs_float(result: TargetResult, sibling, outputs: dict) -> None:
         result.parity_vs_float = compare_vs_float(float_outputs, quantized, result.quantize).to_json()
 
 
-def _isa_checks(
-    result: TargetResult, artifact, job: _WorkerJob, reference, tol, emulate: bool, artifacts: Artifacts, outputs: dict
-) -> None:
+def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, judged: tuple, artifacts: Artifacts, outputs: dict) -> None:
     """int8 kernels differ by CPU class: record the native proof and, where possible, an AVX2 one.
 
     On a CPU with VNNI/AMX the artifact runs again under an emulator whose CPUID says AVX2 without

@@ -70,7 +70,7 @@ def measure_artifact(
     from ondevice.validators import latency
 
     from .artifacts import ArtifactRunner, Artifacts
-    from .zoo.timing import alone
+    from .timing import alone
 
     artifact = Artifacts.load(out_dir, verify=False, external_ok=external).items[index]
     baseline = _rss_mb()

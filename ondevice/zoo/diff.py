@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from html import escape
 
+BUCKETS = (1.1, 1.2, 1.3, 1.5, 2.0, 5.0, 10.0)
 LATENCY_HEADER = ["model", "target", "precision", "p50 now ms", "p50 before ms", "change", "outside both CIs"]
 
 
@@ -94,7 +95,6 @@ def _targets(model: dict, old: dict, policy, view: dict) -> None:
 
 def _latency_change(name: str, t: dict, p: dict) -> dict:
     from ..gate import p50_ci
-    from .scorecard import bucket
 
     now, before = t["p50_ms"], p["p50_ms"]
     (now_lo, now_hi), (old_lo, old_hi) = p50_ci(t), p50_ci(p)
@@ -110,6 +110,18 @@ def _latency_change(name: str, t: dict, p: dict) -> dict:
         "bucket": bucket(now / before),
         "outside_ci": outside,
     }
+
+
+def bucket(ratio: float) -> str:
+    """``1.5x slower``, ``2x faster`` or ``unchanged`` (under 1.1x either way) for now/before p50."""
+    if not ratio or ratio <= 0:
+        return "unchanged"
+    slower = ratio >= 1
+    factor = ratio if slower else 1 / ratio
+    reached = [b for b in BUCKETS if factor >= b]
+    if not reached:
+        return "unchanged"
+    return f">= {reached[-1]:g}x {'slower' if slower else 'faster'}"
 
 
 def _report(model: dict):

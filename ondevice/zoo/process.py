@@ -22,7 +22,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import timing
+from .. import timing
 
 POLL_S = 0.25
 STATE_OF_EXIT = {0: "passed", 1: "failed", 2: "bad_input", 3: "conversion_error", 4: "error"}

@@ -18,7 +18,6 @@ from ..core.errors import BadInputError
 
 SCHEMA_VERSION = 1
 KIND = "ondevice-zoo-scorecard"
-BUCKETS = (1.1, 1.2, 1.3, 1.5, 2.0, 5.0, 10.0)
 FILES = ("scorecard.json", "scorecard.md", "scorecard.html")
 
 
@@ -126,18 +125,6 @@ def load(path) -> dict:
             f"baseline {path} has schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}"
         )
     return data
-
-
-def bucket(ratio: float) -> str:
-    """``1.5x slower``, ``2x faster`` or ``unchanged`` (under 1.1x either way) for now/before p50."""
-    if not ratio or ratio <= 0:
-        return "unchanged"
-    slower = ratio >= 1
-    factor = ratio if slower else 1 / ratio
-    reached = [b for b in BUCKETS if factor >= b]
-    if not reached:
-        return "unchanged"
-    return f">= {reached[-1]:g}x {'slower' if slower else 'faster'}"
 
 
 def verdict(card: dict, path) -> str:

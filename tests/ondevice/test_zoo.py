@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from ondevice import timing
 from ondevice.cli import _model_options, main
 from ondevice.core.errors import BadInputError
-from ondevice.zoo import cache, scorecard, timing
+from ondevice.zoo import cache
 from ondevice.zoo.config import load_zoo
-from ondevice.zoo.diff import compare
+from ondevice.zoo.diff import bucket, compare
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = ("cnn", "mlp", "keras_cnn", "keras_mlp")
@@ -453,7 +454,7 @@ def test_baseline_view_uses_the_gate():
 
 
 def test_speed_buckets():
-    assert [scorecard.bucket(r) for r in (1.0, 1.09, 1.1, 1.45, 1.5, 3.0, 12.0, 0.5, 0.05)] == [
+    assert [bucket(r) for r in (1.0, 1.09, 1.1, 1.45, 1.5, 3.0, 12.0, 0.5, 0.05)] == [
         "unchanged",
         "unchanged",
         ">= 1.1x slower",
