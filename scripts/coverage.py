@@ -19,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ondevice.core.vocab import TARGETS
+
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS = ("onnx", "tflite", "openvino", "executorch")
 
 
 def _routes(framework: str, targets) -> list[str]:
