@@ -1001,7 +1001,10 @@ def _explain_verdict(divergence, artifact) -> int:
 def cmd_doctor(args) -> int:
     from .doctor import doctor
 
-    return doctor()
+    code, lines = doctor()
+    for line in lines:
+        print(line)
+    return code
 
 
 COMMANDS = {

@@ -36,9 +36,9 @@ _TARGET_RUNTIMES = {
 _EXTRAS = {"onnx": "onnx", "openvino": "openvino", "tflite": "tflite", "executorch": "executorch"}
 
 
-def doctor() -> int:
-    """Print one line per component; exit 0 when every target has a converter path and a runtime."""
-    found = {}
+def doctor() -> tuple[int, list[str]]:
+    """One line per component and the verdict line; exit 0 when every target has a converter path and a runtime."""
+    found, lines = {}, []
     for role, dist, module, purpose in _CHECKS:
         try:
             version = metadata.version(dist)
@@ -47,32 +47,27 @@ def doctor() -> int:
         usable = version is not None and importlib.util.find_spec(module) is not None
         found[module] = usable
         state = version if usable else "missing"
-        print(f"{role:10} {dist:18} {state:14} {purpose}")
-    _print_cpu()
+        lines.append(f"{role:10} {dist:18} {state:14} {purpose}")
+    lines += _cpu_lines()
     missing = [t for t, modules in _TARGET_RUNTIMES.items() if not any(found[m] for m in modules)]
     if not missing:
-        print("PASSED (a runtime for every target is installed)")
-        return 0
+        return 0, [*lines, "PASSED (a runtime for every target is installed)"]
     extras = ",".join(_EXTRAS[t] for t in missing)
-    print(f"FAILED (no runtime for {', '.join(missing)}; pip install 'ondevice[{extras}]')")
-    return 2
+    return 2, [*lines, f"FAILED (no runtime for {', '.join(missing)}; pip install 'ondevice[{extras}]')"]
 
 
-def _print_cpu() -> None:
+def _cpu_lines() -> list[str]:
     """The CPU and whether int8 artifacts can also be proven on an emulated AVX2 CPU here."""
     from .cpu import EMULATED_CPU, cpu_info, describe, emulator_command
 
     info = cpu_info()
-    print(f"{'cpu':10} {describe(info)}")
+    lines = [f"{'cpu':10} {describe(info)}"]
     if info["isa_class"] == EMULATED_CPU["isa_class"]:
-        print(f"{'int8':10} this CPU is of the avx2 class: int8 parity here is the AVX2 proof")
-        return
+        return [*lines, f"{'int8':10} this CPU is of the avx2 class: int8 parity here is the AVX2 proof"]
     launcher, why = emulator_command(info)
-    print(
-        f"{'int8':10} "
-        + (
-            f"also proven on an emulated avx2 CPU ({' '.join(launcher[1:])} via {launcher[0]})"
-            if launcher
-            else f"not proven on avx2 here: {why}"
-        )
+    proof = (
+        f"also proven on an emulated avx2 CPU ({' '.join(launcher[1:])} via {launcher[0]})"
+        if launcher
+        else f"not proven on avx2 here: {why}"
     )
+    return [*lines, f"{'int8':10} {proof}"]

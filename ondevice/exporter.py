@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,7 +358,7 @@ def _calibration(source, path, precisions: list[str]) -> _Calibration | None:
     """Samples for int8 calibration: from ``path`` (.npz), else generated with a warning on stderr."""
     if "int8" not in precisions:
         if path:
-            print("note: --calibration is only used by --quantize int8; ignored", file=sys.stderr, flush=True)
+            progress.note("note: --calibration is only used by --quantize int8; ignored")
         return None
     if path:
         try:
@@ -372,11 +371,11 @@ def _calibration(source, path, precisions: list[str]) -> _Calibration | None:
     else:
         samples = make_samples(source.inputs, CALIBRATION_SAMPLES, CALIBRATION_SEED, source.example)
         info = {"kind": "random", "seed": CALIBRATION_SEED, "samples": len(samples)}
-        print(RANDOM_CALIBRATION_WARNING, file=sys.stderr, flush=True)
+        progress.note(RANDOM_CALIBRATION_WARNING)
     info["sha256"] = samples_digest(samples)
     info["warnings"] = calibration_warnings(samples)
     for line in info["warnings"]:
-        print(f"warning: {line}", file=sys.stderr, flush=True)
+        progress.note(f"warning: {line}")
     return _Calibration(samples, info)
 
 

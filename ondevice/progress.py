@@ -25,6 +25,23 @@ def stage(label: str, text: str) -> None:
         _current.stage(label, text)
 
 
+def note(text: str) -> None:
+    """Tell the person running the command something that changes how to read the result (stderr).
+
+    Unlike ``stage``, a note is shown without a reporter too (the Python API): a warning such as
+    "int8 calibrated on random inputs" must reach whoever reads the numbers. With a live line, the
+    note is printed above it and the line is drawn again.
+    """
+    if _current is not None:
+        _current.note(text)
+        return
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass  # a closed stderr must not fail the run
+
+
 @contextmanager
 def reporting(enabled: bool = True, stream=None, live: bool | None = None):
     """Show stages on ``stream`` (stderr) for the block; ``enabled=False`` (--quiet) shows nothing."""
@@ -73,6 +90,14 @@ class _Reporter:
                 self._draw(now)
             else:
                 self._write(f"[{now - self._start:7.1f}s] {self._text}\n")
+
+    def note(self, text: str) -> None:
+        with self._lock:
+            if self._live and self._text:
+                self._write("\r\x1b[K" + text + "\n")
+                self._draw(time.monotonic())
+            else:
+                self._write(text + "\n")
 
     def _draw(self, now: float) -> None:
         line = f"[{now - self._start:6.1f}s] {self._text} ({now - self._stage_start:.0f}s)"

@@ -270,3 +270,20 @@ def test_live_progress_line_redraws_with_elapsed_time():
     with progress.reporting(enabled=False, stream=stream):
         progress.stage("onnx", "validating")
     assert stream.getvalue() == ""
+
+
+def test_a_note_goes_above_the_live_line_or_to_stderr_without_one(capsys):
+    import io
+
+    from ondevice import progress
+
+    stream = io.StringIO()
+    with progress.reporting(stream=stream, live=True):
+        progress.stage("tflite[int8]", "quantizing")
+        progress.note("warning: calibrated on random inputs")
+    text = stream.getvalue()
+    # The live line is cleared, the note takes a line of its own, and the stage is drawn again below it.
+    assert "\r\x1b[Kwarning: calibrated on random inputs\n" in text
+    assert text.index("random inputs\n") < text.rindex("tflite[int8]: quantizing")
+    progress.note("warning: no reporter")  # the Python API: no reporter, the warning still reaches stderr
+    assert capsys.readouterr().err == "warning: no reporter\n"
