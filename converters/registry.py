@@ -85,6 +85,7 @@ ROUTE_MODULES = (
     "torch_tflite",
     "torch_executorch",
     "keras_onnx",
+    "keras_onnx_torch",
     "keras_openvino",
     "keras_tflite",
     "onnx_onnx",
