@@ -73,6 +73,7 @@ def measure(name, model, example, out: Path, targets) -> dict:
     import ondevice
     from ondevice.api import _source
     from ondevice.explain import explain_artifact
+    from ondevice.options import ValidateOptions
     from ondevice.pipeline import validate_artifacts
 
     artifacts = ondevice.export(model, example, targets=targets, out_dir=out)
@@ -81,7 +82,7 @@ def measure(name, model, example, out: Path, targets) -> dict:
     for artifact in artifacts:
         single = type(artifacts)(artifacts.out_dir, [artifact], [], artifacts.source)
         start = time.perf_counter()
-        validate_artifacts(source, single, explain=False)
+        validate_artifacts(source, single, ValidateOptions(explain=False))
         validate_s = time.perf_counter() - start
         start = time.perf_counter()
         divergence = explain_artifact(source, artifact, source.example_feeds())

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import machine, table
-from ondevice._quiet import quiet
+from ondevice.core.quiet import quiet
 from ondevice.converters._openvino import _telemetry_off  # the direct calls must not phone home either
 from ondevice.core.lazy import quiet_environment
 
@@ -101,8 +101,9 @@ ROUTES = [
 
 def _ours(src, target, strategy, out: Path):
     from ondevice.exporter import export_source
+    from ondevice.options import ExportOptions
 
-    export_source(src, [target], out, strategy=strategy, threads=1)
+    export_source(src, out, ExportOptions(targets=(target,), strategy=strategy, threads=1))
 
 
 def measure_route(src, target, strategy, direct, repeats: int) -> tuple[float, float]:
@@ -128,10 +129,11 @@ def main() -> None:
     torch_src.model_example = __import__("torch").from_numpy(torch_src.example_feeds()["input"])
     keras_src = _keras_source()
     from ondevice.exporter import export_source
+    from ondevice.options import ExportOptions
     from ondevice.sources import load_source
 
     with tempfile.TemporaryDirectory() as tmp, quiet():
-        export_source(torch_src, ["onnx"], tmp, threads=1)
+        export_source(torch_src, tmp, ExportOptions(targets=("onnx",), threads=1))
         onnx_src = load_source(str(Path(tmp) / "model.onnx"))
         onnx_src.path = Path(tempfile.mkdtemp()) / "model.onnx"
         onnx_src.path.write_bytes((Path(tmp) / "model.onnx").read_bytes())

@@ -25,18 +25,12 @@ def _source(
     return from_object(model, example_inputs, declared)
 
 
-def _tolerance(atol, rtol):
-    """--atol/--rtol as overrides of each artifact's own precision defaults (None: no override)."""
-    overrides = {k: v for k, v in (("atol", atol), ("rtol", rtol)) if v is not None}
-    return overrides or None
-
-
 def export(
     model,
     example_inputs=None,
+    *,
     targets=TARGETS,
     out_dir="out",
-    *,
     inputs=(),
     quantize=None,
     strategy=None,
@@ -61,38 +55,38 @@ def export(
     ["gpu"]} or ["tflite:gpu"]) keeps the first strategy whose artifact runs whole on those accelerator
     backends. ``keep_float`` ("auto" or a list of the source's layer names; int8 only) leaves layers in
     float until int8 passes, within ``keep_float_cap`` (default 0.1) of the weight bytes (docs/quantization.md).
-    The converters work in ``out_dir/.work``, removed at the end unless ``keep_work``.
+    The converters work in ``out_dir/.work``, removed at the end unless ``keep_work``. Every argument
+    after ``example_inputs`` is a keyword.
     """
     from .core.scratch import run_scratch
     from .exporter import export_source
     from .keep_float import parse
-    from .pipeline import default_threads
+    from .options import ExportOptions
 
-    keep = parse(keep_float, keep_float_cap)
+    options = ExportOptions(
+        targets=tuple(targets),
+        quantize=quantize,
+        strategy=strategy,
+        dynamic=dynamic or {},
+        calibration=calibration,
+        threads=threads,
+        int8_io=int8_io,
+        int8_kernels=int8_kernels,
+        require=require,
+        keep_float=parse(keep_float, keep_float_cap),
+        keep_work=keep_work,
+    )
     with run_scratch(out_dir, keep_work):
-        source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
-        return export_source(
-            source,
-            list(targets),
-            out_dir,
-            quantize=quantize,
-            strategy=strategy,
-            dynamic=dynamic,
-            calibration=calibration,
-            threads=threads or default_threads(),
-            int8_io=int8_io,
-            int8_kernels=int8_kernels,
-            require=require,
-            keep_float=keep,
-        )
+        source = _source(model, example_inputs, inputs=inputs, trust_pickle=trust_pickle, trust_graph=trust_graph)
+        return export_source(source, out_dir, options)
 
 
 def validate(
     model,
     artifacts,
+    *,
     samples=8,
     seed=0,
-    *,
     example_inputs=None,
     inputs=(),
     inputs_file=None,
@@ -100,11 +94,14 @@ def validate(
     rtol=None,
     threads=None,
     runs=50,
-    allow_inconclusive=False,
-    trust_pickle=False,
+    warmup=5,
     budget_s=None,
     timeout_s=600,
+    allow_inconclusive=False,
     allow_precision_change=False,
+    emulate_cpu=True,
+    explain=True,
+    trust_pickle=False,
     io_map=(),
     precision=None,
     out_dir=None,
@@ -118,51 +115,55 @@ def validate(
     ({source name: artifact name or "name:perm"}, or "src=art[:perm]" strings) pairs what cannot be
     matched unambiguously, ``precision`` is the precision they are meant to have (None: fp32), and
     ondevice's manifest for them is written to ``out_dir`` (a temporary folder when None). The runtimes
-    work in a scratch folder in the temp folder, removed at the end unless ``keep_work``.
+    work in a scratch folder in the temp folder, removed at the end unless ``keep_work``. ``warmup``
+    untimed runs precede the ``runs`` timed ones, which stop after ``budget_s`` seconds (None: all);
+    a runtime worker is killed after ``timeout_s``. Every argument after ``artifacts`` is a keyword.
     """
     import tempfile
 
     from .artifacts import Artifacts
     from .byo import is_export_folder, prepare
     from .core.scratch import run_scratch
-    from .pipeline import default_threads, validate_artifacts
+    from .options import ValidateOptions
+    from .pipeline import validate_artifacts
 
+    options = ValidateOptions(
+        samples=samples,
+        seed=seed,
+        inputs_file=inputs_file,
+        atol=atol,
+        rtol=rtol,
+        threads=threads,
+        runs=runs,
+        warmup=warmup,
+        budget_s=budget_s,
+        timeout_s=timeout_s,
+        allow_inconclusive=allow_inconclusive,
+        allow_precision_change=allow_precision_change,
+        emulate_cpu=emulate_cpu,
+        explain=explain,
+    )
     with run_scratch(None, keep_work):
-        source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
-
-        def run(artifacts):
-            return validate_artifacts(
-                source,
-                artifacts,
-                samples,
-                seed,
-                inputs_file,
-                _tolerance(atol, rtol),
-                threads,
-                runs,
-                allow_inconclusive=allow_inconclusive,
-                budget_s=budget_s,
-                timeout_s=timeout_s,
-                allow_precision_change=allow_precision_change,
-            )
-
+        source = _source(model, example_inputs, inputs=inputs, trust_pickle=trust_pickle, trust_graph=trust_graph)
         if isinstance(artifacts, Artifacts):
-            return run(artifacts)
+            return validate_artifacts(source, artifacts, options)
         if is_export_folder(artifacts):
-            return run(Artifacts.load(artifacts))
+            return validate_artifacts(source, Artifacts.load(artifacts), options)
         hints = [f"{k}={v}" for k, v in io_map.items()] if isinstance(io_map, dict) else list(io_map)
         precision = None if precision == "fp32" else precision
         with tempfile.TemporaryDirectory(prefix="ondevice-byo-") as scratch:
-            found = prepare(source, artifacts, out_dir or scratch, hints, precision, threads or default_threads())
-            return run(found)
+            found = prepare(
+                source, artifacts, out_dir or scratch, hints=hints, precision=precision, threads=options.threads
+            )
+            return validate_artifacts(source, found, options)
 
 
 def check(
     model,
     example_inputs=None,
+    *,
     targets=TARGETS,
     out_dir="out",
-    *,
     samples=8,
     seed=0,
     inputs=(),
@@ -171,14 +172,19 @@ def check(
     rtol=None,
     threads=None,
     runs=50,
+    warmup=5,
+    budget_s=None,
+    timeout_s=600,
     allow_inconclusive=False,
+    allow_precision_change=False,
+    emulate_cpu=True,
+    explain=True,
     quantize=None,
     strategy=None,
     dynamic=None,
     trust_pickle=False,
     calibration=None,
     int8_io=False,
-    allow_precision_change=False,
     int8_kernels="portable",
     trust_graph=False,
     keep_work=False,
@@ -188,37 +194,47 @@ def check(
 ):
     """Export and validate in one step; writes OUT/report.json (+ .md, .html, junit.xml); returns the Report.
 
-    Converters and runtimes work in ``out_dir/.work``, removed at the end unless ``keep_work``.
-    ``keep_float`` and ``keep_float_cap`` are export's.
+    Export's keywords are ``export``'s, validation's are ``validate``'s. Converters and runtimes work
+    in ``out_dir/.work``, removed at the end unless ``keep_work``. Every argument after
+    ``example_inputs`` is a keyword.
     """
     from .core.scratch import run_scratch
     from .keep_float import parse
+    from .options import ExportOptions, ValidateOptions
     from .pipeline import check_source
     from .publish import publish
 
-    keep = parse(keep_float, keep_float_cap)
+    export_options = ExportOptions(
+        targets=tuple(targets),
+        quantize=quantize,
+        strategy=strategy,
+        dynamic=dynamic or {},
+        calibration=calibration,
+        threads=threads,
+        int8_io=int8_io,
+        int8_kernels=int8_kernels,
+        require=require,
+        keep_float=parse(keep_float, keep_float_cap),
+        keep_work=keep_work,
+    )
+    validate_options = ValidateOptions(
+        samples=samples,
+        seed=seed,
+        inputs_file=inputs_file,
+        atol=atol,
+        rtol=rtol,
+        threads=threads,
+        runs=runs,
+        warmup=warmup,
+        budget_s=budget_s,
+        timeout_s=timeout_s,
+        allow_inconclusive=allow_inconclusive,
+        allow_precision_change=allow_precision_change,
+        emulate_cpu=emulate_cpu,
+        explain=explain,
+    )
     with run_scratch(out_dir, keep_work):
-        source = _source(model, example_inputs, inputs, trust_pickle, trust_graph)
-        report = check_source(
-            source,
-            list(targets),
-            out_dir,
-            samples,
-            seed,
-            inputs_file,
-            _tolerance(atol, rtol),
-            threads,
-            runs,
-            allow_inconclusive=allow_inconclusive,
-            quantize=quantize,
-            strategy=strategy,
-            dynamic=dynamic,
-            calibration=calibration,
-            int8_io=int8_io,
-            allow_precision_change=allow_precision_change,
-            int8_kernels=int8_kernels,
-            require=require,
-            keep_float=keep,
-        )
+        source = _source(model, example_inputs, inputs=inputs, trust_pickle=trust_pickle, trust_graph=trust_graph)
+        report = check_source(source, out_dir, export_options, validate_options)
     publish(report, out_dir)
     return report

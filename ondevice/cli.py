@@ -566,13 +566,14 @@ def run(argv) -> int:
 def _load(args):
     from .api import _source
 
-    return _source(args.source, None, args.input, args.trust_pickle, args.trust_graph)
+    return _source(args.source, inputs=args.input, trust_pickle=args.trust_pickle, trust_graph=args.trust_graph)
 
 
-def _tol(args):
-    from .api import _tolerance
+def _validate_options(args):
+    """validate's and check's flags as one ValidateOptions."""
+    from .options import ValidateOptions
 
-    return _tolerance(args.atol, args.rtol)
+    return ValidateOptions.from_flags(vars(args))
 
 
 def _scratch_space(args):
@@ -613,26 +614,13 @@ def _reading(path):
 
 def cmd_export(args) -> int:
     from .exporter import export_source
-    from .pipeline import default_threads
+    from .options import ExportOptions
 
     _start_run(args.out)
     _requirements(args)
-    keep = _keep_float(args)
+    options = ExportOptions.from_flags(vars(args), keep_float=_keep_float(args))
     with _progress(args):
-        artifacts = export_source(
-            _load(args),
-            args.to,
-            args.out,
-            quantize=args.quantize,
-            strategy=args.strategy,
-            calibration=args.calibration,
-            int8_io=args.int8_io,
-            int8_kernels=args.int8_kernels,
-            dynamic=dict(args.dynamic),
-            threads=args.threads or default_threads(),
-            require=args.require,
-            keep_float=keep,
-        )
+        artifacts = export_source(_load(args), args.out, options)
     for a in artifacts if not args.quiet else ():
         probe = a.probe.get("max_abs_err")
         print(_one_line(f"{a.target:9} {a.strategy:32} {a.path}  probe max abs err {probe:.3g}"))
@@ -767,23 +755,11 @@ def cmd_validate(args) -> int:
         option="--report folder",
     )
     policy = _policy(args)
+    options = _validate_options(args)
     with _progress(args):
         source = _load(args)
         artifacts = _artifacts(args, source, args.out, exported, report_path.parent)
-        report = validate_artifacts(
-            source,
-            artifacts,
-            args.samples,
-            args.seed,
-            args.inputs,
-            _tol(args),
-            args.threads,
-            args.runs,
-            allow_inconclusive=args.allow_inconclusive,
-            allow_precision_change=args.allow_precision_change,
-            emulate_cpu=not args.no_emulate_cpu,
-            explain=not args.no_explain,
-        )
+        report = validate_artifacts(source, artifacts, options)
     _print_summary(report, args.quiet)
     gate = _gate(report, policy, report_path)
     path = publish(report, report_path.parent, gate, name=report_path.name)
@@ -794,7 +770,7 @@ def _artifacts(args, source, paths, exported: bool, folder: Path):
     """An export folder's Artifacts, or files made elsewhere described (manifest written in ``folder``)."""
     from .artifacts import Artifacts
     from .byo import prepare
-    from .pipeline import default_threads
+    from .options import default_threads
 
     if exported:
         if args.io_map or args.precision:
@@ -807,13 +783,14 @@ def _artifacts(args, source, paths, exported: bool, folder: Path):
         source,
         paths,
         folder,
-        args.io_map,
-        None if args.precision == "fp32" else args.precision,
-        args.threads or default_threads(),
+        hints=args.io_map,
+        precision=None if args.precision == "fp32" else args.precision,
+        threads=args.threads or default_threads(),
     )
 
 
 def cmd_check(args) -> int:
+    from .options import ExportOptions
     from .pipeline import check_source, validate_artifacts
     from .publish import publish
 
@@ -833,52 +810,18 @@ def cmd_check(args) -> int:
             "--calibration, --int8-io, --require and --keep-float are export options and do not "
             "apply"
         )
-    keep = None if args.artifact else _keep_float(args)
+    export = None if args.artifact else ExportOptions.from_flags(vars(args), keep_float=_keep_float(args))
     _requirements(args)
     if not args.artifact and (args.io_map or args.precision):
         raise BadInputError("--io-map and --precision apply to files given with --artifact")
+    validate = _validate_options(args)
     with _progress(args):
         source = _load(args)
-        if args.artifact:
+        if export is None:
             artifacts = _artifacts(args, source, args.artifact, False, Path(args.out))
-            report = validate_artifacts(
-                source,
-                artifacts,
-                args.samples,
-                args.seed,
-                args.inputs,
-                _tol(args),
-                args.threads,
-                args.runs,
-                allow_inconclusive=args.allow_inconclusive,
-                allow_precision_change=args.allow_precision_change,
-                emulate_cpu=not args.no_emulate_cpu,
-                explain=not args.no_explain,
-            )
+            report = validate_artifacts(source, artifacts, validate)
         else:
-            report = check_source(
-                source,
-                args.to,
-                args.out,
-                args.samples,
-                args.seed,
-                args.inputs,
-                _tol(args),
-                args.threads,
-                args.runs,
-                allow_inconclusive=args.allow_inconclusive,
-                allow_precision_change=args.allow_precision_change,
-                emulate_cpu=not args.no_emulate_cpu,
-                quantize=args.quantize,
-                strategy=args.strategy,
-                dynamic=dict(args.dynamic),
-                calibration=args.calibration,
-                int8_io=args.int8_io,
-                int8_kernels=args.int8_kernels,
-                explain=not args.no_explain,
-                require=args.require,
-                keep_float=keep,
-            )
+            report = check_source(source, args.out, export, validate)
     path = Path(args.out) / "report.json"
     _print_summary(report, args.quiet)
     gate = _gate(report, policy, path)
@@ -932,7 +875,7 @@ def cmd_explain(args) -> int:
     from ._paths import writable_file, write_user_file
     from .core.specs import make_samples
     from .explain import explain_artifact, pick_artifact, table
-    from .pipeline import default_threads
+    from .options import default_threads
 
     if args.json:
         writable_file(args.json, "--json")

@@ -17,13 +17,14 @@ from pathlib import Path
 from ondevice.validators.parity import Tolerance, compare
 
 from . import progress
-from ._quiet import quiet
+from .core.quiet import quiet
 from .artifacts import Artifact, ArtifactRunner, Artifacts, ExportFailure, runtime_for
 from .core import scratch as _scratch
 from .core.errors import BadInputError, OndeviceError, input_error
 from .core.scratch import remove_previous_artifacts, run_scratch
 from .core.specs import TensorSpec, load_samples, make_samples, samples_digest
 from .layout import match_io
+from .options import ExportOptions
 from .runtimes import SOURCE_RUNTIMES, get_runner_class
 
 
@@ -59,73 +60,30 @@ def _one_line(exc: BaseException) -> str:
     return (lines[0] if lines else type(exc).__name__)[:400]
 
 
-def export_source(
-    source,
-    targets,
-    out_dir,
-    quantize=None,
-    strategy=None,
-    dynamic=None,
-    calibration=None,
-    threads: int = 1,
-    int8_io: bool = False,
-    int8_kernels: str = "portable",
-    keep_work: bool = False,
-    require=None,
-    keep_float=None,
-) -> Artifacts:
+def export_source(source, out_dir, options: ExportOptions) -> Artifacts:
     """Produce every requested target in ``out_dir``; targets no strategy can make go to ``failures``.
 
-    ``quantize`` is None (float only), a precision, or a list of them; each quantized artifact is
-    made from the float one. ``calibration`` is an ``.npz`` of inputs for int8 (else generated).
-    ``int8_kernels`` is "portable" (int8 exact on every x86 CPU) or "vnni" (8-bit weights, for fleets
-    whose CPUs accumulate int8 products in 32 bits). The converters work in ``out_dir/.work``,
-    removed at the end unless ``keep_work``; the previous export's artifacts are removed first.
-    ``require`` ({target: [backend]} or ``"tflite:gpu"`` strings) keeps, per target, the first strategy
-    whose artifact also runs whole on those accelerator backends (validators.compatibility).
-    ``keep_float`` (a ``keep_float.KeepFloat``) leaves layers of int8 artifacts in float until they pass.
+    Each quantized artifact (``options.quantize``) is made from the float one. The converters work in
+    ``out_dir/.work``, removed at the end unless ``options.keep_work``; the previous export's artifacts
+    are removed first. ``options.require`` keeps, per target, the first strategy whose artifact also runs
+    whole on those accelerator backends (validators.compatibility); ``options.keep_float`` leaves layers
+    of int8 artifacts in float until they pass.
     """
-    with run_scratch(out_dir, keep_work):
-        return _export_source(
-            source,
-            targets,
-            out_dir,
-            quantize,
-            strategy,
-            dynamic,
-            calibration,
-            threads,
-            int8_io,
-            int8_kernels,
-            require,
-            keep_float,
-        )
+    with run_scratch(out_dir, options.keep_work):
+        return _export_source(source, out_dir, options)
 
 
-def _export_source(
-    source,
-    targets,
-    out_dir,
-    quantize,
-    strategy,
-    dynamic,
-    calibration,
-    threads,
-    int8_io,
-    int8_kernels,
-    require=None,
-    keep_float=None,
-) -> Artifacts:
-    from ondevice.converters.registry import check_dynamic, check_route, check_target, get_strategy
+def _export_source(source, out_dir, options: ExportOptions) -> Artifacts:
+    from ondevice.converters.registry import check_dynamic, check_route, get_strategy
 
-    targets = [check_target(t) for t in targets]
+    targets = list(options.targets)
     for target in targets:
         check_route(source.framework, target)  # before any work: "no route from keras to executorch"
-    forced = get_strategy(strategy) if strategy else None
-    dynamic = check_dynamic(dynamic or {}, source.inputs)  # a bad name or axis is the user's error
-    precisions = _precisions(quantize, int8_io)
-    int8 = _Int8(int8_io, _int8_kernels(int8_kernels), keep_float)
-    require = _requirements(require, targets)
+    forced = get_strategy(options.strategy) if options.strategy else None
+    dynamic = check_dynamic(dict(options.dynamic), source.inputs)  # a bad name or axis is the user's error
+    precisions = list(options.quantize)
+    threads = options.threads
+    require = _requirements(options.require, targets)
     # Absolute: quantizers and converters run in subprocesses whose working directory is their own
     # scratch folder, where "out/model.tflite" names nothing (every subprocess quantizer failed so).
     out_dir = Path(out_dir).absolute()
@@ -135,22 +93,21 @@ def _export_source(
     remove_previous_artifacts(out_dir, keep=[source.path] if source.path else [])
     progress.stage("source", "running the example inputs")
     reference = fill_source_outputs(source, threads)
-    _keep_float_request(keep_float, precisions, source, threads)
-    calib = _calibration(source, calibration, precisions)
+    _keep_float_request(options.keep_float, precisions, source, threads)
+    calib = _calibration(source, options.calibration, precisions)
+    made = _Made(out_dir=out_dir, reference=reference, threads=threads, calib=calib, options=options)
     result = Artifacts(out_dir, source=source.to_json())
     for target in targets:
         if forced and forced.target != target and len(targets) > 1:
             raise BadInputError(f"--strategy {forced.name} makes {forced.target}, not every requested target")
-        outcome = _export_target(
-            source, target, out_dir, forced, reference, dynamic or {}, threads, require.get(target, ())
-        )
+        outcome = _export_target(source, target, made, forced=forced, dynamic=dynamic, required=require.get(target, ()))
         if isinstance(outcome, Artifact):
             result.items.append(outcome)
         else:
             result.failures.append(outcome)
         for precision in precisions:
-            made = _quantize_target(source, outcome, precision, out_dir, reference, calib, threads, int8)
-            (result.items if isinstance(made, Artifact) else result.failures).append(made)
+            quantized = _quantize_target(source, outcome, precision, made)
+            (result.items if isinstance(quantized, Artifact) else result.failures).append(quantized)
     result.write_manifest()
     _scratch.active().listed()
     return result
@@ -161,7 +118,7 @@ def _entry(name: str, status: str, reason: str | None, started: float) -> dict:
     return {"strategy": name, "status": status, "reason": reason, "seconds": round(time.perf_counter() - started, 3)}
 
 
-def _export_target(source, target, out_dir, forced, reference, dynamic, threads, required=()):
+def _export_target(source, target, run: _Made, forced, dynamic, required=()):
     from ondevice.converters.registry import ConversionJob, strategies_for
 
     strategies = [forced] if forced else strategies_for(source.framework, target)
@@ -176,7 +133,7 @@ def _export_target(source, target, out_dir, forced, reference, dynamic, threads,
         started = time.perf_counter()
         workdir = _scratch.active().folder(f"{target}-{strat.name}")
         job = ConversionJob(source, target, workdir, dynamic=dynamic)
-        candidate, reason = _attempt(strat, job, reference, threads)
+        candidate, reason = _attempt(strat, job, run)
         if candidate is not None:
             candidate.strategy = strat.name
         if candidate is not None and candidate.probe.get("passed"):
@@ -184,7 +141,7 @@ def _export_target(source, target, out_dir, forced, reference, dynamic, threads,
             if reason is None:
                 attempts.append(_entry(strat.name, "accepted", None, started))
                 _precision_problem(candidate)
-                return _install(candidate, out_dir, attempts)
+                return _install(candidate, run.out_dir, attempts)
         attempts.append(_entry(strat.name, "rejected", reason, started))
         # A fallback that matches the source beats one that does not, whatever the backends say.
         if candidate is not None and (fallback is None or _matched(candidate) > _matched(fallback)):
@@ -195,7 +152,7 @@ def _export_target(source, target, out_dir, forced, reference, dynamic, threads,
         if required and "require" not in fallback.options:
             _required_problem(fallback, required)  # recorded, so validation holds it to the requirement
         _precision_problem(fallback)
-        return _install(fallback, out_dir, attempts)
+        return _install(fallback, run.out_dir, attempts)
     if not strategies:
         return ExportFailure(target, f"no strategy converts {source.framework} to {target}")
     summary = "; ".join(f"{a['strategy']}: {a['reason']}" for a in attempts)
@@ -233,7 +190,7 @@ def _required_problem(candidate: Artifact, backends) -> str | None:
     return "required backend: " + "; ".join(problems) if problems else None
 
 
-def _attempt(strat, job, reference, threads):
+def _attempt(strat, job, run: _Made):
     """Convert, load and probe; returns (candidate artifact or None, rejection reason or None)."""
     try:
         with quiet():
@@ -242,19 +199,21 @@ def _attempt(strat, job, reference, threads):
         return None, f"conversion failed: {_one_line(exc)}"
     # A strategy makes the float artifact; quantizers start from it (its options say so for the manifest).
     options = {"quantize": None, "dynamic": job.dynamic}
-    return _load_and_probe(converted, job.source, job.target, options, reference, threads, None)
+    return _load_and_probe(converted, job, options, run)
 
 
-def _load_and_probe(converted, source, target, options, reference, threads, precision):
-    """Describe, load and run a fresh artifact on the example; (artifact or None, rejection reason or None)."""
+def _load_and_probe(converted, job, options: dict, run: _Made):
+    """Describe, load and run a fresh artifact of ``job`` (a conversion or quantization) on the example;
+    (artifact or None, rejection reason or None). ``options`` go into the manifest; their ``quantize``
+    is the precision the probe's tolerance is taken for."""
     try:
         with quiet():
-            artifact, raw_runner = _describe(converted, source, target, options, threads)
-            runner = ArtifactRunner(artifact, threads, prepared=raw_runner)
-            actual = runner.run(source.example_feeds())
+            artifact, raw_runner = _describe(converted, job, options, run.threads)
+            runner = ArtifactRunner(artifact, run.threads, prepared=raw_runner)
+            actual = runner.run(job.source.example_feeds())
     except Exception as exc:
         return None, f"artifact did not load or run: {_one_line(exc)}"
-    parity = compare([reference], [actual], Tolerance.default(precision))
+    parity = compare([run.reference], [actual], Tolerance.default(options.get("quantize")))
     worst = max((o.max_abs_err for o in parity.outputs), default=0.0)
     artifact.probe = {"passed": parity.passed, "max_abs_err": worst, "samples": 1}
     if not parity.passed:
@@ -262,16 +221,17 @@ def _load_and_probe(converted, source, target, options, reference, threads, prec
     return artifact, None
 
 
-def _describe(converted, source, target, options, threads):
+def _describe(converted, job, options: dict, threads: int):
     """An Artifact for a fresh conversion, its I/O matched to the source's, and its loaded runner."""
     options = {**options, "dynamic_kept": dict(getattr(converted, "dynamic_kept", None) or {})}
+    source, target = job.source, job.target
     artifact = Artifact(
-        target,
-        Path(converted.path),
-        "",
-        [],
-        [],
-        {},
+        target=target,
+        path=Path(converted.path),
+        strategy="",
+        inputs=[],
+        outputs=[],
+        input_dtypes={},
         files=list(converted.files),
         versions=dict(converted.versions),
         notes=list(converted.notes),
@@ -317,34 +277,16 @@ RANDOM_CALIBRATION_WARNING = (
 )
 
 
-def _precisions(quantize, int8_io: bool) -> list[str]:
-    """The requested precisions as a list (``quantize`` may be None, one name or several)."""
-    from ondevice.converters.registry import check_precision
-
-    names = [] if quantize is None else [quantize] if isinstance(quantize, str) else list(quantize)
-    for name in names:
-        check_precision(name)
-    precisions = list(dict.fromkeys(names))
-    if int8_io and "int8" not in precisions:
-        raise BadInputError("--int8-io applies to full-integer models: add --quantize int8")
-    return precisions
-
-
 @dataclass(frozen=True)
-class _Int8:
-    """How int8 artifacts are made: integer I/O (TFLite) and the CPU kernels they must be exact on."""
+class _Made:
+    """What every strategy and quantizer of one export shares: where artifacts go, the source's outputs
+    on its example (the probe's reference), the runtimes' threads, int8 calibration, and the options."""
 
-    io: bool = False
-    kernels: str = "portable"
-    keep_float: object = None  # keep_float.KeepFloat: layers left in float until int8 passes
-
-
-def _int8_kernels(name: str) -> str:
-    from ondevice.converters.registry import INT8_KERNELS
-
-    if name not in INT8_KERNELS:
-        raise BadInputError(f"unknown --int8-kernels {name!r}; choose from {', '.join(INT8_KERNELS)}")
-    return name
+    out_dir: Path
+    reference: dict
+    threads: int
+    calib: _Calibration | None
+    options: ExportOptions
 
 
 class _Calibration:
@@ -394,7 +336,7 @@ def calibration_warnings(samples: list[dict]) -> list[str]:
     return found
 
 
-def _quantize_target(source, float_artifact, precision, out_dir, reference, calib, threads, int8: _Int8):
+def _quantize_target(source, float_artifact, precision: str, run: _Made):
     """The quantized artifact made from ``float_artifact``, or an ExportFailure saying why not."""
     from ondevice.converters.registry import ConverterCrashed, QuantizeJob, quantizers_for
 
@@ -406,16 +348,26 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
         return ExportFailure(
             target, f"no quantizer makes {precision} {target} from a {source.framework} source", precision
         )
-    keep = int8.keep_float if precision == "int8" else None
+    int8_io, int8_kernels = run.options.int8_io, run.options.int8_kernels
+    keep = run.options.keep_float if precision == "int8" else None
     if keep is not None and any(q.keeps_float for q in quantizers):
         quantizers = [q for q in quantizers if q.keeps_float]  # one quantizer makes the plain and mixed ones
-    samples = _artifact_calibration(float_artifact, calib, threads) if precision == "int8" else []
+    samples = _artifact_calibration(float_artifact, run.calib, run.threads) if precision == "int8" else []
     attempts, fallback, crashes = [], None, []
     for qz in quantizers:
         progress.stage(f"{target}[{precision}]", f"quantizing with {qz.name}")
         started = time.perf_counter()
         workdir = _scratch.active().folder(f"{target}-{precision}-{qz.name}")
-        job = QuantizeJob(source, target, precision, float_artifact, workdir, samples, int8.io, int8.kernels)
+        job = QuantizeJob(
+            source=source,
+            target=target,
+            precision=precision,
+            float_artifact=float_artifact,
+            workdir=workdir,
+            calibration=samples,
+            int8_io=int8_io,
+            int8_kernels=int8_kernels,
+        )
         try:
             with quiet():
                 converted = qz.quantize(job)
@@ -426,28 +378,28 @@ def _quantize_target(source, float_artifact, precision, out_dir, reference, cali
         except Exception as exc:
             attempts.append(_entry(qz.name, "rejected", _one_line(exc), started))
             continue
-        options = {"quantize": precision, "int8_io": int8.io if precision == "int8" else False}
+        options = {"quantize": precision, "int8_io": int8_io if precision == "int8" else False}
         if precision in ("int8", "dynamic-int8"):
-            options["int8_kernels"] = int8.kernels
-        candidate, reason = _load_and_probe(converted, source, target, options, reference, threads, precision)
+            options["int8_kernels"] = int8_kernels
+        candidate, reason = _load_and_probe(converted, job, options, run)
         if candidate is not None:
             candidate.strategy = qz.name
-            _mark_quantized(candidate, float_artifact, precision, calib, out_dir)
+            _mark_quantized(candidate, job, run)
             # Recorded whether or not the probe passed: the manifest must agree with the report.
             precision_problem = _precision_problem(candidate)
             if keep is not None and precision_problem is None:
                 # Before the probe's verdict: a plain int8 that fails it is what --keep-float is for.
-                candidate = _keep_float(candidate, qz, job, keep, (options, reference, threads, calib, out_dir))
+                candidate = _keep_float(candidate, qz, job, options, run)
                 reason = None if candidate.probe.get("passed") else reason or "quick parity probe failed"
             reason = reason or precision_problem
         if candidate is not None and reason is None:
             attempts.append(_entry(qz.name, "accepted", None, started))
-            return _install(candidate, out_dir, attempts, stem=f"model.{precision}")
+            return _install(candidate, run.out_dir, attempts, stem=f"model.{precision}")
         attempts.append(_entry(qz.name, "rejected", reason, started))
         fallback = fallback or candidate
     if fallback is not None:
         # Quantized but off: keep it so validation fails it (exit 1) with the numbers.
-        return _install(fallback, out_dir, attempts, stem=f"model.{precision}")
+        return _install(fallback, run.out_dir, attempts, stem=f"model.{precision}")
     summary = "; ".join(f"{a['strategy']}: {a['reason']}" for a in attempts)
     if crashes:
         # A process killed by a signal is a fault (exit 4), not a model the converters refuse.
@@ -465,15 +417,17 @@ def _keep_float_request(keep, precisions, source, threads) -> None:
     check_request(keep, precisions, source, threads)
 
 
-def _keep_float(plain: Artifact, qz, job, keep, made: tuple) -> Artifact:
+def _keep_float(plain: Artifact, qz, job, options: dict, run: _Made) -> Artifact:
     """``plain``, or the same quantizer's artifact with the layers that break int8 parity kept in float
-    (ondevice.keep_float); the artifact carries the record of what was tried. ``made``: how ``plain``
-    was probed and marked (options, reference outputs, threads, calibration, output folder)."""
+    (ondevice.keep_float); the artifact carries the record of what was tried. ``options``: the manifest
+    options ``plain`` was probed with."""
     from dataclasses import replace
 
     from .keep_float import Search
 
-    options, reference, threads, calib, out_dir = made
+    keep = run.options.keep_float
+    if keep is None:
+        return plain
     if not qz.keeps_float:
         plain.notes.append(f"--keep-float: {qz.name} cannot keep layers in float; plain int8")
         return plain
@@ -487,22 +441,30 @@ def _keep_float(plain: Artifact, qz, job, keep, made: tuple) -> Artifact:
         )
         with quiet():
             converted = qz.quantize(replace(job, workdir=workdir, keep_float=tuple(names)))
-        artifact, reason = _load_and_probe(
-            converted, job.source, job.target, options, reference, threads, job.precision
-        )
+        artifact, reason = _load_and_probe(converted, job, options, run)
         if artifact is None:
             raise OndeviceError(reason)
         artifact.strategy = qz.name
-        _mark_quantized(artifact, job.float_artifact, job.precision, calib, out_dir)
+        _mark_quantized(artifact, job, run)
         _precision_problem(artifact)
         return artifact
 
     progress.stage(f"{job.target}[{job.precision}]", "--keep-float: judging int8 on the calibration samples")
-    return Search(keep, job.source, job.float_artifact, calib.samples, requantize, threads).run(plain)
+    search = Search(
+        keep=keep,
+        source=job.source,
+        float_artifact=job.float_artifact,
+        samples=run.calib.samples if run.calib else [],
+        requantize=requantize,
+        threads=run.threads,
+    )
+    return search.run(plain)
 
 
-def _artifact_calibration(float_artifact: Artifact, calib: _Calibration, threads: int) -> list[dict]:
+def _artifact_calibration(float_artifact: Artifact, calib: _Calibration | None, threads: int) -> list[dict]:
     """Calibration samples renamed, transposed and cast the way the float artifact takes them."""
+    if calib is None:
+        return []
     with quiet():
         runner = ArtifactRunner(float_artifact, threads)
     return [runner.feeds(sample) for sample in calib.samples]
@@ -521,8 +483,9 @@ def _precision_problem(artifact: Artifact) -> str | None:
     return None if found else found.problem
 
 
-def _mark_quantized(artifact: Artifact, float_artifact: Artifact, precision: str, calib, out_dir: Path) -> None:
-    artifact.quantize = precision
-    artifact.float_artifact = os.path.relpath(float_artifact.path, out_dir)
-    if precision == "int8" and calib is not None:
-        artifact.calibration = dict(calib.info)
+def _mark_quantized(artifact: Artifact, job, run: _Made) -> None:
+    """The quantization ``job`` made ``artifact``: its precision, float sibling and calibration."""
+    artifact.quantize = job.precision
+    artifact.float_artifact = os.path.relpath(job.float_artifact.path, run.out_dir)
+    if job.precision == "int8" and run.calib is not None:
+        artifact.calibration = dict(run.calib.info)

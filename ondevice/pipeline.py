@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from contextlib import contextmanager
@@ -15,15 +14,16 @@ from ondevice.validators.parity import CALIBRATION_HINT, Tolerance, compare, com
 from ondevice.validators.precision import check_precision
 
 from . import progress
-from ._quiet import quiet
+from .core.quiet import quiet
 from .artifacts import Artifact, Artifacts, ExportFailure
-from .core.errors import BadInputError, input_error
+from .core.errors import input_error
 from .core.isolate import IsolatedFailure, call_isolated
 from .core.lazy import REPORTED_PACKAGES, package_versions
 from .core.samples import load_samples_file, save_samples
 from .core.specs import load_samples, make_samples, samples_digest
 from .core.vocab import INT8_PRECISIONS
 from .exporter import export_source, fill_source_outputs, reference_runner
+from .options import ExportOptions, ValidateOptions
 from .report import Report, TargetResult, environment
 from .timing import alone as timed_alone  # a zoo run times one model at a time
 
@@ -299,8 +299,9 @@ def _vs_float(result: TargetResult, sibling, outputs: dict) -> None:
         result.parity_vs_float = compare_vs_float(float_outputs, quantized, result.quantize).to_json()
 
 
-def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, judged: tuple, artifacts: Artifacts, outputs: dict) -> None:
-    """int8 kernels differ by CPU class: record the native proof and, where possible, an AVX2 one.
+def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, judged: tuple, artifacts: Artifacts, outputs: dict):
+    """int8 kernels differ by CPU class: record the native proof and, where possible, an AVX2 one
+    (``judged``: the source's outputs and the artifact's tolerance).
 
     On a CPU with VNNI/AMX the artifact runs again under an emulator whose CPUID says AVX2 without
     VNNI; parity there is judged by the same tolerance, and a miss fails the target (int8 that holds
@@ -325,6 +326,7 @@ def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, judged: tuple, 
     result.isa_checks.append(entry)
     sibling = artifacts.float_sibling(artifact)
     float_native = outputs.get(sibling.path.resolve()) if sibling is not None else None
+    emulate = job.options.emulate_cpu
     if launcher is None or not emulate or result.status == "error" or sibling is None or float_native is None:
         entry["reason"] = (
             why
@@ -338,22 +340,14 @@ def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, judged: tuple, 
         return
     progress.stage(_label(artifact), "re-running on an emulated AVX2 CPU")
     entry["how"] = f"emulated ({' '.join([Path(launcher[0]).name, *launcher[1:]])})"
-    _emulated_check(
-        entry, result, artifact, job, artifacts.items.index(sibling), launcher, (reference, tol), float_native
-    )
+    emulated = (artifacts.items.index(sibling), launcher, float_native)
+    _emulated_check(entry, result, artifact, job, judged=judged, emulated=emulated)
 
 
-def _emulated_check(
-    entry: dict,
-    result: TargetResult,
-    artifact,
-    job: _WorkerJob,
-    sibling_index: int,
-    launcher: list,
-    judged: tuple,
-    float_native: list,
-) -> None:
+def _emulated_check(entry: dict, result: TargetResult, artifact, job: _WorkerJob, judged: tuple, emulated: tuple):
     """Run the artifact and its float sibling on the emulated CPU; the float one is the control.
+    ``judged``: the source's outputs and the tolerance; ``emulated``: the float sibling's index in the
+    manifest, the emulator's command line, and the sibling's native outputs.
 
     An emulator can mistranslate an instruction (qemu did, on an unrolled LSTM's float IR): when the
     float sibling does not reproduce its native outputs to fp32 tolerance, the int8 figure from the
@@ -362,6 +356,7 @@ def _emulated_check(
     from .cpu import EMULATED_CPU
 
     reference, tol = judged
+    sibling_index, launcher, float_native = emulated
     paths = [job.outputs_path.with_name(f"avx2-{i}-{job.outputs_path.name}") for i in (job.index, sibling_index)]
     try:
         facts = call_isolated(
@@ -456,21 +451,27 @@ def _check_precision(result: TargetResult, artifact, allowed: bool) -> None:
 
 @dataclass(frozen=True)
 class _WorkerJob:
+    """One artifact's run in a worker process: which artifact, where samples and outputs go, and how."""
+
     out_dir: Path
     index: int
     samples_path: Path
     outputs_path: Path
-    threads: int
-    runs: int
-    warmup: int
-    budget_s: float | None
-    timeout_s: float
+    options: ValidateOptions
     extra_samples_path: Path | None = None
     external: bool = False  # the manifest describes files made elsewhere (byo.py)
 
     @property
     def extra_outputs_path(self) -> Path:
         return self.outputs_path.with_name(f"extra-{self.outputs_path.name}")
+
+    @property
+    def threads(self) -> int:
+        return self.options.threads
+
+    @property
+    def timeout_s(self) -> float:
+        return self.options.timeout_s
 
     def run(self) -> dict:
         # Absolute paths: the worker runs in a scratch folder, not the caller's working directory.
@@ -479,15 +480,18 @@ class _WorkerJob:
             "index": self.index,
             "samples_path": str(self.samples_path),
             "outputs_path": str(self.outputs_path),
-            "threads": self.threads,
-            "runs": self.runs,
-            "warmup": self.warmup,
-            "budget_s": self.budget_s,
+            "timing": {
+                "threads": self.threads,
+                "runs": self.options.runs,
+                "warmup": self.options.warmup,
+                "budget_s": self.options.budget_s,
+            },
         }
         if self.extra_samples_path:
-            kwargs.update(
-                extra_samples_path=str(self.extra_samples_path), extra_outputs_path=str(self.extra_outputs_path)
-            )
+            kwargs["extra"] = {
+                "samples_path": str(self.extra_samples_path),
+                "outputs_path": str(self.extra_outputs_path),
+            }
         if self.external:
             kwargs["external"] = True
         return call_isolated("ondevice.worker:measure_artifact", kwargs, timeout=self.timeout_s)
@@ -527,73 +531,20 @@ def _judge(artifact, job: _WorkerJob, reference, tol) -> TargetResult:
     return result
 
 
-def check_source(
-    source,
-    targets,
-    out_dir,
-    samples: int = 8,
-    seed: int = 0,
-    inputs_file=None,
-    tolerance=None,
-    threads=None,
-    runs: int = 50,
-    warmup: int = 5,
-    allow_inconclusive=False,
-    quantize=None,
-    strategy=None,
-    dynamic=None,
-    calibration=None,
-    int8_io=False,
-    allow_precision_change=False,
-    int8_kernels="portable",
-    emulate_cpu=True,
-    keep_work=False,
-    explain=True,
-    require=None,
-    keep_float=None,
-) -> Report:
+def check_source(source, out_dir, export: ExportOptions, validate: ValidateOptions | None = None) -> Report:
     """Export then validate; returns the Report, which the caller publishes (``publish.publish``) after its gate.
 
-    Converters and runtimes work in OUT/.work, removed at the end unless ``keep_work``. ``require``
-    ({target: [backend]}) keeps the strategies whose artifacts run whole on those backends (export).
-    ``keep_float`` (a ``keep_float.KeepFloat``) leaves int8 layers in float until they pass (export).
+    Converters and runtimes work in OUT/.work, removed at the end unless ``export.keep_work``;
+    ``validate`` is the defaults if None.
     """
     from ._paths import REPORT_FILES, clear_previous, output_folder
     from .core.scratch import run_scratch
 
     started = time.perf_counter()
-    with run_scratch(out_dir, keep_work):
+    with run_scratch(out_dir, export.keep_work):
         # A check that fails part-way must not leave the previous run's verdict in out_dir.
         clear_previous(output_folder(out_dir), (*REPORT_FILES, "manifest.json"))
-        threads = threads or default_threads()
-        artifacts = export_source(
-            source,
-            targets,
-            out_dir,
-            quantize=quantize,
-            strategy=strategy,
-            dynamic=dynamic,
-            calibration=calibration,
-            threads=threads,
-            int8_io=int8_io,
-            int8_kernels=int8_kernels,
-            require=require,
-            keep_float=keep_float,
-        )
-        report = validate_artifacts(
-            source,
-            artifacts,
-            samples,
-            seed,
-            inputs_file,
-            tolerance,
-            threads,
-            runs,
-            warmup,
-            allow_inconclusive,
-            allow_precision_change=allow_precision_change,
-            emulate_cpu=emulate_cpu,
-            explain=explain,
-        )
+        artifacts = export_source(source, out_dir, export)
+        report = validate_artifacts(source, artifacts, validate)
         report.run = {**run_facts(started), "validate_s": report.run["wall_s"]}
     return report

@@ -53,29 +53,27 @@ def measure_artifact(
     index: int,
     samples_path: str,
     outputs_path: str,
-    threads: int,
-    runs: int,
-    warmup: int,
-    budget_s: float | None = None,
-    runtime: str | None = None,
-    extra_samples_path: str | None = None,
-    extra_outputs_path: str | None = None,
+    timing: dict,
+    extra: dict | None = None,
     external: bool = False,
 ) -> dict:
     """Load artifact ``index`` of the manifest in ``out_dir``, run and time it; returns JSON-able facts.
 
-    ``extra_samples_path``: samples at another shape (dynamic axes), run and saved but not timed.
-    ``external``: the manifest is the one this run wrote for files made elsewhere.
+    ``timing``: threads, runs, warmup, budget_s (seconds, None: every run) and, optionally, runtime
+    (None: the target's own). ``extra``: samples_path and outputs_path of samples at another shape
+    (dynamic axes), run and saved but not timed. ``external``: the manifest is the one this run wrote
+    for files made elsewhere. Every argument is JSON: this runs in a process of its own.
     """
     from ondevice.validators import latency
 
     from .artifacts import ArtifactRunner, Artifacts
     from .timing import alone
 
+    threads = timing["threads"]
     artifact = Artifacts.load(out_dir, verify=False, external_ok=external).items[index]
     baseline = _rss_mb()
     start = time.perf_counter()
-    runner = ArtifactRunner(artifact, threads, runtime)
+    runner = ArtifactRunner(artifact, threads, timing.get("runtime"))
     load_ms = (time.perf_counter() - start) * 1e3
     after_load = _rss_mb()
     _inject_fault(runner.runtime)
@@ -83,19 +81,25 @@ def measure_artifact(
     start = time.perf_counter()
     outputs = [runner.run(s) for s in samples]
     save_samples(Path(outputs_path), outputs)
-    if extra_samples_path and extra_outputs_path:
-        extra = [runner.run(s) for s in load_samples_file(Path(extra_samples_path))]
-        save_samples(Path(extra_outputs_path), extra)
+    if extra:
+        other = [runner.run(s) for s in load_samples_file(Path(extra["samples_path"]))]
+        save_samples(Path(extra["outputs_path"]), other)
     parity_s = time.perf_counter() - start
     feeds = runner.feeds(samples[0])
     start = time.perf_counter()
     with alone():  # in a zoo run, every other model is stopped while this one is timed
-        timing = latency.measure(runner.runner.timed_call(feeds), threads, runs, warmup, budget_s).to_json()
-    timing["load_ms"] = load_ms
+        timed = latency.measure(
+            runner.runner.timed_call(feeds),
+            threads,
+            runs=timing["runs"],
+            warmup=timing["warmup"],
+            budget_s=timing.get("budget_s"),
+        ).to_json()
+    timed["load_ms"] = load_ms
     stages = {"load": load_ms / 1e3, "parity_run": parity_s, "latency": time.perf_counter() - start}
     return {
         "runtime": runner.runtime,
-        "latency": timing,
+        "latency": timed,
         "stages": stages,
         "footprint": {"baseline_rss_mb": baseline, "peak_rss_load_mb": after_load, "peak_rss_run_mb": _rss_mb()},
     }

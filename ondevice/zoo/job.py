@@ -53,7 +53,7 @@ def run_model(request: dict) -> dict:
     from ..api import _source
     from ..core.scratch import run_scratch
     from ..gate import load_policy
-    from ..pipeline import default_threads
+    from ..options import default_threads
 
     opts, out = request["options"], Path(request["out"])
     started = time.perf_counter()
@@ -62,10 +62,9 @@ def run_model(request: dict) -> dict:
         policy = load_policy(opts["policy"]) if opts.get("policy") else None
         source = _source(
             request["source"],
-            None,
-            opts.get("input") or [],
-            opts.get("trust_pickle", False),
-            opts.get("trust_graph", False),
+            inputs=opts.get("input") or [],
+            trust_pickle=opts.get("trust_pickle", False),
+            trust_graph=opts.get("trust_graph", False),
         )
         threads = opts.get("threads") or default_threads()
         artifacts, cached = _export(source, opts, out, request.get("cache"), threads)
@@ -135,40 +134,16 @@ def _export(source, opts: dict, out: Path, cache_dir, threads: int):
 
 def _convert(source, opts: dict, out: Path, threads: int):
     from ..exporter import export_source
+    from ..options import ExportOptions
 
-    return export_source(
-        source,
-        opts["to"],
-        out,
-        quantize=opts.get("quantize"),
-        strategy=opts.get("strategy"),
-        dynamic=dict(opts.get("dynamic") or []),
-        calibration=opts.get("calibration"),
-        threads=threads,
-        int8_io=opts.get("int8_io", False),
-        int8_kernels=opts.get("int8_kernels", "portable"),
-        require=opts.get("require") or [],
-    )
+    return export_source(source, out, ExportOptions.from_flags({**opts, "threads": threads}))
 
 
 def _validate(source, artifacts, opts: dict, threads: int):
-    from ..api import _tolerance
+    from ..options import ValidateOptions
     from ..pipeline import validate_artifacts
 
-    return validate_artifacts(
-        source,
-        artifacts,
-        opts.get("samples", 8),
-        opts.get("seed", 0),
-        opts.get("inputs"),
-        _tolerance(opts.get("atol"), opts.get("rtol")),
-        threads,
-        opts.get("runs", 50),
-        allow_inconclusive=opts.get("allow_inconclusive", False),
-        allow_precision_change=opts.get("allow_precision_change", False),
-        emulate_cpu=not opts.get("no_emulate_cpu", False),
-        explain=not opts.get("no_explain", False),
-    )
+    return validate_artifacts(source, artifacts, ValidateOptions.from_flags({**opts, "threads": threads}))
 
 
 def _publish(report, policy, path: Path, cached) -> dict:

@@ -20,7 +20,8 @@ from ondevice.artifacts import ArtifactRunner, Artifacts
 from ondevice.cli import main
 from ondevice.core.errors import BadInputError
 from ondevice.core.specs import TensorSpec, load_samples, make_samples, samples_digest, spec_from_array
-from ondevice.exporter import RANDOM_CALIBRATION_WARNING, _calibration, _precisions
+from ondevice.exporter import RANDOM_CALIBRATION_WARNING, _calibration
+from ondevice.options import ExportOptions
 from ondevice.validators.parity import compare_vs_float
 from ondevice.validators.precision import inspect
 from tests import models
@@ -282,10 +283,16 @@ def test_random_calibration_warns_once_and_constant_inputs_are_named(capsys, tmp
 
 def test_bad_precision_options_are_the_users_error():
     with pytest.raises(BadInputError, match="unknown precision 'int4'"):
-        _precisions("int4", False)
+        ExportOptions(quantize="int4")
     with pytest.raises(BadInputError, match="--int8-io applies to full-integer"):
-        _precisions("fp16", True)
-    assert _precisions(["int8", "fp16", "int8"], True) == ["int8", "fp16"]
+        ExportOptions(quantize="fp16", int8_io=True)
+    with pytest.raises(BadInputError, match="unknown --int8-kernels 'avx9'"):
+        ExportOptions(quantize="int8", int8_kernels="avx9")
+    with pytest.raises(BadInputError, match="unknown target 'coreml'"):
+        ExportOptions(targets=("onnx", "coreml"))
+    options = ExportOptions(quantize=["int8", "fp16", "int8"], int8_io=True)
+    assert options.quantize == ("int8", "fp16") and options.targets == ("onnx", "tflite", "openvino")
+    assert ExportOptions(quantize=None).quantize == () and ExportOptions(quantize="fp16").quantize == ("fp16",)
 
 
 def test_unreadable_calibration_is_the_users_error(tmp_path):
