@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import machine, table
-from ondevice.core.quiet import quiet
 from ondevice.converters._openvino import _telemetry_off  # the direct calls must not phone home either
 from ondevice.core.lazy import quiet_environment
+from ondevice.core.quiet import quiet
 
 quiet_environment()
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from ._quiet import quiet
 from .artifacts import MANIFEST, Artifact, Artifacts, runtime_for
 from .core.errors import BadInputError, input_error
+from .core.quiet import quiet
 from .layout import IOHint, match_external, moves_layout, parse_io_map
 from .runtimes import get_runner_class
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ._quiet import quiet
 from .artifacts import ArtifactRunner, Artifacts
 from .core.errors import BadInputError
+from .core.quiet import quiet
 from .runtimes import capture
 
 DEFAULT_BUDGET_S = 300.0

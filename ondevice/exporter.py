@@ -17,10 +17,10 @@ from pathlib import Path
 from ondevice.validators.parity import Tolerance, compare
 
 from . import progress
-from .core.quiet import quiet
 from .artifacts import Artifact, ArtifactRunner, Artifacts, ExportFailure, runtime_for
 from .core import scratch as _scratch
 from .core.errors import BadInputError, OndeviceError, input_error
+from .core.quiet import quiet
 from .core.scratch import remove_previous_artifacts, run_scratch
 from .core.specs import TensorSpec, load_samples, make_samples, samples_digest
 from .layout import match_io

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ._quiet import quiet
 from .core.errors import BadInputError
+from .core.quiet import quiet
 
 AUTO = "auto"
 DEFAULT_CAP = 0.10

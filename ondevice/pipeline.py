@@ -14,11 +14,11 @@ from ondevice.validators.parity import CALIBRATION_HINT, Tolerance, compare, com
 from ondevice.validators.precision import check_precision
 
 from . import progress
-from .core.quiet import quiet
 from .artifacts import Artifact, Artifacts, ExportFailure
 from .core.errors import input_error
 from .core.isolate import IsolatedFailure, call_isolated
 from .core.lazy import REPORTED_PACKAGES, package_versions
+from .core.quiet import quiet
 from .core.samples import load_samples_file, save_samples
 from .core.specs import load_samples, make_samples, samples_digest
 from .core.vocab import INT8_PRECISIONS

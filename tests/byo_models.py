@@ -77,7 +77,7 @@ def plain_torch_onnx(model, args, path: Path, dynamo: bool) -> Path:
     """``torch.onnx.export(model, args, path, dynamo=...)`` and nothing else."""
     import torch
 
-    from ondevice._quiet import quiet
+    from ondevice.core.quiet import quiet
 
     with quiet():
         torch.onnx.export(model, tuple(args), str(path), dynamo=dynamo)
@@ -88,7 +88,7 @@ def plain_litert_torch(model, args, path: Path) -> Path:
     """``litert_torch.convert(model, args).export(path)``: inputs args_N, outputs output_N."""
     import litert_torch
 
-    from ondevice._quiet import quiet
+    from ondevice.core.quiet import quiet
 
     with quiet():
         litert_torch.convert(model, tuple(args)).export(str(path))
@@ -114,8 +114,8 @@ def plain_openvino(model, path: Path) -> Path:
     """``ov.save_model(ov.convert_model(model), path)``: save_model's default compresses weights to fp16."""
     import openvino as ov
 
-    from ondevice._quiet import quiet
     from ondevice.converters._openvino import _telemetry_off
+    from ondevice.core.quiet import quiet
 
     # Telemetry off only keeps the test offline; the converted model is what convert_model makes.
     with quiet(), _telemetry_off():
@@ -127,7 +127,7 @@ def plain_keras_tflite(model, path: Path) -> Path:
     """``tf.lite.TFLiteConverter.from_keras_model(model).convert()`` written to ``path``."""
     import tensorflow as tf
 
-    from ondevice._quiet import quiet
+    from ondevice.core.quiet import quiet
 
     with quiet():
         path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())

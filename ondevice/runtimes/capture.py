@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._quiet import quiet
 from ..core import lazy as _lazy
+from ..core.quiet import quiet
 
 LIMIT_BYTES = 1 << 30
 
