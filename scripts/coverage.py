@@ -331,9 +331,179 @@ def merge_section(page: str, key: str, block: str) -> str:
     return page.rstrip("\n") + "\n\n" + section
 
 
+# ---- the published set (tests/published.py): resumable, float and int8 ------------------------
+
+PUBLISHED_TARGETS = ("onnx", "tflite", "openvino")
+PUBLISHED_STATE = ROOT / "benchmarks" / "published-state.json"
+
+
+def measure_published(name: str, out: Path, samples: int, targets=PUBLISHED_TARGETS) -> dict:
+    """check() one published model at float32 and int8 on ``targets``; one row per (target, precision)."""
+    sys.path.insert(0, str(ROOT))
+    import ondevice
+    from tests.published import published
+
+    model, example = published()[name]()
+    started = time.perf_counter()
+    report = ondevice.check(
+        model, example, targets=list(targets), out_dir=out, samples=samples, runs=3, quantize="int8"
+    )
+    seconds = round(time.perf_counter() - started, 1)
+    manifest = json.loads((out / "manifest.json").read_text())
+    attempts = {a["target"]: a["attempts"] for a in manifest["artifacts"] + manifest["failures"]}
+    rows = []
+    for result in report.targets:
+        outputs = (result.parity or {}).get("outputs", [])
+        rows.append(
+            {
+                "model": name,
+                "target": result.target,
+                "precision": result.quantize or "fp32",
+                "status": result.status,
+                "strategy": result.strategy,
+                "max_abs_err": max((o["max_abs_err"] for o in outputs), default=None),
+                "error": result.error,
+                "attempts": [] if result.quantize else attempts.get(result.target, []),
+            }
+        )
+    return {"rows": rows, "seconds": seconds}
+
+
+def _published_child(name: str, samples: int, timeout: int) -> dict:
+    """One published model in its own process; a crash or timeout is an error row per target and precision."""
+    with tempfile.TemporaryDirectory(prefix=f"published-{name}-") as tmp:
+        cmd = [sys.executable, __file__, "--set", "published", "--one", name, "--out", tmp, "--samples", str(samples)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+            lines = proc.stdout.strip().splitlines()
+            if lines and lines[-1].startswith("{"):
+                return json.loads(lines[-1])
+            reason = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}, no output"])[-1][:300]
+        except subprocess.TimeoutExpired:
+            reason = f"timed out after {timeout} s"
+    rows = [
+        {"model": name, "target": t, "precision": p, "status": "error", "strategy": None, "max_abs_err": None}
+        | {"error": reason, "attempts": []}
+        for t in PUBLISHED_TARGETS
+        for p in ("fp32", "int8")
+    ]
+    return {"rows": rows, "seconds": None}
+
+
+def run_published(names: list[str], samples: int, timeout: int, state_path: Path, budget_s: float | None) -> dict:
+    """Run the models the state file lacks, one process each, saving the state after every model.
+
+    A rerun skips what is done; ``budget_s`` stops starting new models once that much time has passed.
+    """
+    state = json.loads(state_path.read_text()) if state_path.exists() else {"models": {}}
+    started = time.perf_counter()
+    for name in names:
+        if name in state["models"]:
+            continue
+        if budget_s is not None and time.perf_counter() - started > budget_s:
+            print(f"budget spent: {name} and later not run", file=sys.stderr, flush=True)
+            break
+        print(f"{name} ...", file=sys.stderr, flush=True)
+        result = _published_child(name, samples, timeout)
+        state["models"][name] = {**result, "commit": _commit(), "date": time.strftime("%Y-%m-%d")}
+        state_path.write_text(json.dumps(state, indent=1) + "\n")
+        for row in result["rows"]:
+            print(f"  {row['target']:8} {row['precision']:5} {row['status']:16} {row['strategy']}", file=sys.stderr)
+    return state
+
+
+def _cell(row: dict | None, notes: list[str]) -> str:
+    """A table cell: the winning strategy and its error, else the status and a numbered reason."""
+    if row is None:
+        return "—"
+    if row["status"] == "passed":
+        return f"`{row['strategy']}` {_fmt_err(row['max_abs_err'])}"
+    notes.append(f"{row['model']} → {row['target']} {row['precision']}: {row['status']}: {(row['error'] or '')[:400]}")
+    return f"{row['status']} [{len(notes)}]"
+
+
+def _published_table(rows: list[dict], models: list[str], precision: str, notes: list[str]) -> list[str]:
+    mine = {(r["model"], r["target"]): r for r in rows if r["precision"] == precision}
+    passed = {t: sum(mine.get((m, t), {}).get("status") == "passed" for m in models) for t in PUBLISHED_TARGETS}
+    ran = {t: sum((m, t) in mine for m in models) for t in PUBLISHED_TARGETS}
+    lines = [
+        f"**{precision}:** " + ", ".join(f"{t} {passed[t]}/{ran[t]}" for t in PUBLISHED_TARGETS) + " passed.",
+        "",
+        "| model | " + " | ".join(PUBLISHED_TARGETS) + " |",
+        "|---|" + "---|" * len(PUBLISHED_TARGETS),
+    ]
+    for model in models:
+        cells = [_cell(mine.get((model, t)), notes) for t in PUBLISHED_TARGETS]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_published(state: dict, names: list[str], samples: int, state_path: Path = PUBLISHED_STATE) -> str:
+    """docs/coverage-published.md: which models ran, float and int8 tables, every failure's reason."""
+    done = [n for n in names if n in state["models"]]
+    missing = [n for n in names if n not in state["models"]]
+    rows = [row for n in done for row in state["models"][n]["rows"]]
+    commits = sorted({state["models"][n]["commit"] for n in done})
+    notes: list[str] = []
+    lines = [
+        "# Coverage: published architectures",
+        "",
+        f"Generated by `scripts/coverage --set published` from {_shown(state_path)} "
+        f"(commit{'s' if len(commits) > 1 else ''} {', '.join(commits) or '—'}; Python {platform.python_version()}, "
+        f"{platform.machine()}, CPU); do not edit by hand. Models: `tests/published.py`, built from "
+        "`keras.applications` and `transformers` with random weights, nothing downloaded. Each model is one "
+        f"`ondevice.check --quantize int8` with {samples} seeded samples; a cell is the winning strategy and the "
+        "largest max-abs error over the outputs, or the status and its reason below.",
+        "",
+        f"**{len(done)} of {len(names)} models run.** "
+        + (f"Not yet run: {', '.join(m.split('_', 1)[1] for m in missing)}." if missing else "All models run."),
+        "",
+        "## float32",
+        "",
+        *_published_table(rows, done, "fp32", notes),
+        "",
+        "## int8",
+        "",
+        *_published_table(rows, done, "int8", notes),
+        "",
+    ]
+    lines += ["## Reasons", ""] + ([f"{i}. {n}" for i, n in enumerate(notes, 1)] or ["None: every cell passed."])
+    rejected = [(r, a) for r in rows for a in r["attempts"] if a["status"] == "rejected"]
+    lines += ["", "## Strategies tried before the winner, and why they were rejected", ""]
+    lines += [f"- {r['model']} → {r['target']}: `{a['strategy']}` — {a['reason']}" for r, a in rejected] or ["None."]
+    lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in _versions().items()), ""]
+    return "\n".join(lines)
+
+
+def _shown(path: Path) -> str:
+    path = path.absolute()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def main_published(args) -> int:
+    """``--set published``: run what the state file lacks (all, or the named models) and write the page."""
+    sys.path.insert(0, str(ROOT))
+    from tests.published import published
+
+    names = list(published())
+    unknown = [m for m in args.families if m not in names]
+    if unknown:
+        raise SystemExit(f"unknown models {unknown}; known: {', '.join(names)}")
+    state_path = Path(args.state)
+    budget = args.budget_min * 60 if args.budget_min else None
+    state = run_published(args.families or names, args.samples, args.timeout, state_path, budget)
+    output = Path(args.output or ROOT / "docs" / "coverage-published.md")
+    output.write_text(render_published(state, names, args.samples, state_path))
+    rows = [row for entry in state["models"].values() for row in entry["rows"]]
+    print(f"wrote {output}: {sum(r['status'] == 'passed' for r in rows)} of {len(rows)} cells passed", file=sys.stderr)
+    return 0 if all(r["status"] == "passed" for r in rows) else 1
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("families", nargs="*", help="family names from tests/families.py (default: all)")
+    parser.add_argument(
+        "families", nargs="*", help="family names from tests/families.py, or models of --set published (default: all)"
+    )
     parser.add_argument(
         "--to",
         type=_targets,
@@ -343,7 +513,19 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per family")
-    parser.add_argument("-o", "--output", default=str(ROOT / "docs" / "coverage.md"))
+    parser.add_argument(
+        "-o", "--output", help="the page to write (default: docs/coverage.md, or docs/coverage-published.md)"
+    )
+    parser.add_argument(
+        "--set",
+        choices=("families", "published"),
+        default="families",
+        help="families: tests/families.py (default); published: tests/published.py, float and int8, resumable",
+    )
+    parser.add_argument(
+        "--state", default=str(PUBLISHED_STATE), help="--set published: the JSON results kept between runs"
+    )
+    parser.add_argument("--budget-min", type=float, help="--set published: start no new model after this many minutes")
     parser.add_argument("--json", help="also write the rows as JSON here")
     parser.add_argument(
         "--every-strategy",
@@ -353,6 +535,12 @@ def main(argv=None) -> int:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.set == "published" and args.one:
+        print(json.dumps(measure_published(args.one, Path(args.out), args.samples)))
+        return 0
+    if args.set == "published":
+        return main_published(args)
+    args.output = args.output or str(ROOT / "docs" / "coverage.md")
     if args.one:
         print(json.dumps(measure_one(args.one, Path(args.out), args.samples, args.every_strategy, args.to)))
         return 0
