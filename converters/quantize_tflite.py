@@ -71,13 +71,15 @@ def keras_converter(job: QuantizeJob) -> Converted:
     out = job.output_path(".tflite")
     kwargs = {
         "model_path": str(model_path),
-        "inputs": input_signature(job),
-        "outputs": output_names(job),
         "out_path": str(out),
-        "precision": job.precision,
         "samples_path": _save_calibration(job),
-        "input_names": job.input_names,
-        "int8_io": job.int8_io,
+        "spec": {
+            "inputs": input_signature(job),
+            "outputs": output_names(job),
+            "input_names": job.input_names,
+            "precision": job.precision,
+            "int8_io": job.int8_io,
+        },
     }
     try:
         versions = _isolated("ondevice.converters.quantize_tflite:keras_worker", kwargs, "TFLiteConverter quantization")
@@ -87,21 +89,17 @@ def keras_converter(job: QuantizeJob) -> Converted:
     return Converted(out, versions=versions, notes=_io_note(job))
 
 
-def keras_worker(
-    model_path: str,
-    inputs: list,
-    outputs: list,
-    out_path: str,
-    precision: str,
-    samples_path: str | None,
-    input_names: list,
-    int8_io: bool,
-) -> dict:
-    """Runs in a fresh process: reload the Keras model and write a quantized .tflite."""
+def keras_worker(model_path: str, out_path: str, samples_path: str | None, spec: dict) -> dict:
+    """Runs in a fresh process: reload the Keras model and write a quantized .tflite.
+
+    ``spec`` (JSON): the serving signature's ``inputs`` and ``outputs``, the calibration samples'
+    ``input_names`` in feed order, the ``precision``, and ``int8_io``.
+    """
     tf = require("tensorflow")
     keras = require("keras")
     model = keras.models.load_model(model_path, safe_mode=True, compile=False)
-    serve = serving_function(model, inputs, outputs)
+    precision, input_names = spec["precision"], spec["input_names"]
+    serve = serving_function(model, spec["inputs"], spec["outputs"])
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], variable_holder(model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if precision == "fp16":
@@ -110,7 +108,7 @@ def keras_worker(
         samples = _load(samples_path)
         converter.representative_dataset = lambda: ([s[name] for name in input_names] for s in samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io_type = tf.int8 if int8_io else tf.float32
+        io_type = tf.int8 if spec["int8_io"] else tf.float32
         converter.inference_input_type = converter.inference_output_type = io_type
     try:
         blob = converter.convert()
