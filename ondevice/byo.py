@@ -207,7 +207,7 @@ def prepare(source, paths, folder, hints=(), precision: str | None = None, threa
     """Describe files made elsewhere against ``source`` and write ondevice's manifest for them in
     ``folder`` (where the report goes); returns Artifacts ready for ``validate_artifacts``."""
     from . import progress
-    from .exporter import fill_source_outputs
+    from .reference import fill_source_outputs
 
     if not source.outputs:
         progress.stage("source", "running the example inputs")

@@ -60,7 +60,7 @@ def artifact_tensors(artifact, sample: dict, threads: int = 1, limit_bytes: int 
 def pick_artifact(source, path, target=None, quantize=None, hints=(), precision=None, threads: int = 1):
     """The artifact ``explain`` looks at: one of an export folder (by --target/--quantize) or a single file."""
     from .byo import describe_one, is_export_folder, parse_hints
-    from .exporter import fill_source_outputs
+    from .reference import fill_source_outputs
 
     if not source.outputs:
         fill_source_outputs(source, threads)

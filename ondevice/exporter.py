@@ -19,40 +19,14 @@ from ondevice.validators.parity import Tolerance, compare
 from . import progress
 from .artifacts import Artifact, ArtifactRunner, Artifacts, ExportFailure, runtime_for
 from .core import scratch as _scratch
-from .core.errors import BadInputError, OndeviceError, input_error
+from .core.errors import BadInputError, OndeviceError
 from .core.quiet import quiet
 from .core.scratch import remove_previous_artifacts, run_scratch
-from .core.specs import TensorSpec, load_samples, make_samples, samples_digest
+from .core.specs import load_samples, make_samples, samples_digest
 from .layout import match_io
 from .options import ExportOptions
-from .runtimes import SOURCE_RUNTIMES, get_runner_class
-
-
-def reference_runner(source, threads: int = 1):
-    """The runner that executes the source model itself."""
-    if source.framework == "onnx":
-        return get_runner_class("onnxruntime")(source.path, threads=threads)
-    return get_runner_class(SOURCE_RUNTIMES[source.framework])(source, threads=threads)
-
-
-def fill_source_outputs(source, threads: int = 1) -> dict:
-    """Run the source once on its example to learn its outputs; returns those outputs."""
-    feeds = source.example_feeds()
-    try:
-        with quiet():
-            runner = reference_runner(source, threads)
-            result = runner.run(feeds)
-    except OndeviceError:
-        raise
-    except Exception as exc:
-        raise input_error(
-            f"the source model failed on its example inputs: {type(exc).__name__}: {_one_line(exc)}", exc
-        ) from exc
-    if source.framework == "onnx":
-        source.outputs = list(runner.outputs)
-    else:
-        source.outputs = [TensorSpec(name, tuple(value.shape), str(value.dtype)) for name, value in result.items()]
-    return result
+from .reference import fill_source_outputs
+from .runtimes import get_runner_class
 
 
 def _one_line(exc: BaseException) -> str:

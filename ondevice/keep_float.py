@@ -154,7 +154,7 @@ class Search:
     def run(self, plain):
         """The artifact to install (``plain``, or one with layers kept in float), its record attached."""
         from .core.specs import make_samples
-        from .exporter import reference_runner
+        from .reference import reference_runner
 
         calibration = len(self.samples)
         self.samples = [*self.samples, *make_samples(self.source.inputs, HELD_OUT_SAMPLES, HELD_OUT_SEED)]

@@ -22,8 +22,9 @@ from .core.quiet import quiet
 from .core.samples import load_samples_file, save_samples
 from .core.specs import load_samples, make_samples, samples_digest
 from .core.vocab import INT8_PRECISIONS
-from .exporter import export_source, fill_source_outputs, reference_runner
+from .exporter import export_source
 from .options import ExportOptions, ValidateOptions
+from .reference import fill_source_outputs, reference_runner
 from .report import Report, TargetResult, environment
 from .timing import alone as timed_alone  # a zoo run times one model at a time
 

@@ -18,7 +18,7 @@ from ondevice.artifacts import ArtifactRunner
 from ondevice.cli import main
 from ondevice.core.errors import BadInputError
 from ondevice.core.specs import make_samples
-from ondevice.exporter import fill_source_outputs
+from ondevice.reference import fill_source_outputs
 from ondevice.runtimes import get_runner_class
 from ondevice.sources import from_object, load_source
 from ondevice.validators._pte import read_program

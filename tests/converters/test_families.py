@@ -108,7 +108,7 @@ def test_keras_captured_constant_becomes_a_weight(family_check):
 
 
 def _job(factory, target, tmp_path, dynamic):
-    from ondevice.exporter import fill_source_outputs
+    from ondevice.reference import fill_source_outputs
     from ondevice.sources import from_object
 
     model, example = factory()

@@ -281,7 +281,7 @@ def test_saver_ops_reached_from_serving_are_refused(tmp_path):
 
 def test_trust_graph_runs_the_graph(tmp_path):
     """With trust_graph the SavedModel loads and its serving function runs (here: writes its file)."""
-    from ondevice.exporter import fill_source_outputs
+    from ondevice.reference import fill_source_outputs
     from ondevice.sources import load_source
 
     target = tmp_path / "written.txt"

@@ -1,0 +1,44 @@
+"""The source model as the reference: the runner that executes it, and its outputs on the example inputs.
+
+Export (its parity probe), validation, ``explain``, ``--keep-float`` and artifacts made elsewhere all run
+the source the same way, so this sits below every one of them.
+"""
+
+from __future__ import annotations
+
+from .core.errors import OndeviceError, input_error
+from .core.quiet import quiet
+from .core.specs import TensorSpec
+from .runtimes import SOURCE_RUNTIMES, get_runner_class
+
+
+def reference_runner(source, threads: int = 1):
+    """The runner that executes the source model itself."""
+    if source.framework == "onnx":
+        return get_runner_class("onnxruntime")(source.path, threads=threads)
+    return get_runner_class(SOURCE_RUNTIMES[source.framework])(source, threads=threads)
+
+
+def fill_source_outputs(source, threads: int = 1) -> dict:
+    """Run the source once on its example to learn its outputs; returns those outputs."""
+    feeds = source.example_feeds()
+    try:
+        with quiet():
+            runner = reference_runner(source, threads)
+            result = runner.run(feeds)
+    except OndeviceError:
+        raise
+    except Exception as exc:
+        raise input_error(
+            f"the source model failed on its example inputs: {type(exc).__name__}: {_one_line(exc)}", exc
+        ) from exc
+    if source.framework == "onnx":
+        source.outputs = list(runner.outputs)
+    else:
+        source.outputs = [TensorSpec(name, tuple(value.shape), str(value.dtype)) for name, value in result.items()]
+    return result
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:400]
