@@ -65,6 +65,7 @@ class ExportOptions:
         targets = (self.targets,) if isinstance(self.targets, str) else tuple(self.targets)
         object.__setattr__(self, "targets", tuple(check_target(t) for t in targets))
         object.__setattr__(self, "dynamic", dict(self.dynamic or {}))
+        object.__setattr__(self, "require", self.require or None)  # the CLI's default is []
         object.__setattr__(self, "threads", self.threads or default_threads())
         if self.int8_io and "int8" not in self.quantize:
             raise BadInputError("--int8-io applies to full-integer models: add --quantize int8")
