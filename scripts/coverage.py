@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ondevice.core.vocab import TARGETS
+from ondevice.core.vocab import DEFAULT_TARGETS, TARGETS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -333,7 +333,7 @@ def merge_section(page: str, key: str, block: str) -> str:
 
 # ---- the published set (tests/published.py): resumable, float and int8 ------------------------
 
-PUBLISHED_TARGETS = ("onnx", "tflite", "openvino")
+PUBLISHED_TARGETS = DEFAULT_TARGETS
 PUBLISHED_STATE = ROOT / "benchmarks" / "published-state.json"
 
 
