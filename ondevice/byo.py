@@ -99,7 +99,7 @@ def describe(source, paths, out_dir, hints=(), precision: str | None = None, thr
     if precision not in (None, "fp16", "dynamic-int8", "int8"):
         raise BadInputError(f"unknown precision {precision!r}; choose from fp32, fp16, dynamic-int8, int8")
     hints = parse_hints(hints)
-    items = [describe_one(source, path, hints, precision, threads) for path in collect(paths)]
+    items = [describe_one(source, path, hints, precision=precision, threads=threads) for path in collect(paths)]
     _unused_hints(hints, items)
     return Artifacts(Path(out_dir), items, [], source.to_json(), external=True)
 
@@ -121,17 +121,17 @@ def describe_one(source, path: Path, hints: list[IOHint], precision: str | None,
         ) from exc
     moves = moves_layout(source.framework, target)
     try:
-        inputs = match_external(source.inputs, runner.inputs, "input", moves, hints)
-        outputs = match_external(source.outputs, runner.outputs, "output", moves, hints)
+        inputs = match_external(source.inputs, runner.inputs, "input", layout_moves=moves, hints=hints)
+        outputs = match_external(source.outputs, runner.outputs, "output", layout_moves=moves, hints=hints)
     except BadInputError as exc:
         raise type(exc)(f"{path.name}: {exc}") from exc
     artifact = Artifact(
-        target,
-        path,
-        EXTERNAL_STRATEGY,
-        inputs,
-        outputs,
-        {s.name: s.dtype for s in runner.inputs},
+        target=target,
+        path=path,
+        strategy=EXTERNAL_STRATEGY,
+        inputs=inputs,
+        outputs=outputs,
+        input_dtypes={s.name: s.dtype for s in runner.inputs},
         files=side_files(path),
         quantize=precision,
         versions=_producer(path, target),
@@ -213,6 +213,6 @@ def prepare(source, paths, folder, hints=(), precision: str | None = None, threa
         progress.stage("source", "running the example inputs")
         fill_source_outputs(source, threads)
     progress.stage("artifacts", "reading inputs, outputs and precision")
-    artifacts = describe(source, paths, folder, hints, precision, threads)
+    artifacts = describe(source, paths, folder, hints=hints, precision=precision, threads=threads)
     write_manifest(artifacts, folder)
     return artifacts

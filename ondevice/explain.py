@@ -80,7 +80,7 @@ def pick_artifact(source, path, target=None, quantize=None, hints=(), precision=
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"artifact not found: {path} (give an export folder or one .onnx/.tflite/.xml file)")
-    return describe_one(source, path, parse_hints(hints), quantize or precision, threads)
+    return describe_one(source, path, parse_hints(hints), precision=quantize or precision, threads=threads)
 
 
 def explain_within(source, artifact, sample: dict, threads: int, budget_s: float | None) -> dict:

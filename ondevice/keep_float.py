@@ -174,7 +174,7 @@ class Search:
         record = self._record(layers, chosen, stopped)
         record["missing"] = [name for name in self.keep.layers if not layers.nodes.get(name)]
         if chosen[0] is not plain:
-            record["cost"] = cost(self.float_artifact, plain, chosen[0], self.samples[0], self.threads)
+            record["cost"] = cost(self.float_artifact, plain, chosen[0], sample=self.samples[0], threads=self.threads)
         chosen[0].keep_float = record
         return chosen[0]
 
@@ -207,7 +207,7 @@ class Search:
             }
             self.rounds.append(row)
             return None, row
-        return artifact, self._judge(artifact, kept, layers, added, skipped)
+        return artifact, self._judge(artifact, kept, layers, added=added, skipped=skipped)
 
     def _search(self, plain, judged, layers: LayerMap):
         kept: list[str] = []

@@ -81,7 +81,7 @@ def validate_artifacts(source, artifacts: Artifacts, options: ValidateOptions | 
     with tempfile.TemporaryDirectory(prefix="ondevice-validate-") as tmp:
         samples_path = Path(tmp) / "samples.npz"
         save_samples(samples_path, data)
-        other = _other_shape(source, artifacts, ref_runner, options.seed, Path(tmp) / "other_shape.npz")
+        other = _other_shape(source, artifacts, ref_runner, seed=options.seed, path=Path(tmp) / "other_shape.npz")
         outputs = {}
         for index, artifact in enumerate(artifacts):
             tol = replace(Tolerance.default(artifact.quantize), **(tolerance or {}))
@@ -107,10 +107,10 @@ def validate_artifacts(source, artifacts: Artifacts, options: ValidateOptions | 
             _keep_float(result, artifact)
             if options.explain:
                 with _stage(result, "explain"):
-                    explain_budget = _explain(result, source, artifact, data[0], threads, explain_budget)
+                    explain_budget = _explain(result, source, artifact, (data[0], threads), explain_budget)
             if artifact.quantize in INT8_PRECISIONS:
                 with _stage(result, "isa_check"):
-                    _isa_checks(result, artifact, job, (reference, tol), artifacts, outputs)
+                    _isa_checks(result, artifact, job, (reference, tol), context=(artifacts, outputs))
             if result.latency and source_latency["p50_ms"] > 0:
                 result.latency["speedup_vs_source"] = source_latency["p50_ms"] / result.latency["p50_ms"]
             result.source_latency = source_latency
@@ -212,8 +212,9 @@ def _first_line(exc: BaseException) -> str:
 EXPLAIN_BUDGET_S = 300.0  # for every failing target of one run together
 
 
-def _explain(result: TargetResult, source, artifact, sample: dict, threads: int, budget: float) -> float:
-    """Locate the first diverging layer of a target that failed parity; returns the budget left.
+def _explain(result: TargetResult, source, artifact, run_on: tuple, budget: float) -> float:
+    """Locate the first diverging layer of a target that failed parity, running ``run_on`` (a sample and
+    the thread count); returns the budget left.
 
     Only a parity miss is explained (a precision or latency failure has no diverging layer); the
     verdict never depends on it, and once the budget is spent the rest are noted, not explained.
@@ -226,7 +227,8 @@ def _explain(result: TargetResult, source, artifact, sample: dict, threads: int,
         result.divergence = {"note": f"not explained: the {EXPLAIN_BUDGET_S:.0f} s budget was spent on other targets"}
         return budget
     progress.stage(_label(artifact), "explaining: every intermediate tensor of source and artifact")
-    result.divergence = explain_within(source, artifact, sample, threads, budget)
+    sample, threads = run_on
+    result.divergence = explain_within(source, artifact, sample, threads=threads, budget_s=budget)
     return budget - result.divergence.get("seconds", 0.0)
 
 
@@ -300,9 +302,10 @@ def _vs_float(result: TargetResult, sibling, outputs: dict) -> None:
         result.parity_vs_float = compare_vs_float(float_outputs, quantized, result.quantize).to_json()
 
 
-def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, judged: tuple, artifacts: Artifacts, outputs: dict):
+def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, judged: tuple, context: tuple):
     """int8 kernels differ by CPU class: record the native proof and, where possible, an AVX2 one
-    (``judged``: the source's outputs and the artifact's tolerance).
+    (``judged``: the source's outputs and the artifact's tolerance; ``context``: every artifact of the
+    run and the native outputs of those that ran).
 
     On a CPU with VNNI/AMX the artifact runs again under an emulator whose CPUID says AVX2 without
     VNNI; parity there is judged by the same tolerance, and a miss fails the target (int8 that holds
@@ -311,6 +314,7 @@ def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, judged: tuple, 
     """
     from .cpu import EMULATED_CPU, cpu_info, emulator_command
 
+    artifacts, outputs = context
     native = cpu_info()
     result.isa_checks = [
         {

@@ -67,10 +67,13 @@ def run_model(request: dict) -> dict:
             trust_graph=opts.get("trust_graph", False),
         )
         threads = opts.get("threads") or default_threads()
-        artifacts, cached = _export(source, opts, out, request.get("cache"), threads)
-        report = _trusted(request, opts, cached, threads, out) if request.get("trust_cache") else None
+        artifacts, cached = _export(source, opts, out, cache_dir=request.get("cache"), threads=threads)
+        trusted = request.get("trust_cache")
+        report = _trusted(request, opts, cached, threads=threads, out=out) if trusted else None
         if report is None:
-            report = _validated(source, artifacts, opts, threads, started, request.get("cache"), cached)
+            report = _validated(
+                source, artifacts, opts, threads=threads, started=started, cache_dir=request.get("cache"), cached=cached
+            )
         return _publish(report, policy, out / "report.json", cached)
 
 
