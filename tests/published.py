@@ -197,7 +197,11 @@ def torch_vit():
 
 
 def torch_whisper_encoder():
-    """Whisper's encoder: two convolutions over 16 mel bins x 32 frames, then attention."""
+    """Whisper's encoder: two convolutions over 16 mel bins x 32 frames, then attention.
+
+    At the default init_std (0.02) the sinusoidal positions drown the input: the output moved 0.05 across
+    random inputs against a range of 2.9, too little for int8 parity to judge; at 0.2 it moves 2.4.
+    """
     import torch
     import transformers as hf
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
@@ -207,7 +211,7 @@ def torch_whisper_encoder():
         vocab_size=_VOCAB, num_mel_bins=16, d_model=32, encoder_layers=2, encoder_attention_heads=2,
         encoder_ffn_dim=64, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64,
         max_source_positions=16, max_target_positions=16, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        decoder_start_token_id=1,
+        decoder_start_token_id=1, init_std=0.2,
     )  # fmt: skip
     features = np.random.default_rng(0).standard_normal((1, 16, 32)).astype(np.float32)
     return WhisperEncoder(config).eval(), {"input_features": torch.from_numpy(features)}
