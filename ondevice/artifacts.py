@@ -14,18 +14,10 @@ from ._paths import member_path
 from .core import lazy as _lazy
 from .core.errors import BadInputError
 from .layout import IOMap, to_artifact, to_source
-from .runtimes import TARGET_RUNTIMES, get_runner_class
+from .runtimes import RUNTIME_MODULES, TARGET_RUNTIMES, get_runner_class
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-_RUNTIME_MODULES = {
-    "onnxruntime": "onnxruntime",
-    "openvino": "openvino",
-    "litert": "ai_edge_litert",
-    "tflite-runtime": "tflite_runtime",
-    "tf-lite": "tensorflow",
-    "executorch": "executorch",
-}
 
 
 def sha256_of(path: Path) -> str:
@@ -306,7 +298,7 @@ def runtime_for(target: str, forced: str | None = None) -> str:
         return forced
     choices = TARGET_RUNTIMES[target]
     for name in choices:
-        if _lazy.available(_RUNTIME_MODULES[name]):
+        if _lazy.available(RUNTIME_MODULES[name]):
             return name
     return choices[0]  # its runner raises the clear missing-package error
 

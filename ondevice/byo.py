@@ -15,10 +15,12 @@ from pathlib import Path
 from .artifacts import MANIFEST, Artifact, Artifacts, runtime_for
 from .core.errors import BadInputError, input_error
 from .core.quiet import quiet
+from .core.vocab import ARTIFACT_SUFFIX
 from .layout import IOHint, match_external, moves_layout, parse_io_map
 from .runtimes import get_runner_class
 
-SUFFIX_TARGETS = {".onnx": "onnx", ".tflite": "tflite", ".xml": "openvino", ".pte": "executorch"}
+SUFFIX_TARGETS = {suffix: target for target, suffix in ARTIFACT_SUFFIX.items()}
+_SUFFIXES = ", ".join(ARTIFACT_SUFFIX.values())
 EXTERNAL_STRATEGY = "external"  # the report's strategy for a file ondevice did not make
 
 
@@ -38,12 +40,12 @@ def collect(paths) -> list[Path]:
         if path.is_dir():
             inside = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIX_TARGETS and p.is_file())
             if not inside:
-                raise BadInputError(f"{path} holds neither {MANIFEST} nor any .onnx, .tflite, .xml or .pte file")
+                raise BadInputError(f"{path} holds neither {MANIFEST} nor any artifact file ({_SUFFIXES})")
             found.extend(inside)
         elif path.suffix.lower() not in SUFFIX_TARGETS:
             raise BadInputError(
-                f"{path}: not an artifact ondevice can run; expected .onnx, .tflite, .xml (+ .bin) "
-                "or .pte, or a folder of them"
+                f"{path}: not an artifact ondevice can run; expected a file ending {_SUFFIXES} "
+                "(OpenVINO's .xml with its .bin beside it) or a folder of them"
             )
         else:
             found.append(path)

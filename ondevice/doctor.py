@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import importlib.util
 
+from .runtimes.registry import RUNTIME_MODULES, TARGET_RUNTIMES
+
 # (role, distribution, module, what it is for)
 _CHECKS = [
     ("framework", "torch", "torch", "PyTorch sources"),
@@ -26,14 +28,6 @@ _CHECKS = [
     ("runtime", "tflite-runtime", "tflite_runtime", "runs .tflite (NumPy 1 edge boxes)"),
     ("runtime", "executorch", "executorch", "runs .pte (XNNPACK and portable kernels)"),
 ]
-# Each target and the runtimes (modules) that can run it: one is enough.
-_TARGET_RUNTIMES = {
-    "onnx": ("onnxruntime",),
-    "openvino": ("openvino",),
-    "tflite": ("ai_edge_litert", "tflite_runtime"),
-    "executorch": ("executorch",),
-}
-_EXTRAS = {"onnx": "onnx", "openvino": "openvino", "tflite": "tflite", "executorch": "executorch"}
 
 
 def doctor() -> tuple[int, list[str]]:
@@ -49,10 +43,15 @@ def doctor() -> tuple[int, list[str]]:
         state = version if usable else "missing"
         lines.append(f"{role:10} {dist:18} {state:14} {purpose}")
     lines += _cpu_lines()
-    missing = [t for t, modules in _TARGET_RUNTIMES.items() if not any(found[m] for m in modules)]
+    # A target needs one of its runtimes; the package extras are named after the targets.
+    missing = [
+        target
+        for target, runtimes in TARGET_RUNTIMES.items()
+        if not any(found.get(RUNTIME_MODULES[r], False) for r in runtimes)
+    ]
     if not missing:
         return 0, [*lines, "PASSED (a runtime for every target is installed)"]
-    extras = ",".join(_EXTRAS[t] for t in missing)
+    extras = ",".join(missing)
     return 2, [*lines, f"FAILED (no runtime for {', '.join(missing)}; pip install 'ondevice[{extras}]')"]
 
 

@@ -23,6 +23,7 @@ from .core.errors import BadInputError, OndeviceError
 from .core.quiet import quiet
 from .core.scratch import remove_previous_artifacts, run_scratch
 from .core.specs import load_samples, make_samples, samples_digest
+from .core.vocab import ARTIFACT_SUFFIX
 from .layout import match_io
 from .options import ExportOptions
 from .reference import fill_source_outputs
@@ -219,12 +220,9 @@ def _describe(converted, job, options: dict, threads: int):
     return artifact, runner
 
 
-_SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml", "executorch": ".pte"}
-
-
 def _install(artifact: Artifact, out_dir: Path, attempts: list, stem: str = "model") -> Artifact:
     """Move the winning files to OUT/<stem>.<ext> and seal their hashes."""
-    final = out_dir / f"{stem}{_SUFFIX[artifact.target]}"
+    final = out_dir / f"{stem}{ARTIFACT_SUFFIX[artifact.target]}"
     # Side files keep their names: the artifact refers to them by name (model.bin, external data).
     moves = [(artifact.path, final), *((side, out_dir / Path(side).name) for side in artifact.files)]
     _scratch.active().will_install([dest for _, dest in moves])  # a killed run's are removed next run

@@ -1,6 +1,7 @@
 """The words every layer shares: targets, precisions, result statuses and exit codes, each written once.
 
-Adding a target is one line in ``Target`` (plus its route modules and runner); the CLI's choices, the
+Adding a target is one line in ``Target`` and its suffix in ``ARTIFACT_SUFFIX`` (plus its route modules
+and runner); the CLI's choices, the
 gate's allowed names, the registry's check and the reports all read this module. The enums are
 ``StrEnum``s, so a member compares equal to its name and serialises as it in JSON (the report schema is text).
 """
@@ -18,6 +19,15 @@ class Target(StrEnum):
     OPENVINO = "openvino"
     EXECUTORCH = "executorch"
 
+
+# The file each target's artifact is: the exporter names its output with it, and `validate` tells by it
+# which target a file made elsewhere is (OpenVINO's weights sit beside the .xml in a .bin).
+ARTIFACT_SUFFIX: dict[str, str] = {
+    Target.ONNX: ".onnx",
+    Target.TFLITE: ".tflite",
+    Target.OPENVINO: ".xml",
+    Target.EXECUTORCH: ".pte",
+}
 
 # A plain run exports to these; ExecuTorch is asked for by name.
 DEFAULT_TARGETS: tuple[str, ...] = (Target.ONNX.value, Target.TFLITE.value, Target.OPENVINO.value)

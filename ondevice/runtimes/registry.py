@@ -17,6 +17,15 @@ TARGET_RUNTIMES: dict[str, tuple[str, ...]] = {
     Target.TFLITE: ("litert", "tflite-runtime", "tf-lite"),
     Target.EXECUTORCH: ("executorch",),
 }
+# The module each runtime imports: the first installed runtime of a target runs it, and doctor looks for these.
+RUNTIME_MODULES: dict[str, str] = {
+    "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
+    "litert": "ai_edge_litert",
+    "tflite-runtime": "tflite_runtime",
+    "tf-lite": "tensorflow",
+    "executorch": "executorch",
+}
 SOURCE_RUNTIMES = {"torch": "torch", "keras": "keras", "onnx": "onnxruntime"}
 
 _RUNNERS: dict[str, type[Runner]] = {}

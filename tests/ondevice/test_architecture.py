@@ -397,3 +397,13 @@ def test_every_target_has_a_route_and_a_runtime_and_every_route_module_is_regist
     assert with_runtime == routed == target_names()
     listed = ast.literal_eval(_assigned("ondevice.converters.registry", "ROUTE_MODULES"))
     assert sorted(f"ondevice.converters.{m}" for m in listed) == sorted(strategies)
+
+
+def test_every_target_has_a_suffix_and_every_runtime_a_module():
+    """The rest of the recipe: the vocabulary's suffix line and the runtime registry's module line."""
+    from ondevice.core.vocab import ARTIFACT_SUFFIX, TARGETS
+    from ondevice.runtimes.registry import RUNTIME_MODULES, TARGET_RUNTIMES
+
+    assert sorted(ARTIFACT_SUFFIX) == sorted(TARGETS)
+    assert len(set(ARTIFACT_SUFFIX.values())) == len(TARGETS)  # validate tells a file's target by its suffix
+    assert {r for runtimes in TARGET_RUNTIMES.values() for r in runtimes} == set(RUNTIME_MODULES)
