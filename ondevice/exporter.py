@@ -353,6 +353,11 @@ def _quantize_target(source, float_artifact, precision: str, run: _Made):
         options = {"quantize": precision, "int8_io": int8_io if precision == "int8" else False}
         if precision in ("int8", "dynamic-int8"):
             options["int8_kernels"] = int8_kernels
+        crashed = _survives(converted, target, run.threads)
+        if crashed is not None:
+            crashes.append(crashed)
+            attempts.append({**_entry(qz.name, "crashed", str(crashed), started), "signal": crashed.signal_name})
+            continue
         candidate, reason = _load_and_probe(converted, job, options, run)
         if candidate is not None:
             candidate.strategy = qz.name
@@ -381,6 +386,32 @@ def _quantize_target(source, float_artifact, precision: str, run: _Made):
     return ExportFailure(
         target, f"no quantizer produced {precision} {target}: {summary}", precision, attempts=tuple(attempts)
     )
+
+
+def _survives(converted, target: str, threads: int):
+    """None when the runtime loads and runs a quantized artifact in a child process, else why not.
+
+    Float artifacts are loaded here directly (the runtimes take them); quantized kernels are where
+    runtimes have died on load, and a crash in this process would end the whole run without a report.
+    """
+    from ondevice.converters.registry import ConverterCrashed
+
+    from .core.isolate import SIGNAL, IsolatedFailure, call_isolated
+
+    progress.stage(target, "loading the quantized artifact in a separate process")
+    try:
+        call_isolated(
+            "ondevice.worker:smoke",
+            {"path": str(Path(converted.path).resolve()), "target": target, "threads": threads},
+            timeout=300,
+        )
+    except IsolatedFailure as exc:
+        if exc.kind == SIGNAL:
+            return ConverterCrashed(
+                f"the {runtime_for(target)} runtime crashed loading it: {exc.reason}", exc.signal_name
+            )
+        # Anything else (an error, a timeout) the in-process probe meets again and reports.
+    return None
 
 
 def _keep_float_request(keep, precisions, source, threads) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .core.samples import load_samples_file, save_samples
 
-# Fault injection for tests of crash/hang containment: "RUNTIME:crash" or "RUNTIME:hang".
+# Fault injection for tests of crash/hang containment: "RUNTIME:crash" or "RUNTIME:hang" (validation's
+# worker), "RUNTIME:crash-at-load" (the export's check of a quantized artifact, ``smoke``).
 FAULT_ENV = "ONDEVICE_INJECT_FAULT"
 
 
@@ -32,6 +33,29 @@ def _inject_fault(runtime: str) -> None:
         os.kill(os.getpid(), signal.SIGSEGV)
     elif kind == "hang":
         time.sleep(10**6)
+
+
+def smoke(path: str, target: str, threads: int = 1) -> dict:
+    """Load a fresh artifact and run it once on zeros of its own inputs; its input names if the runtime survives.
+
+    The exporter calls this in a child process before it loads a quantized artifact itself: a runtime that
+    crashes on such a file (LiteRT allocating an int8 GPT-2) then fails one attempt, not the whole run.
+    """
+    import numpy as np
+
+    from .artifacts import runtime_for
+    from .runtimes import get_runner_class
+
+    runtime = runtime_for(target)
+    if os.environ.get(FAULT_ENV) == f"{runtime}:crash-at-load":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    runner = get_runner_class(runtime)(path, threads=threads)
+    feeds = {
+        spec.name: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in spec.shape], spec.dtype)
+        for spec in runner.inputs
+    }
+    runner.run(feeds)
+    return {"inputs": sorted(feeds)}
 
 
 def run_artifact(out_dir: str, indices: list, samples_path: str, outputs_paths: list, threads: int) -> dict:
