@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,9 @@ class TensorSpec:
     """A named tensor: shape (None for a dynamic axis) and numpy dtype name.
 
     ``low``/``high`` bound the values sampled for it: integer inputs are drawn in
-    [low, high] (inclusive), float inputs are drawn around ``mean`` with ``std``.
+    [low, high] (inclusive), float inputs are drawn around ``mean`` with ``std``. ``step`` keeps the
+    example's 0/1 steps: "down" for rows of ones then zeros (a right-padded attention mask), "up" for
+    zeros then ones (left padding, segment ids); each sample moves the step, keeping at least one 1.
     """
 
     name: str
@@ -41,6 +43,7 @@ class TensorSpec:
     high: float | None = None
     mean: float | None = None
     std: float | None = None
+    step: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
@@ -120,13 +123,33 @@ def spec_from_array(name: str, array: np.ndarray) -> TensorSpec:
     array = np.asarray(array)
     if array.dtype.kind in "iub":
         low, high = (int(array.min()), int(array.max())) if array.size else (0, 1)
-        return TensorSpec(name, tuple(array.shape), str(array.dtype), low=low, high=high)
+        return TensorSpec(name, tuple(array.shape), str(array.dtype), low=low, high=high, step=_step(array))
     values = array.astype(np.float64)
     mean = float(values.mean()) if values.size else 0.0
     std = float(values.std()) if values.size else 1.0
     lo = float(values.min()) if values.size else None
     hi = float(values.max()) if values.size else None
     return TensorSpec(name, tuple(array.shape), str(array.dtype), low=lo, high=hi, mean=mean, std=std or 1.0)
+
+
+def _step(array: np.ndarray) -> str | None:
+    """ "down" when every row (last axis) of a 0/1 array is ones then zeros, "up" for zeros then ones.
+
+    Such a row is a padding mask or a segment id, where elementwise random values are no input a model
+    meets: a causal model's row whose first position is masked attends to nothing at all, and what it
+    outputs there is each runtime's own choice.
+    """
+    if array.ndim < 1 or array.shape[-1] < 2 or array.size == 0 or not np.isin(array, (0, 1)).all():
+        return None
+    values = array.astype(np.int8)
+    if values.min() == values.max():
+        return None  # constant: sampled as the constant it is
+    steps = np.diff(values, axis=-1)
+    if (steps <= 0).all() and (values[..., 0] == 1).all():
+        return "down"
+    if (steps >= 0).all() and (values[..., -1] == 1).all():
+        return "up"
+    return None
 
 
 def merge_specs(declared: Iterable[TensorSpec], inferred: list[TensorSpec]) -> list[TensorSpec]:
@@ -147,9 +170,7 @@ def merge_specs(declared: Iterable[TensorSpec], inferred: list[TensorSpec]) -> l
     out = []
     for spec in inferred:
         d = by_name.get(spec.name)
-        out.append(
-            spec if d is None else TensorSpec(d.name, d.shape, d.dtype, spec.low, spec.high, spec.mean, spec.std)
-        )
+        out.append(spec if d is None else replace(spec, name=d.name, shape=d.shape, dtype=d.dtype))
     return out
 
 
@@ -163,6 +184,8 @@ def concrete_shape(spec: TensorSpec) -> tuple[int, ...]:
 def sample_one(spec: TensorSpec, rng: np.random.Generator) -> np.ndarray:
     """One random tensor for ``spec``."""
     shape = concrete_shape(spec)
+    if spec.step is not None and shape and shape[-1] > 1:
+        return _stepped(spec.step, shape, spec.dtype, rng)
     if spec.dtype == "bool":
         return rng.integers(0, 2, size=shape).astype(bool)
     if spec.is_integer:
@@ -273,3 +296,12 @@ def clean_name(name: str) -> str:
     """A tensor name without runtime decorations (``serving_default_x:0`` -> ``x``)."""
     name = re.sub(r":\d+$", "", name)
     return re.sub(r"^serving_default_", "", name)
+
+
+def _stepped(step: str, shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -> np.ndarray:
+    """Rows of ones then zeros ("down") or zeros then ones ("up"), each with 1 to n ones at random."""
+    n = shape[-1]
+    ones = rng.integers(1, n + 1, size=(*shape[:-1], 1))
+    position = np.arange(n)
+    rows = position < ones if step == "down" else position >= n - ones
+    return rows.astype(dtype)

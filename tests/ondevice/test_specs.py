@@ -49,3 +49,27 @@ def test_match_io_by_name_order_and_layout():
     assert [m.matched_by for m in renamed] == ["order", "order"]
     with pytest.raises(Exception, match="shape"):
         match_io(src, [TensorSpec("a", (1, 5)), TensorSpec("b", (1, 4))], False, "input")
+
+
+def test_padding_masks_and_segment_ids_keep_their_steps():
+    """A right-padded mask samples as right-padded masks (never a first position masked: a causal model's
+    first row would attend to nothing); zeros-then-ones rows (left padding, segment ids) keep that order."""
+    mask = np.ones((2, 16), np.int64)
+    mask[:, -3:] = 0
+    segments = np.zeros((1, 9), np.int32)
+    segments[:, 5:] = 1
+    specs = [spec_from_array("attention_mask", mask), spec_from_array("token_type_ids", segments)]
+    assert [s.step for s in specs] == ["down", "up"]
+    samples = make_samples(specs, 40, seed=3)
+    lengths = set()
+    for sample in samples:
+        rows, segs = sample["attention_mask"], sample["token_type_ids"]
+        assert rows.dtype == np.int64 and rows.shape == (2, 16) and segs.dtype == np.int32
+        assert (rows[:, 0] == 1).all() and (np.diff(rows, axis=-1) <= 0).all()
+        assert (segs[:, -1] == 1).all() and (np.diff(segs, axis=-1) >= 0).all()
+        lengths.update(rows.sum(axis=-1).tolist())
+    assert len(lengths) > 8  # the step moves: lengths from 1 to 16 appear
+    # Elementwise 0/1 values, constant rows and token ids keep the plain range sampling.
+    assert spec_from_array("x", np.array([[1, 0, 1, 0]])).step is None
+    assert spec_from_array("x", np.ones((1, 4), np.int64)).step is None
+    assert spec_from_array("ids", np.array([[3, 1, 0]])).step is None
