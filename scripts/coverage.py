@@ -341,9 +341,14 @@ def measure_published(name: str, out: Path, samples: int, targets=PUBLISHED_TARG
     """check() one published model at float32 and int8 on ``targets``; one row per (target, precision)."""
     sys.path.insert(0, str(ROOT))
     import ondevice
+    from ondevice.core.lazy import quiet_environment
+    from ondevice.core.quiet import quiet
+
+    quiet_environment()  # before transformers and Keras load TensorFlow, which logs on import
     from tests.published import published
 
-    model, example = published()[name]()
+    with quiet():
+        model, example = published()[name]()
     started = time.perf_counter()
     report = ondevice.check(
         model, example, targets=list(targets), out_dir=out, samples=samples, runs=3, quantize="int8"
