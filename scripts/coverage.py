@@ -488,6 +488,9 @@ def _shown(path: Path) -> str:
 def main_published(args) -> int:
     """``--set published``: run what the state file lacks (all, or the named models) and write the page."""
     sys.path.insert(0, str(ROOT))
+    from ondevice.core.lazy import quiet_environment
+
+    quiet_environment()  # listing keras.applications imports TensorFlow, which logs on import
     from tests.published import published
 
     names = list(published())
@@ -496,7 +499,10 @@ def main_published(args) -> int:
         raise SystemExit(f"unknown models {unknown}; known: {', '.join(names)}")
     state_path = Path(args.state)
     budget = args.budget_min * 60 if args.budget_min else None
-    state = run_published(args.families or names, args.samples, args.timeout, state_path, budget)
+    if args.no_run:
+        state = json.loads(state_path.read_text()) if state_path.exists() else {"models": {}}
+    else:
+        state = run_published(args.families or names, args.samples, args.timeout, state_path, budget)
     output = Path(args.output or ROOT / "docs" / "coverage-published.md")
     output.write_text(render_published(state, names, args.samples, state_path))
     rows = [row for entry in state["models"].values() for row in entry["rows"]]
@@ -531,6 +537,9 @@ def main(argv=None) -> int:
         "--state", default=str(PUBLISHED_STATE), help="--set published: the JSON results kept between runs"
     )
     parser.add_argument("--budget-min", type=float, help="--set published: start no new model after this many minutes")
+    parser.add_argument(
+        "--no-run", action="store_true", help="--set published: write the page from the state file, run nothing"
+    )
     parser.add_argument("--json", help="also write the rows as JSON here")
     parser.add_argument(
         "--every-strategy",
