@@ -59,8 +59,9 @@ def test_latency_and_footprint_fields(torch_cnn_check):
 def test_runtime_crash_on_a_quantized_artifact_is_contained(tmp_path, monkeypatch):
     """A runtime that dies loading a fresh int8 artifact fails that precision (exit 4), not the process.
 
-    Seen for real: LiteRT segfaults allocating an int8 GPT-2 (docs/coverage-published.md); the fault is
-    injected here because a small model that makes a runtime crash on demand is not known.
+    Seen for real: LiteRT segfaulted allocating the tiny int8 GPT-2 of tests/published.py when it was
+    calibrated on elementwise random masks; the fault is injected here because no small model is known to
+    make a runtime crash on demand.
     """
     import json
 
