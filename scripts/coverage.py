@@ -119,7 +119,8 @@ def _check_rows(framework: str, family: str, run, out: Path) -> list[dict]:
     report = run()
     seconds = time.perf_counter() - started
     manifest = json.loads((out / "manifest.json").read_text())
-    attempts = {a["target"]: a["attempts"] for a in manifest["artifacts"] + manifest["failures"]}
+    # Keyed by target and precision: the int8 entry of a target must not stand in for its float one.
+    attempts = {(a["target"], a.get("quantize")): a["attempts"] for a in manifest["artifacts"] + manifest["failures"]}
     rows = []
     for result in report.targets:
         outputs = (result.parity or {}).get("outputs", [])
@@ -355,7 +356,8 @@ def measure_published(name: str, out: Path, samples: int, targets=PUBLISHED_TARG
     )
     seconds = round(time.perf_counter() - started, 1)
     manifest = json.loads((out / "manifest.json").read_text())
-    attempts = {a["target"]: a["attempts"] for a in manifest["artifacts"] + manifest["failures"]}
+    # Keyed by target and precision: the int8 entry of a target must not stand in for its float one.
+    attempts = {(a["target"], a.get("quantize")): a["attempts"] for a in manifest["artifacts"] + manifest["failures"]}
     rows = []
     for result in report.targets:
         outputs = (result.parity or {}).get("outputs", [])
@@ -368,7 +370,7 @@ def measure_published(name: str, out: Path, samples: int, targets=PUBLISHED_TARG
                 "strategy": result.strategy,
                 "max_abs_err": max((o["max_abs_err"] for o in outputs), default=None),
                 "error": result.error,
-                "attempts": [] if result.quantize else attempts.get(result.target, []),
+                "attempts": [] if result.quantize else attempts.get((result.target, None), []),
             }
         )
     return {"rows": rows, "seconds": seconds}
