@@ -85,6 +85,8 @@ def validate_artifacts(source, artifacts: Artifacts, options: ValidateOptions | 
         outputs = {}
         for index, artifact in enumerate(artifacts):
             tol = replace(Tolerance.default(artifact.quantize), **(tolerance or {}))
+            if tolerance and "atol" in tolerance and tol.precision == "fp32":
+                tol = replace(tol, atol_of_peak=False)  # --atol on a float artifact means that many units
             job = _WorkerJob(
                 out_dir=artifacts.out_dir,
                 index=index,

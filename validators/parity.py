@@ -6,19 +6,21 @@ exactly. Quantized artifacts are judged by their precision's row of ``DEFAULT_TO
 
 | precision    | atol               | rtol | min cosine | min SNR dB | min top-1 (classifier outputs) |
 |--------------|--------------------|------|------------|------------|--------------------------------|
-| fp32         | 1e-4 (absolute)    | 1e-3 | -          | -          | -                              |
+| fp32         | 1e-4 x max(1, peak)| 1e-3 | -          | -          | -                              |
 | fp16         | 1e-2 x peak        | 1e-2 | 0.9999     | 50         | 1.00                           |
 | dynamic-int8 | 5e-2 x peak        | 5e-2 | 0.999      | 30         | 0.95                           |
 | int8         | 0.2 x peak         | 0.1  | 0.995      | 20         | 0.90                           |
 
-"peak" is the output's largest source magnitude over all samples: quantization error scales with
-the range a tensor is quantized over, so a fixed atol would pass int8 logits in [-1, 1] and fail
-the same model's logits in [-50, 50]. Cosine and SNR catch an output that drifts everywhere by a
-little; the element bound catches one that breaks in a few places. Classifier-like outputs (2-D
-``[batch, classes]`` floats) also report top-1 and top-k agreement with the source; a row whose
-top class differs counts as agreeing when the source scored the artifact's pick within atol of its
-own (a near tie). Tolerances can be overridden per run (``--atol``/``--rtol``); the thresholds used
-are written into the report beside each metric.
+"peak" is the output's largest source magnitude over all samples: quantization error scales with the
+range a tensor is quantized over, so a fixed atol would pass int8 logits in [-1, 1] and fail the same
+model's logits in [-50, 50]. Float rounding scales the same way, more gently: fp32 atol is 1e-4 of the
+peak for outputs beyond [-1, 1] and 1e-4 inside it (a deep network's logits in [-30, 30] differ between
+runtimes by a few 1e-4 from summation order alone). Cosine and SNR catch an output that drifts
+everywhere by a little; the element bound catches one that breaks in a few places. Classifier-like
+outputs (2-D ``[batch, classes]`` floats) also report top-1 and top-k agreement with the source; a row
+whose top class differs counts as agreeing when the source scored the artifact's pick within atol of its
+own (a near tie). Tolerances can be overridden per run (``--atol``/``--rtol``; an fp32 ``--atol`` is
+absolute); the thresholds used are written into the report beside each metric.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ import numpy as np
 
 Outputs = dict[str, np.ndarray]  # one sample's outputs by name
 
-# precision -> (atol, rtol, atol is relative to the output's peak, min cosine, min SNR dB, min top-1)
+# precision -> (atol, rtol, atol is relative to the output's peak, min cosine, min SNR dB, min top-1,
+# the least peak atol is taken of)
 DEFAULT_TOLERANCES = {
-    "fp32": (1e-4, 1e-3, False, None, None, None),
-    "fp16": (1e-2, 1e-2, True, 0.9999, 50.0, 1.0),
-    "dynamic-int8": (5e-2, 5e-2, True, 0.999, 30.0, 0.95),
-    "int8": (0.2, 0.1, True, 0.995, 20.0, 0.90),
+    "fp32": (1e-4, 1e-3, True, None, None, None, 1.0),
+    "fp16": (1e-2, 1e-2, True, 0.9999, 50.0, 1.0, 0.0),
+    "dynamic-int8": (5e-2, 5e-2, True, 0.999, 30.0, 0.95, 0.0),
+    "int8": (0.2, 0.1, True, 0.995, 20.0, 0.90, 0.0),
 }
 TOP_K = 5
 CALIBRATION_HINT = (
@@ -46,7 +49,8 @@ CALIBRATION_HINT = (
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Thresholds for one artifact's outputs; ``atol_of_peak`` scales atol by each output's peak |source|."""
+    """Thresholds for one artifact's outputs; ``atol_of_peak`` scales atol by each output's peak |source|,
+    taken as at least ``min_peak``."""
 
     atol: float
     rtol: float
@@ -54,6 +58,7 @@ class Tolerance:
     min_cosine: float | None = None
     min_snr_db: float | None = None
     min_top1: float | None = None
+    min_peak: float = 0.0
     precision: str = "fp32"
 
     @classmethod
@@ -191,7 +196,7 @@ def output_kind(sample: np.ndarray) -> str:
 def _element_tolerance(kind: str, tol: Tolerance, peak: float) -> tuple[float, float]:
     if kind == "exact":
         return 0.0, 0.0
-    return (tol.atol * peak if tol.atol_of_peak else tol.atol), tol.rtol
+    return (tol.atol * max(peak, tol.min_peak) if tol.atol_of_peak else tol.atol), tol.rtol
 
 
 def _nan_problem(ref: np.ndarray, act: np.ndarray) -> str | None:

@@ -68,3 +68,16 @@ def test_api_takes_keywords_after_the_model_and_every_validation_knob():
     for call in (ondevice.check, ondevice.export):
         keywords = {n for n, p in inspect.signature(call).parameters.items() if p.kind is p.KEYWORD_ONLY}
         assert export_fields <= keywords, (call.__name__, export_fields - keywords)
+
+
+def test_an_fp32_atol_override_is_absolute(torch_cnn_check):
+    """The fp32 default atol is 1e-4 of each output's peak (at least 1e-4); ``atol=`` means that many units."""
+    from tests.models import cnn
+
+    default_report, out = torch_cnn_check
+    for target in default_report.targets:
+        output = target.parity["outputs"][0]
+        assert output["atol"] == pytest.approx(1e-4 * max(1.0, output["peak"]))
+    model, example = cnn()
+    report = ondevice.validate(model, out, samples=2, example_inputs=example, runs=2, atol=3e-7, explain=False)
+    assert [t.parity["outputs"][0]["atol"] for t in report.targets] == [3e-7] * len(report.targets)
