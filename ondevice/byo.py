@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from .artifacts import MANIFEST, Artifact, Artifacts, runtime_for
-from .core.errors import BadInputError, input_error
+from .core.errors import BadInputError, input_error, one_line
 from .core.quiet import quiet
 from .core.vocab import ARTIFACT_SUFFIX
 from .layout import IOHint, match_external, moves_layout, parse_io_map
@@ -118,9 +118,7 @@ def describe_one(source, path: Path, hints: list[IOHint], precision: str | None,
     except BadInputError:
         raise
     except Exception as exc:
-        raise input_error(
-            f"artifact {path} did not load in {runtime_for(target)}: {type(exc).__name__}: {_first_line(exc)}", exc
-        ) from exc
+        raise input_error(f"artifact {path} did not load in {runtime_for(target)}: {one_line(exc)}", exc) from exc
     moves = moves_layout(source.framework, target)
     try:
         inputs = match_external(source.inputs, runner.inputs, "input", layout_moves=moves, hints=hints)
@@ -142,7 +140,7 @@ def describe_one(source, path: Path, hints: list[IOHint], precision: str | None,
     try:
         artifact.precision = {**inspect(path, target).to_json(), "requested": precision or "fp32"}
     except Exception as exc:  # the runtime loaded it; the pipeline's precision check will say more
-        artifact.notes.append(f"precision not inspected: {type(exc).__name__}: {_first_line(exc)}")
+        artifact.notes.append(f"precision not inspected: {one_line(exc)}")
     artifact.seal()
     return artifact
 
@@ -198,11 +196,6 @@ def write_manifest(artifacts: Artifacts, folder) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     artifacts.out_dir = folder
     return artifacts.write_manifest()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def prepare(source, paths, folder, hints=(), precision: str | None = None, threads: int = 1) -> Artifacts:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from .artifacts import ArtifactRunner, Artifacts
-from .core.errors import BadInputError
+from .core.errors import BadInputError, one_line
 from .core.quiet import quiet
 from .runtimes import capture
 
@@ -89,7 +89,7 @@ def explain_within(source, artifact, sample: dict, threads: int, budget_s: float
     try:
         divergence = explain_artifact(source, artifact, sample, threads)
     except Exception as exc:  # explaining is a diagnosis: its failure must not change the verdict
-        return {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"}
+        return {"error": one_line(exc)}
     data = divergence.to_json()
     data["seconds"] = round(time.perf_counter() - start, 3)
     if budget_s is not None and data["seconds"] > budget_s:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .core.errors import BadInputError
+from .core.errors import BadInputError, first_line
 from .core.quiet import quiet
 
 AUTO = "auto"
@@ -197,7 +197,7 @@ class Search:
         try:
             artifact = self.requantize(layers.node_names(kept))
         except Exception as exc:  # a quantizer that cannot honour the request ends the search, not the export
-            text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            text = first_line(exc)
             row = {
                 "round": len(self.rounds),
                 "added": added,

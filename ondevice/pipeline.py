@@ -15,7 +15,7 @@ from ondevice.validators.precision import check_precision
 
 from . import progress
 from .artifacts import Artifact, Artifacts, ExportFailure
-from .core.errors import input_error
+from .core.errors import input_error, one_line
 from .core.isolate import IsolatedFailure, call_isolated
 from .core.lazy import REPORTED_PACKAGES, package_versions
 from .core.quiet import quiet
@@ -200,15 +200,10 @@ def _other_shape(source, artifacts, ref_runner, seed: int, path: Path) -> _Other
         with quiet():
             reference = [ref_runner.run(s) for s in samples]
     except Exception as exc:  # nothing to compare the artifact against: a check not run, and why
-        why = f"the source model runs only at its example shape: {type(exc).__name__}: {_first_line(exc)}"
+        why = f"the source model runs only at its example shape: {one_line(exc)}"
         return _OtherShape(None, axes_kept, shapes, [], refused=why)
     save_samples(path, samples)
     return _OtherShape(path, axes_kept, shapes, reference)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0][:300] if lines else ""
 
 
 EXPLAIN_BUDGET_S = 300.0  # for every failing target of one run together
@@ -441,7 +436,7 @@ def _check_precision(result: TargetResult, artifact, allowed: bool) -> None:
     try:
         found = check_precision(artifact.path, artifact.target, artifact.quantize)
     except Exception as exc:  # an unreadable file is the runtime's to report; record the check as not run
-        why = f"{type(exc).__name__}: {_first_line(exc)}"
+        why = f"{one_line(exc)}"
         result.precision = {"requested": artifact.quantize or "fp32", "found": None, "checked": False, "reason": why}
         result.notes.append(f"precision not inspected: {why}")
         return

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .core import lazy as _lazy
-from .core.errors import BadInputError, input_error
+from .core.errors import BadInputError, input_error, one_line
 from .core.specs import TensorSpec, check_inputs, make_samples, merge_specs, spec_from_array
 from .trust import check_pt2, check_sample_inputs, check_saved_model
 
@@ -231,7 +231,7 @@ def _from_onnx_file(path: Path, declared, spec: str) -> Source:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise input_error(f"malformed or truncated ONNX file {spec}: {_first_line(exc)}", exc) from exc
+        raise input_error(f"malformed or truncated ONNX file {spec}: {one_line(exc)}", exc) from exc
     initializers = {i.name for i in model.graph.initializer}
     inferred = []
     for value in model.graph.input:
@@ -259,7 +259,7 @@ def _from_keras_file(path: Path, declared, spec: str) -> Source:
     try:
         model = keras.models.load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:
-        raise input_error(f"malformed or truncated Keras file {spec}: {_first_line(exc)}", exc) from exc
+        raise input_error(f"malformed or truncated Keras file {spec}: {one_line(exc)}", exc) from exc
     inputs = merge_specs(declared, _keras_specs(model))
     return Source(spec, "keras", model, inputs, None, path)
 
@@ -279,7 +279,7 @@ def _from_saved_model(path: Path, declared, spec: str, trust_graph: bool = False
         layer = keras.layers.TFSMLayer(str(path.resolve()), call_endpoint="serving_default")
     except Exception as exc:
         raise input_error(
-            f"malformed SavedModel {spec} (a serving_default signature is needed): {_first_line(exc)}", exc
+            f"malformed SavedModel {spec} (a serving_default signature is needed): {one_line(exc)}", exc
         ) from exc
     declared_by_name = {d.name: d for d in declared}
     inputs = []
@@ -302,7 +302,7 @@ def _from_pt2(path: Path, declared, spec: str, trust_pickle: bool = False) -> So
     try:
         program = torch.export.load(io.BytesIO(data))
     except Exception as exc:
-        raise input_error(f"malformed or truncated .pt2 file {spec}: {_first_line(exc)}", exc) from exc
+        raise input_error(f"malformed or truncated .pt2 file {spec}: {one_line(exc)}", exc) from exc
     args = program.example_inputs[0] if program.example_inputs else None
     model = program.module()
     if args is None and not declared:
@@ -333,14 +333,9 @@ def _from_torch_file(path: Path, declared, spec: str, trust_pickle: bool = False
     except BadInputError:
         raise
     except Exception as exc:
-        raise input_error(f"malformed or truncated PyTorch file {spec}: {_first_line(exc)}", exc) from exc
+        raise input_error(f"malformed or truncated PyTorch file {spec}: {one_line(exc)}", exc) from exc
     if not declared:
         raise BadInputError(f"{spec} carries no input shapes: give --input NAME:SHAPE[:DTYPE]")
     source = from_object(model, None, declared, spec)
     source.path = path
     return source
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()

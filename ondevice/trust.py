@@ -13,7 +13,7 @@ import json
 import re
 import zipfile
 
-from .core.errors import BadInputError
+from .core.errors import BadInputError, first_line
 
 
 class UntrustedInput(BadInputError):
@@ -187,7 +187,7 @@ def check_sample_inputs(torch, data: bytes | None, spec: str) -> None:
     except Exception as exc:
         raise UntrustedInput(
             f"{spec}: its sample inputs are not plain tensors (the safe loader says: "
-            f"{str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__}); "
+            f"{first_line(exc, 160)}); "
             f"{_PT2_HINT}"
         ) from exc
 

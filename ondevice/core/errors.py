@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .vocab import ExitCode
@@ -64,3 +65,19 @@ def raised_by_ondevice(exc: BaseException) -> str | None:
     if not any(resolved.is_relative_to(root) for root in roots):
         return None
     return f"{resolved.relative_to(package.parent)}:{tb.tb_lineno}"
+
+
+# torch and onnx2tf colour some messages with ANSI escapes; a reason line should not carry them.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-blank line of an exception's message, without colours; its type's name if it has none."""
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
+    return (f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)[:limit]

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.errors import first_line
 from . import process
 from .process import Limits
 
@@ -191,7 +192,7 @@ def _collect(ray, ref, task: Task, seconds: float) -> dict:
     try:
         outcome = ray.get(ref)
     except Exception as exc:  # the task's worker died: Ray says why (the job's own faults are outcomes)
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         return {
             "name": task.name,
             "state": "crashed",

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from ondevice.cli import main
-from ondevice.core.errors import BadInputError, InternalError, OndeviceError, raised_by_ondevice
+from ondevice.core.errors import (
+    BadInputError,
+    InternalError,
+    OndeviceError,
+    first_line,
+    one_line,
+    raised_by_ondevice,
+)
 from ondevice.core.isolate import EXITED, RAISED, SIGNAL, TIMEOUT, IsolatedFailure, call_isolated
 
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -208,3 +215,13 @@ def test_callers_test_the_childs_exception_type_not_its_text(tmp_path):
     with pytest.raises(StrategyFailed) as quantized:
         _isolated("ondevice.converters._keras:convert_file", {**kwargs, "mode": "concrete"}, "fp16 conversion")
     assert str(quantized.value).startswith("fp16 conversion failed: cannot reload the Keras model")
+
+
+def test_a_reason_line_is_the_first_non_blank_line_without_colours():
+    coloured = RuntimeError("\n  \x1b[31mERROR:\x1b[0m unsupported op GELU  \nTraceback follows\n")
+    assert first_line(coloured) == "ERROR: unsupported op GELU"
+    assert one_line(coloured) == "RuntimeError: ERROR: unsupported op GELU"
+    assert first_line(ValueError()) == "ValueError"  # an empty message still says something
+    assert one_line(ValueError("   ")) == "ValueError"
+    assert len(one_line(ValueError("x" * 1000))) == 300
+    assert first_line(ValueError("x" * 1000), 160) == "x" * 160
