@@ -6,7 +6,7 @@ memory cap is a watchdog on the resident memory summed over that group, sampled 
 address-space limit (RLIMIT_AS) cannot be used, since TensorFlow reserves several times its resident
 memory in address space and crashes (SIGSEGV) under a limit its real use stays far below
 (docs/zoo.md). The timeout counts the time the job ran, not the time it was stopped for another
-model's timing. Stdlib only: both executors (local processes, Ray tasks) use it.
+model's timing. Stdlib and the core's vocabulary only: both executors (local processes, Ray tasks) use it.
 """
 
 from __future__ import annotations
@@ -23,9 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import timing
+from ..core.vocab import ExitCode, Status
 
 POLL_S = 0.25
-STATE_OF_EXIT = {0: "passed", 1: "failed", 2: "bad_input", 3: "conversion_error", 4: "error"}
+# A model's state in the zoo's table, from its job's exit code; bad input is a state of the run, not a
+# target's status, so it has no Status member.
+STATE_OF_EXIT: dict[int, str] = {
+    ExitCode.PASSED: Status.PASSED,
+    ExitCode.CHECK_FAILED: Status.FAILED,
+    ExitCode.BAD_INPUT: "bad_input",
+    ExitCode.NOT_CONVERTIBLE: Status.CONVERSION_ERROR,
+    ExitCode.INTERNAL: Status.ERROR,
+}
 
 
 @dataclass(frozen=True)
@@ -136,7 +145,7 @@ def _scrap(job: Job) -> None:
 def _stopped(job: Job, state: str, why: str) -> dict:
     kill(job)
     _scrap(job)
-    return _outcome(job, state, 4, f"FAILED ({why})")
+    return _outcome(job, state, ExitCode.INTERNAL, f"FAILED ({why})")
 
 
 def _ended(job: Job, code: int) -> dict:
@@ -160,7 +169,7 @@ def _ended(job: Job, code: int) -> dict:
     return _outcome(
         job,
         "crashed",
-        4,
+        ExitCode.INTERNAL,
         f"FAILED (the model's process ended without a verdict ({how}); user code "
         f"such as its factory may have crashed or exited: nothing was checked; "
         f"log: {job.log})",
