@@ -19,7 +19,7 @@ from ondevice.validators.parity import Tolerance, compare
 from . import progress
 from .artifacts import Artifact, ArtifactRunner, Artifacts, ExportFailure, runtime_for
 from .core import scratch as _scratch
-from .core.errors import BadInputError, OndeviceError
+from .core.errors import BadInputError, OndeviceError, first_line
 from .core.quiet import quiet
 from .core.scratch import remove_previous_artifacts, run_scratch
 from .core.specs import load_samples, make_samples, samples_digest
@@ -28,11 +28,6 @@ from .layout import match_io
 from .options import ExportOptions
 from .reference import fill_source_outputs
 from .runtimes import get_runner_class
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:400]
 
 
 def export_source(source, out_dir, options: ExportOptions) -> Artifacts:
@@ -171,7 +166,7 @@ def _attempt(strat, job, run: _Made):
         with quiet():
             converted = strat.convert(job)
     except Exception as exc:
-        return None, f"conversion failed: {_one_line(exc)}"
+        return None, f"conversion failed: {first_line(exc, 400)}"
     # A strategy makes the float artifact; quantizers start from it (its options say so for the manifest).
     options = {"quantize": None, "dynamic": job.dynamic}
     return _load_and_probe(converted, job, options, run)
@@ -187,7 +182,7 @@ def _load_and_probe(converted, job, options: dict, run: _Made):
             runner = ArtifactRunner(artifact, run.threads, prepared=raw_runner)
             actual = runner.run(job.source.example_feeds())
     except Exception as exc:
-        return None, f"artifact did not load or run: {_one_line(exc)}"
+        return None, f"artifact did not load or run: {first_line(exc, 400)}"
     parity = compare([run.reference], [actual], Tolerance.default(options.get("quantize")))
     worst = max((o.max_abs_err for o in parity.outputs), default=0.0)
     artifact.probe = {"passed": parity.passed, "max_abs_err": worst, "samples": 1}
@@ -345,10 +340,10 @@ def _quantize_target(source, float_artifact, precision: str, run: _Made):
                 converted = qz.quantize(job)
         except ConverterCrashed as exc:
             crashes.append(exc)
-            attempts.append({**_entry(qz.name, "crashed", _one_line(exc), started), "signal": exc.signal_name})
+            attempts.append({**_entry(qz.name, "crashed", first_line(exc, 400), started), "signal": exc.signal_name})
             continue
         except Exception as exc:
-            attempts.append(_entry(qz.name, "rejected", _one_line(exc), started))
+            attempts.append(_entry(qz.name, "rejected", first_line(exc, 400), started))
             continue
         options = {"quantize": precision, "int8_io": int8_io if precision == "int8" else False}
         if precision in ("int8", "dynamic-int8"):
@@ -480,7 +475,7 @@ def _precision_problem(artifact: Artifact) -> str | None:
     try:
         found = check_precision(artifact.path, artifact.target, artifact.quantize)
     except Exception as exc:  # an unreadable file is the runtime's to refuse, not ours
-        artifact.precision = {"requested": artifact.quantize or "fp32", "found": None, "error": _one_line(exc)}
+        artifact.precision = {"requested": artifact.quantize or "fp32", "found": None, "error": first_line(exc, 400)}
         return None
     artifact.precision = found.to_json()
     return None if found else found.problem

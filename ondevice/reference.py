@@ -6,7 +6,7 @@ the source the same way, so this sits below every one of them.
 
 from __future__ import annotations
 
-from .core.errors import OndeviceError, input_error
+from .core.errors import OndeviceError, input_error, one_line
 from .core.quiet import quiet
 from .core.specs import TensorSpec
 from .runtimes import SOURCE_RUNTIMES, get_runner_class
@@ -29,16 +29,9 @@ def fill_source_outputs(source, threads: int = 1) -> dict:
     except OndeviceError:
         raise
     except Exception as exc:
-        raise input_error(
-            f"the source model failed on its example inputs: {type(exc).__name__}: {_one_line(exc)}", exc
-        ) from exc
+        raise input_error(f"the source model failed on its example inputs: {one_line(exc, 400)}", exc) from exc
     if source.framework == "onnx":
         source.outputs = list(runner.outputs)
     else:
         source.outputs = [TensorSpec(name, tuple(value.shape), str(value.dtype)) for name, value in result.items()]
     return result
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:400]
