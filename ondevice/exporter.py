@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ondevice.validators.parity import Tolerance, compare
+from ondevice.validators.parity import Tolerance, compare, source_noise, widens
 
 from . import progress
 from .artifacts import Artifact, ArtifactRunner, Artifacts, ExportFailure, runtime_for
@@ -26,7 +26,7 @@ from .core.specs import load_samples, make_samples, samples_digest
 from .core.vocab import ARTIFACT_SUFFIX
 from .layout import match_io
 from .options import ExportOptions
-from .reference import fill_source_outputs
+from .reference import fill_source_outputs, reference_runner
 from .runtimes import get_runner_class
 
 
@@ -65,7 +65,14 @@ def _export_source(source, out_dir, options: ExportOptions) -> Artifacts:
     reference = fill_source_outputs(source, threads)
     _keep_float_request(options.keep_float, precisions, source, threads)
     calib = _calibration(source, options.calibration, precisions)
-    made = _Made(out_dir=out_dir, reference=reference, threads=threads, calib=calib, options=options)
+    made = _Made(
+        out_dir=out_dir,
+        reference=reference,
+        threads=threads,
+        calib=calib,
+        options=options,
+        noise=_ProbeNoise(source, reference, threads),
+    )
     result = Artifacts(out_dir, source=source.to_json())
     for target in targets:
         if forced and forced.target != target and len(targets) > 1:
@@ -183,7 +190,10 @@ def _load_and_probe(converted, job, options: dict, run: _Made):
             actual = runner.run(job.source.example_feeds())
     except Exception as exc:
         return None, f"artifact did not load or run: {first_line(exc, 400)}"
-    parity = compare([run.reference], [actual], Tolerance.default(options.get("quantize")))
+    tol = Tolerance.default(options.get("quantize"))
+    parity = compare([run.reference], [actual], tol)
+    if not parity.passed and widens(tol):
+        parity = compare([run.reference], [actual], tol, run.noise())
     worst = max((o.max_abs_err for o in parity.outputs), default=0.0)
     artifact.probe = {"passed": parity.passed, "max_abs_err": worst, "samples": 1}
     if not parity.passed:
@@ -247,13 +257,35 @@ RANDOM_CALIBRATION_WARNING = (
 @dataclass(frozen=True)
 class _Made:
     """What every strategy and quantizer of one export shares: where artifacts go, the source's outputs
-    on its example (the probe's reference), the runtimes' threads, int8 calibration, and the options."""
+    on its example (the probe's reference) and their rounding noise, the runtimes' threads, int8 calibration,
+    and the options."""
 
     out_dir: Path
     reference: dict
     threads: int
     calib: _Calibration | None
     options: ExportOptions
+    noise: _ProbeNoise
+
+
+class _ProbeNoise:
+    """The source's rounding noise on its example (validators.parity.source_noise), measured once, when a
+    float strategy's probe first misses its default atol; none (nothing widened) if that run fails."""
+
+    def __init__(self, source, reference: dict, threads: int):
+        self.source, self.reference, self.threads = source, reference, threads
+        self.noise: dict | None = None
+
+    def __call__(self) -> dict:
+        if self.noise is None:
+            progress.stage("source", "measuring its own rounding noise (a float probe missed its atol)")
+            try:
+                with quiet():
+                    runner = reference_runner(self.source, self.threads)
+                    self.noise = source_noise(runner.run, [self.source.example_feeds()], [self.reference])
+            except Exception:  # the source ran on its example already; a failure here widens nothing
+                self.noise = {}
+        return self.noise
 
 
 class _Calibration:

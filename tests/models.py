@@ -213,3 +213,30 @@ def gelu_mlp():
 
     torch.manual_seed(9)
     return Mlp().eval(), torch.randn(1, 8)
+
+
+def chaotic_mlp(depth: int = 20):
+    """A deep tanh MLP whose weights (std 3/sqrt(width)) put it in the chaotic regime: a change of one
+    unit in the last place of its input grows about 1.4x per layer, to ~1e-3 at the output after 20, as
+    a random-weight EfficientNet's does. Every runtime's summation order makes such changes, so plain
+    fp32 atol (1e-4) fails a correct export; the source's own rounding noise is the floor."""
+    torch, nn = _torch()
+    torch.manual_seed(5)
+    layers = []
+    for _ in range(depth):
+        linear = nn.Linear(32, 32)
+        with torch.no_grad():
+            linear.weight.normal_(0.0, 3.0 / 32**0.5)
+            linear.bias.zero_()
+        layers += [linear, nn.Tanh()]
+    return nn.Sequential(*layers).eval(), torch.randn(1, 32)
+
+
+def chaotic_mlp_changed():
+    """chaotic_mlp with one weight of its first layer changed by 1e-2: a wrong export, which its noise
+    floor must not hide."""
+    torch, _ = _torch()
+    model, example = chaotic_mlp()
+    with torch.no_grad():
+        model[0].weight[0, 0] += 1e-2
+    return model, example

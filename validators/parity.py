@@ -21,10 +21,19 @@ outputs (2-D ``[batch, classes]`` floats) also report top-1 and top-k agreement 
 whose top class differs counts as agreeing when the source scored the artifact's pick within atol of its
 own (a near tie). Tolerances can be overridden per run (``--atol``/``--rtol``; an fp32 ``--atol`` is
 absolute); the thresholds used are written into the report beside each metric.
+
+An export is never asked to match the source more closely than the source matches itself. Where an
+fp32 output misses its default atol, the source runs again on the same samples with each float input
+moved by at most one unit in its last place (``source_noise``): a network that amplifies rounding
+(random-weight EfficientNets do, 1e-7 at the input becoming 3e-3 at the logits) moves its own output
+that far, and every runtime's summation order does the same. That output's atol becomes
+``NOISE_FACTOR`` times the change, at most ``NOISE_CAP`` of its peak (fp16's atol); both figures are
+in the report. A source that does not reproduce its own outputs on the same inputs gives no floor.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,6 +50,12 @@ DEFAULT_TOLERANCES = {
     "int8": (0.2, 0.1, True, 0.995, 20.0, 0.90, 0.0),
 }
 TOP_K = 5
+# The source's own rounding noise: an fp32 atol is widened to NOISE_FACTOR times it, never beyond
+# NOISE_CAP of the output's peak. The export's arithmetic differs from the source's at every layer, not
+# only at the input, hence more than 1x (1.3x-1.7x measured on EfficientNetB1 across three runtimes).
+NOISE_FACTOR = 8.0
+NOISE_CAP = 1e-2
+NOISE_DRAWS = 2
 CALIBRATION_HINT = (
     "int8 error this large usually means the calibration data do not resemble the inputs "
     "(pass real ones with --calibration)"
@@ -93,6 +108,9 @@ class OutputParity:
     min_cosine: float | None = None
     min_snr_db: float | None = None
     min_top1: float | None = None
+    # fp32, measured when the default atol was missed: how far the source's own output moves when its
+    # float inputs move by one unit in the last place (atol above is then widened by it).
+    source_noise: float | None = None
 
     def __bool__(self) -> bool:
         return self.passed
@@ -137,8 +155,10 @@ def _failed(name: str, tol: Tolerance, problem: str) -> OutputParity:
     )
 
 
-def compare_output(name: str, reference: list[np.ndarray], actual: list[np.ndarray], tol: Tolerance) -> OutputParity:
-    """Judge one output across all samples."""
+def compare_output(
+    name: str, reference: list[np.ndarray], actual: list[np.ndarray], tol: Tolerance, noise: float | None = None
+) -> OutputParity:
+    """Judge one output across all samples (``noise``: the source's own, see ``source_noise``)."""
     shapes = {(np.shape(r), np.shape(a)) for r, a in zip(reference, actual, strict=True)}
     mismatched = [(r, a) for r, a in shapes if r != a]
     if mismatched:
@@ -151,10 +171,14 @@ def compare_output(name: str, reference: list[np.ndarray], actual: list[np.ndarr
     err = np.where(np.isfinite(err), err, np.inf)
     peak = _finite(np.abs(ref).max()) if ref.size and np.all(np.isfinite(ref)) else 0.0
     atol, rtol = _element_tolerance(kind, tol, peak)
+    if noise is not None and widens(tol) and kind != "exact":
+        atol = max(atol, min(NOISE_FACTOR * noise, NOISE_CAP * max(peak, tol.min_peak)))
     within = err <= atol + rtol * np.abs(ref)
     cosine, snr = _cosine(ref, act), _snr_db(ref, act)
     top1, topk, k = _agreement(reference, actual, atol) if kind == "classifier" else (None, None, None)
     problem = _nan_problem(ref, act) or _element_problem(err, within, atol, rtol, act, ref)
+    if problem and noise is not None and widens(tol) and kind != "exact":
+        problem += f"; the source's own output moves by {noise:.3g} when its inputs move by one ulp"
     if problem is None and kind != "exact":
         problem = _statistical_problem(tol, cosine, snr, top1)
     if problem and tol.precision == "int8" and kind != "exact" and "NaN" not in problem:
@@ -180,7 +204,13 @@ def compare_output(name: str, reference: list[np.ndarray], actual: list[np.ndarr
         min_cosine=tol.min_cosine if statistical else None,
         min_snr_db=tol.min_snr_db if statistical else None,
         min_top1=tol.min_top1 if kind == "classifier" else None,
+        source_noise=noise if kind != "exact" and widens(tol) else None,
     )
+
+
+def widens(tol: Tolerance) -> bool:
+    """Whether the source's rounding noise may widen ``tol``: fp32 defaults only, never a user's --atol."""
+    return tol.precision == "fp32" and tol.atol_of_peak
 
 
 def output_kind(sample: np.ndarray) -> str:
@@ -270,15 +300,19 @@ def _snr_db(ref: np.ndarray, act: np.ndarray) -> float:
     return float(10 * np.log10(max(signal, 1e-300) / noise))
 
 
-def compare(reference: list[Outputs], actual: list[Outputs], tol: Tolerance) -> ParityResult:
-    """Judge every output over every sample; ``reference`` and ``actual`` hold one dict per sample."""
+def compare(
+    reference: list[Outputs], actual: list[Outputs], tol: Tolerance, noise: Mapping[str, float | None] | None = None
+) -> ParityResult:
+    """Judge every output over every sample; ``reference`` and ``actual`` hold one dict per sample
+    (``noise``: the source's rounding noise per output, from ``source_noise``)."""
     names = list(reference[0])
     outputs = []
     for name in names:
         if any(name not in a for a in actual):
             outputs.append(_failed(name, tol, "missing from the artifact's outputs"))
             continue
-        outputs.append(compare_output(name, [r[name] for r in reference], [a[name] for a in actual], tol))
+        floor = (noise or {}).get(name)
+        outputs.append(compare_output(name, [r[name] for r in reference], [a[name] for a in actual], tol, floor))
     return ParityResult(all(o.passed for o in outputs), len(reference), tuple(outputs), tol.precision)
 
 
@@ -316,3 +350,41 @@ def constant_artifact_passes(reference: list[Outputs], tol: Tolerance) -> dict[s
                 "dead activations, a saturated output or inputs outside the useful range"
             )
     return found
+
+
+def nudged(sample: Outputs, rng: np.random.Generator) -> Outputs:
+    """``sample`` with each float input moved by at most one unit in its last place (integers kept)."""
+    moved = {}
+    for name, value in sample.items():
+        array = np.asarray(value)
+        if array.dtype.kind == "f":
+            step = np.spacing(array).astype(np.float64)  # one unit in the last place, per element
+            array = (array + rng.uniform(-1.0, 1.0, array.shape) * step).astype(array.dtype)
+        moved[name] = array
+    return moved
+
+
+def source_noise(
+    run: Callable[[Outputs], Outputs], samples: list[Outputs], reference: list[Outputs], seed: int = 0
+) -> dict[str, float | None]:
+    """Per output, the largest change of the source's output over ``NOISE_DRAWS`` runs of ``samples`` with
+    their float inputs nudged by one ulp: the rounding noise the source itself carries.
+
+    None for an output the source does not reproduce on the very same inputs (dropout left on, a
+    nondeterministic kernel): its differences are no floor, and nothing is widened by them.
+    """
+    again = [run(sample) for sample in samples]
+    rng = np.random.default_rng(seed)
+    draws = [[run(nudged(sample, rng)) for sample in samples] for _ in range(NOISE_DRAWS)]
+    noise: dict[str, float | None] = {}
+    for name in reference[0]:
+        if not all(np.array_equal(r[name], a[name]) for r, a in zip(reference, again, strict=True)):
+            noise[name] = None
+            continue
+        moved = [
+            float(np.max(np.abs(np.asarray(d[name], np.float64) - np.asarray(r[name], np.float64)), initial=0.0))
+            for draw in draws
+            for r, d in zip(reference, draw, strict=True)
+        ]
+        noise[name] = max(moved) if all(np.isfinite(moved)) else None
+    return noise
