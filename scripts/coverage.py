@@ -285,7 +285,9 @@ def render(
         f"(Python {platform.python_version()}, "
         f"{platform.machine()}, CPU); do not edit by hand. Each row is one `ondevice.check` at float32 "
         f"with {samples} seeded samples; the error is the largest max-abs error over the outputs. "
-        "Models: `tests/families.py`; the ONNX rows convert the ONNX file the PyTorch family exported.",
+        "Models: `tests/families.py`; the ONNX rows convert the ONNX file the PyTorch family exported. "
+        "Published architectures (every `keras.applications` model, the Hugging Face families) at float32 "
+        "and int8: [coverage-published.md](coverage-published.md).",
         "",
         f"**{passed} of {len(rows)} passed.**",
         "",
