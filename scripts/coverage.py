@@ -13,6 +13,7 @@ import argparse
 import json
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -388,6 +389,8 @@ def _published_child(name: str, samples: int, timeout: int) -> dict:
             if lines and lines[-1].startswith("{"):
                 return json.loads(lines[-1])
             reason = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}, no output"])[-1][:300]
+            if proc.returncode < 0:  # a signal: the last stderr line is whatever the model printed before it
+                reason = f"killed by {signal.Signals(-proc.returncode).name} (SIGKILL: often the kernel's OOM killer)"
         except subprocess.TimeoutExpired:
             reason = f"timed out after {timeout} s"
     rows = [
