@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ondevice.validators.parity import Tolerance, compare, source_noise, widens
+from ondevice.validators.parity import Tolerance, compare, widens
 
 from . import progress
 from .artifacts import Artifact, ArtifactRunner, Artifacts, ExportFailure, runtime_for
@@ -26,7 +26,7 @@ from .core.specs import load_samples, make_samples, samples_digest
 from .core.vocab import ARTIFACT_SUFFIX
 from .layout import match_io
 from .options import ExportOptions
-from .reference import fill_source_outputs, reference_runner
+from .reference import SourceNoise, fill_source_outputs, reference_runner
 from .runtimes import get_runner_class
 
 
@@ -71,7 +71,7 @@ def _export_source(source, out_dir, options: ExportOptions) -> Artifacts:
         threads=threads,
         calib=calib,
         options=options,
-        noise=_ProbeNoise(source, reference, threads),
+        noise=SourceNoise(lambda: reference_runner(source, threads), [source.example_feeds()], [reference]),
     )
     result = Artifacts(out_dir, source=source.to_json())
     for target in targets:
@@ -265,27 +265,7 @@ class _Made:
     threads: int
     calib: _Calibration | None
     options: ExportOptions
-    noise: _ProbeNoise
-
-
-class _ProbeNoise:
-    """The source's rounding noise on its example (validators.parity.source_noise), measured once, when a
-    float strategy's probe first misses its default atol; none (nothing widened) if that run fails."""
-
-    def __init__(self, source, reference: dict, threads: int):
-        self.source, self.reference, self.threads = source, reference, threads
-        self.noise: dict | None = None
-
-    def __call__(self) -> dict:
-        if self.noise is None:
-            progress.stage("source", "measuring its own rounding noise (a float probe missed its atol)")
-            try:
-                with quiet():
-                    runner = reference_runner(self.source, self.threads)
-                    self.noise = source_noise(runner.run, [self.source.example_feeds()], [self.reference])
-            except Exception:  # the source ran on its example already; a failure here widens nothing
-                self.noise = {}
-        return self.noise
+    noise: SourceNoise
 
 
 class _Calibration:

@@ -18,7 +18,6 @@ from ondevice.validators.parity import (
     compare,
     compare_vs_float,
     constant_artifact_passes,
-    source_noise,
     widens,
 )
 from ondevice.validators.precision import check_precision
@@ -34,7 +33,7 @@ from .core.specs import load_samples, make_samples, samples_digest
 from .core.vocab import INT8_PRECISIONS
 from .exporter import export_source
 from .options import ExportOptions, ValidateOptions
-from .reference import fill_source_outputs, reference_runner
+from .reference import SourceNoise, fill_source_outputs, reference_runner
 from .report import Report, TargetResult, environment
 from .timing import alone as timed_alone  # a zoo run times one model at a time
 
@@ -93,7 +92,7 @@ def validate_artifacts(source, artifacts: Artifacts, options: ValidateOptions | 
         save_samples(samples_path, data)
         other = _other_shape(source, artifacts, ref_runner, seed=options.seed, path=Path(tmp) / "other_shape.npz")
         outputs = {}
-        noise = _SourceNoise(ref_runner, data, reference)
+        noise = SourceNoise(lambda: ref_runner, data, reference)
         for index, artifact in enumerate(artifacts):
             tol = replace(Tolerance.default(artifact.quantize), **(tolerance or {}))
             if tolerance and "atol" in tolerance and tol.precision == "fp32":
@@ -510,22 +509,6 @@ class _WorkerJob:
         return call_isolated("ondevice.worker:measure_artifact", kwargs, timeout=self.timeout_s)
 
 
-class _SourceNoise:
-    """The source's rounding noise per output (validators.parity.source_noise), measured once, when an
-    fp32 output first misses its default atol."""
-
-    def __init__(self, runner, samples: list, reference: list):
-        self.runner, self.samples, self.reference = runner, samples, reference
-        self.noise: dict | None = None
-
-    def __call__(self) -> dict:
-        if self.noise is None:
-            progress.stage("source", "measuring its own rounding noise (an fp32 output missed its atol)")
-            with quiet():
-                self.noise = source_noise(self.runner.run, self.samples, self.reference)
-        return self.noise
-
-
 def _noise_notes(missed: set, parity, noise: dict) -> list[str]:
     """What the source's rounding noise did to the atol of each output that ``missed`` its default one."""
     notes = []
@@ -542,7 +525,7 @@ def _noise_notes(missed: set, parity, noise: dict) -> list[str]:
     return notes
 
 
-def _judge(artifact, job: _WorkerJob, reference, tol, noise: _SourceNoise | None = None) -> TargetResult:
+def _judge(artifact, job: _WorkerJob, reference, tol, noise: SourceNoise | None = None) -> TargetResult:
     result = TargetResult(
         artifact.target,
         "error",

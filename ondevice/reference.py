@@ -6,6 +6,7 @@ the source the same way, so this sits below every one of them.
 
 from __future__ import annotations
 
+from . import progress
 from .core.errors import OndeviceError, input_error, one_line
 from .core.quiet import quiet
 from .core.specs import TensorSpec
@@ -35,3 +36,25 @@ def fill_source_outputs(source, threads: int = 1) -> dict:
     else:
         source.outputs = [TensorSpec(name, tuple(value.shape), str(value.dtype)) for name, value in result.items()]
     return result
+
+
+class SourceNoise:
+    """The source's rounding noise per output (``validators.parity.source_noise``) on ``samples``, measured
+    once, when a float output first misses its default atol: by the export's parity probe on the example,
+    by validation on its samples. A source that fails that run widens nothing (an empty result)."""
+
+    def __init__(self, make_runner, samples: list, reference: list):
+        self.make_runner, self.samples, self.reference = make_runner, samples, reference
+        self.noise: dict | None = None
+
+    def __call__(self) -> dict:
+        from ondevice.validators.parity import source_noise
+
+        if self.noise is None:
+            progress.stage("source", "measuring its own rounding noise (an fp32 output missed its atol)")
+            try:
+                with quiet():
+                    self.noise = source_noise(self.make_runner().run, self.samples, self.reference)
+            except Exception:  # the source ran on these inputs already; a failure here widens nothing
+                self.noise = {}
+        return self.noise
