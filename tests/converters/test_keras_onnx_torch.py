@@ -58,10 +58,28 @@ def test_torch_backend_passes_where_tf2onnx_and_tflite_fail(convnext_check):
     attempts = {a["strategy"]: a for a in manifest["artifacts"][0]["attempts"]}
     # Today's failures of the TF-graph strategies on this block, by what they could not read.
     assert attempts["keras-onnx-tf2onnx"]["status"] == "rejected"
-    assert "StatefulPartitionedCall" in attempts["keras-onnx-tf2onnx"]["reason"]
+    assert "not attempted: 1 grouped convolution(s)" in attempts["keras-onnx-tf2onnx"]["reason"]
     assert attempts["keras-onnx-tflite"]["status"] == "rejected"
     assert "TFL_GELU" in attempts["keras-onnx-tflite"]["reason"]
     assert attempts["keras-onnx-torch"]["status"] == "accepted"
+
+
+def test_tf2onnx_really_leaves_the_grouped_convolution_unconverted(tmp_path):
+    """Why keras-onnx-tf2onnx does not try a model with grouped convolutions: run tf2onnx anyway and
+    the graph keeps Keras' XLA-compiled convolution as a call node the ONNX checker refuses. If a
+    tf2onnx release learns to inline it, this fails and the shortcut should go."""
+    from ondevice.converters._tf2onnx import export_onnx
+    from ondevice.converters.keras_onnx import grouped_convolutions
+    from ondevice.converters.registry import ConversionJob, StrategyFailed
+    from ondevice.reference import fill_source_outputs
+    from ondevice.sources import from_object
+
+    model, example = _convnext_block()
+    assert len(grouped_convolutions(model)) == 1  # DepthwiseConv2D has no groups; the grouped 1x1 does
+    source = from_object(model, example)
+    fill_source_outputs(source)
+    with pytest.raises(StrategyFailed, match="StatefulPartitionedCall.*_conv_xla"):
+        export_onnx(ConversionJob(source, "onnx", tmp_path), tmp_path / "model.onnx")
 
 
 def test_onnx_file_keeps_the_keras_layout_and_names(convnext_check):
