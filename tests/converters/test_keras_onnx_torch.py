@@ -78,7 +78,7 @@ def test_tf2onnx_really_leaves_the_grouped_convolution_unconverted(tmp_path):
     assert len(grouped_convolutions(model)) == 1  # DepthwiseConv2D has no groups; the grouped 1x1 does
     source = from_object(model, example)
     fill_source_outputs(source)
-    with pytest.raises(StrategyFailed, match="StatefulPartitionedCall.*_conv_xla"):
+    with pytest.raises(StrategyFailed, match=r"StatefulPartitionedCall.*_conv_xla"):
         export_onnx(ConversionJob(source, "onnx", tmp_path), tmp_path / "model.onnx")
 
 
