@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ondevice.core.lazy import require
 
 from . import _onnx_graph as og
@@ -48,6 +50,15 @@ def convert_via_tflite(job: ConversionJob) -> Converted:
     onnx = require("onnx")
     tf2onnx = require("tf2onnx")
     tflite, tflite_notes = convert_to_tflite(job, job.workdir / "intermediate.tflite")
+    unreadable = unreadable_tflite_ops(tflite)
+    if unreadable:
+        tflite.unlink(missing_ok=True)
+        # Not attempted: tf2onnx would leave these ops in the graph, which the ONNX checker then refuses,
+        # and its optimizer copies the whole graph, weights included, on the way (ConvNeXtLarge: past 24 GB).
+        raise StrategyFailed(
+            f"not attempted: the TFLite flatbuffer holds {', '.join(unreadable)}, which tf2onnx.from_tflite "
+            f"{'has no handler' if len(unreadable) == 1 else 'have no handlers'} for"
+        )
     try:
         proto, _ = tf2onnx.convert.from_tflite(str(tflite), opset=OPSET)
     except Exception as exc:
@@ -63,6 +74,29 @@ def convert_via_tflite(job: ConversionJob) -> Converted:
     onnx.save(proto, str(out))
     notes = [*tflite_notes, "converted from a TFLite flatbuffer (tf2onnx.from_tflite)"]
     return Converted(path=out, versions=tf2onnx_versions(), notes=notes)
+
+
+def unreadable_tflite_ops(path) -> list[str]:
+    """The builtin ops of a .tflite file that tf2onnx has no handler for, as tf2onnx names them (``TFL_GELU``).
+
+    Reads the flatbuffer's operator codes only; Flex and other custom ops are left to tf2onnx.
+    """
+    require("tf2onnx.convert")  # registers the TFLite handlers
+    from tf2onnx import handler
+    from tf2onnx.tflite.Model import Model
+    from tf2onnx.tflite_utils import lookup_enum
+
+    model = Model.GetRootAsModel(bytearray(Path(path).read_bytes()), 0)
+    known = {name for opsets in handler.tf_op.get_opsets().values() for table in opsets for name in table}
+    found = set()
+    for index in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(index)
+        name = lookup_enum(code.DeprecatedBuiltinCode(), "BuiltinOperator")
+        if name == "PLACEHOLDER_FOR_GREATER_OP_CODES":
+            name = lookup_enum(code.BuiltinCode(), "BuiltinOperator")
+        if name != "CUSTOM" and f"TFL_{name}" not in known:
+            found.add(f"TFL_{name}")
+    return sorted(found)
 
 
 def grouped_convolutions(model) -> list[str]:
