@@ -32,6 +32,8 @@ class ConversionJob:
     target: str
     workdir: Path
     dynamic: dict = field(default_factory=dict)  # input name -> list of dynamic axes
+    # What the strategy's starter began before this target's turn (see ``starts``); None: nothing.
+    early: Any = None
 
 
 @dataclass
@@ -77,6 +79,31 @@ def strategy(source: str, target: str, name: str, order: int, summary: str):
         return fn
 
     return register
+
+
+_STARTERS: dict[str, Callable[[ConversionJob], Any]] = {}
+
+
+def starts(name: str):
+    """Decorator registering ``fn(job) -> handle | None`` as the way to begin strategy ``name`` ahead of its
+    target's turn, typically a conversion in a process of its own that overlaps the targets before it.
+
+    The exporter calls it at the start of an export where ``name`` is a target's first strategy, and
+    hands the handle to the strategy as ``job.early``; the handle's ``close()`` ends whatever is left
+    of it when the export ends. If ``fn`` raises, the strategy converts in its turn as usual.
+    """
+
+    def register(fn):
+        _STARTERS[name] = fn
+        return fn
+
+    return register
+
+
+def starter_for(name: str) -> Callable[[ConversionJob], Any] | None:
+    """The early start of strategy ``name`` (see ``starts``), or None."""
+    _load_all()
+    return _STARTERS.get(name)
 
 
 ROUTE_MODULES = (

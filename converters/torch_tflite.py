@@ -5,14 +5,17 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import time
+from pathlib import Path
 
+from ondevice.core.isolate import IsolatedFailure, Prestarted
 from ondevice.core.lazy import is_instance_of, require
 
 from ._common import one_line, package_versions
 from ._dynamic import all_fixed
 from ._onnx2tf import onnx2tf_convert
 from ._torch import example_args, export_onnx, quiet_torch_export
-from .registry import ConversionJob, Converted, StrategyFailed, strategy
+from .registry import ConversionJob, Converted, StrategyFailed, starts, strategy
 
 # Measured: litert_torch.convert(dynamic_shapes=...) fails in its lowering ("Shapes must be 1D
 # sequences of concrete values") on a CNN and an LSTM, and the onnx2tf strategies convert a static
@@ -28,27 +31,92 @@ _TFLITE_STATIC = "the TFLite strategies of this route convert at the example's s
     summary="litert_torch.convert: torch.export lowered straight to TFLite, NCHW I/O kept",
 )
 def convert_litert(job: ConversionJob) -> Converted:
-    """TFLite through litert-torch, in this process: it needs no TensorFlow, and repeated
-    conversions in one process (mixed with ONNX and OpenVINO exports) measured clean."""
-    litert_torch = require("litert_torch")
+    """TFLite through litert-torch: in the process ``start_litert`` began with the export, else in
+    this one (it needs no TensorFlow, and repeated conversions in one process, mixed with ONNX and
+    OpenVINO exports, measured clean)."""
     path = job.workdir / "model.tflite"
-    args, kwargs = _sample_inputs(job.source)
-    try:
-        with _litert_progress_off(), quiet_torch_export():
-            edge_model = litert_torch.convert(job.source.model, args, kwargs)
-            edge_model.export(str(path))
-    except Exception as exc:
-        raise StrategyFailed(f"litert_torch.convert failed: {one_line(exc)}") from None
+    notes = ["signature and tensor names set to the source's (litert-torch calls them args_N / output_N)"]
+    if job.early is not None:
+        notes.append(_collect(job.early))
+    else:
+        litert_torch = require("litert_torch")
+        args, kwargs = _sample_inputs(job.source)
+        try:
+            with _litert_progress_off(), quiet_torch_export():
+                edge_model = litert_torch.convert(job.source.model, args, kwargs)
+                edge_model.export(str(path))
+        except Exception as exc:
+            raise StrategyFailed(f"litert_torch.convert failed: {one_line(exc)}") from None
     if not path.exists():
         raise StrategyFailed("litert_torch wrote no .tflite file")
     name_after_source(path, [s.name for s in job.source.inputs], [s.name for s in job.source.outputs])
-    notes = ["signature and tensor names set to the source's (litert-torch calls them args_N / output_N)"]
     if any(spec.dtype in ("int64", "float64") for spec in job.source.inputs):
         # litert-torch downcasts 64-bit tensors unless enable_x64; most runtimes lack them.
         notes.append("64-bit inputs and outputs become int32 / float32 in the .tflite")
     _, fixed = all_fixed(job, _TFLITE_STATIC)
     return Converted(
         path=path, channels_last=False, notes=notes + fixed, versions=package_versions("torch", "litert-torch")
+    )
+
+
+# litert-torch's import (torch, JAX, ml_dtypes: about 5 s) and conversion run in a process started
+# with the export, while this one exports the other targets; the model goes there as the
+# torch.export program, the one thing that carries a module built by user code across processes.
+_EARLY_TIMEOUT_S = 3600
+_PROGRAM_FILE, _INPUTS_FILE = "program.pt2", "example_inputs.npz"
+
+
+@starts("torch-tflite-litert")
+def start_litert(job: ConversionJob) -> Prestarted:
+    """Start litert-torch's conversion of ``job`` in a process of its own; ``convert_litert`` collects it."""
+    import numpy as np
+
+    env = {_PROGRESS_ENV: os.environ.get(_PROGRESS_ENV, "n")}
+    process = Prestarted(preload=("torch", "litert_torch", __name__), env=env)
+    try:
+        torch = require("torch")
+        args = example_args(job.source)
+        with quiet_torch_export():
+            program = torch.export.export(job.source.model, args)
+        torch.export.save(program, str(job.workdir / _PROGRAM_FILE))
+        np.savez(job.workdir / _INPUTS_FILE, **{f"arg{i}": arg.numpy() for i, arg in enumerate(args)})
+        process.send(f"{__name__}:convert_program", {"workdir": str(job.workdir.resolve())})
+    except BaseException:
+        process.close()
+        raise
+    return process
+
+
+def convert_program(workdir: str) -> dict:
+    """Convert the saved program in ``workdir`` to ``workdir/model.tflite``; runs in ``start_litert``'s process."""
+    import numpy as np
+
+    started = time.perf_counter()
+    torch = require("torch")
+    litert_torch = require("litert_torch")
+    folder = Path(workdir)
+    module = torch.export.load(str(folder / _PROGRAM_FILE)).module()
+    with np.load(folder / _INPUTS_FILE) as data:
+        args = tuple(torch.from_numpy(data[f"arg{i}"]) for i in range(len(data.files)))
+    try:
+        with quiet_torch_export():
+            litert_torch.convert(module, args).export(str(folder / "model.tflite"))
+    except Exception as exc:
+        raise StrategyFailed(f"litert_torch.convert failed: {one_line(exc)}") from None
+    return {"seconds": round(time.perf_counter() - started, 3)}
+
+
+def _collect(process: Prestarted) -> str:
+    """Wait for ``start_litert``'s conversion; the note saying where it ran, or StrategyFailed."""
+    try:
+        facts = process.result(timeout=_EARLY_TIMEOUT_S)
+    except IsolatedFailure as exc:
+        if exc.raised(StrategyFailed):
+            raise StrategyFailed(exc.message) from None
+        raise StrategyFailed(f"litert-torch's conversion process failed: {exc.reason}") from None
+    return (
+        f"converted from the torch.export program in a separate process started with the export "
+        f"({facts['seconds']:.1f} s there, alongside the other targets)"
     )
 
 
@@ -96,10 +164,13 @@ def _sample_inputs(source) -> tuple[tuple, dict | None]:
     return (), dict(zip(names, args, strict=True))
 
 
+_PROGRESS_ENV = "LITERT_TORCH_SHOW_PROGRESS"
+
+
 @contextlib.contextmanager
 def _litert_progress_off():
     """litert-torch prints a progress tree to stdout unless LITERT_TORCH_SHOW_PROGRESS says no."""
-    key = "LITERT_TORCH_SHOW_PROGRESS"
+    key = _PROGRESS_ENV
     if key in os.environ:  # the user chose; leave it
         yield
         return

@@ -8,6 +8,7 @@ artifact by that target's quantizers, tried in order like strategies, and instal
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -74,17 +75,20 @@ def _export_source(source, out_dir, options: ExportOptions) -> Artifacts:
         noise=SourceNoise(lambda: reference_runner(source, threads), [source.example_feeds()], [reference]),
     )
     result = Artifacts(out_dir, source=source.to_json())
-    for target in targets:
-        if forced and forced.target != target and len(targets) > 1:
-            raise BadInputError(f"--strategy {forced.name} makes {forced.target}, not every requested target")
-        outcome = _export_target(source, target, made, forced=forced, dynamic=dynamic, required=require.get(target, ()))
-        if isinstance(outcome, Artifact):
-            result.items.append(outcome)
-        else:
-            result.failures.append(outcome)
-        for precision in precisions:
-            quantized = _quantize_target(source, outcome, precision, made)
-            (result.items if isinstance(quantized, Artifact) else result.failures).append(quantized)
+    if forced and len(targets) > 1 and any(forced.target != target for target in targets):
+        raise BadInputError(f"--strategy {forced.name} makes {forced.target}, not every requested target")
+    with contextlib.ExitStack() as early_work:
+        early = _start_early(source, targets, forced, dynamic, early_work)
+        done = {}
+        # Targets converting in the background come last, so the others are made while they finish.
+        for target in sorted(targets, key=lambda t: t in early):
+            outcome = _export_target(
+                source, target, made, forced=forced, dynamic=dynamic, required=require.get(target, ()), early=early
+            )
+            done[target] = [outcome, *(_quantize_target(source, outcome, p, made) for p in precisions)]
+    for target in targets:  # reported in the order asked
+        for made_one in done[target]:
+            (result.items if isinstance(made_one, Artifact) else result.failures).append(made_one)
     result.write_manifest()
     _scratch.active().listed()
     return result
@@ -95,7 +99,36 @@ def _entry(name: str, status: str, reason: str | None, started: float) -> dict:
     return {"strategy": name, "status": status, "reason": reason, "seconds": round(time.perf_counter() - started, 3)}
 
 
-def _export_target(source, target, run: _Made, forced, dynamic, required=()):
+def _start_early(source, targets, forced, dynamic, stack: contextlib.ExitStack) -> dict:
+    """Begin now the first strategy of each target that can start ahead of its turn (a conversion in a
+    process of its own, overlapping the targets before it); ``{target: its ConversionJob}``.
+
+    A start that fails leaves that strategy to convert in its turn as usual.
+    """
+    from ondevice.converters.registry import ConversionJob, starter_for, strategies_for
+
+    jobs = {}
+    for target in targets:
+        strategies = [forced] if forced else strategies_for(source.framework, target)
+        first = strategies[0] if strategies else None
+        start = (
+            starter_for(first.name) if first and (first.source, first.target) == (source.framework, target) else None
+        )
+        if start is None:
+            continue
+        job = ConversionJob(source, target, _scratch.active().folder(f"{target}-{first.name}"), dynamic=dynamic)
+        try:
+            with quiet():
+                job.early = start(job)
+        except Exception:
+            continue
+        if job.early is not None:
+            stack.callback(job.early.close)
+            jobs[target] = job
+    return jobs
+
+
+def _export_target(source, target, run: _Made, forced, dynamic, required=(), early=None):
     from ondevice.converters.registry import ConversionJob, strategies_for
 
     strategies = [forced] if forced else strategies_for(source.framework, target)
@@ -108,8 +141,9 @@ def _export_target(source, target, run: _Made, forced, dynamic, required=()):
     for number, strat in enumerate(strategies, 1):
         progress.stage(target, f"converting with {strat.name} (strategy {number} of {len(strategies)})")
         started = time.perf_counter()
-        workdir = _scratch.active().folder(f"{target}-{strat.name}")
-        job = ConversionJob(source, target, workdir, dynamic=dynamic)
+        job = (early or {}).get(target) if number == 1 else None
+        if job is None:
+            job = ConversionJob(source, target, _scratch.active().folder(f"{target}-{strat.name}"), dynamic=dynamic)
         candidate, reason = _attempt(strat, job, run)
         if candidate is not None:
             candidate.strategy = strat.name

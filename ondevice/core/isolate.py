@@ -9,6 +9,7 @@ callers test the type (``failure.raised(SomeError)``), never the text.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -82,45 +83,93 @@ def call_isolated(
     ``launcher`` prefixes the interpreter's command line, e.g. a CPU emulator that runs the call
     on an instruction set this machine lacks.
     """
-    # The child's own folder (in the run's scratch space during a run): its working directory
-    # unless ``cwd`` is given, and its temp folder and home, so nothing it writes lands elsewhere.
-    with child_folder() as tmp:
-        request = Path(tmp) / "request.json"
-        result = Path(tmp) / "result.json"
-        request.write_text(json.dumps({"target": target, "kwargs": kwargs}))
+    with Prestarted(cwd=cwd, env=env, launcher=launcher) as process:
+        return process.call(target, kwargs, timeout)
+
+
+class Prestarted:
+    """A fresh Python process started now, importing ``preload`` while the caller goes on; it then
+    makes one call and exits. ``send`` hands it the call without waiting, ``result`` waits for the
+    answer (``call`` does both). Leaving the ``with`` block, or ``close``, ends it, called or not.
+
+    The point is overlap: a framework's import, or a whole conversion, runs on another core while
+    this process works.
+    """
+
+    def __init__(self, preload=(), cwd: str | None = None, env: dict | None = None, launcher=None):
+        # The child's own folder (in the run's scratch space during a run): its working directory
+        # unless ``cwd`` is given, and its temp folder and home, so nothing it writes lands elsewhere.
+        self._folder = child_folder()
+        tmp = Path(self._folder.__enter__())
+        self._result, self._log = tmp / "result.json", tmp / "output.log"
         child_env = {**os.environ, **QUIET_ENV, **TELEMETRY_ENV, **child_env_in(tmp), **(env or {})}
         child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [_project_root(), child_env.get("PYTHONPATH")]))
+        command = [*(launcher or []), sys.executable, "-m", "ondevice.core.isolate", str(self._result), *preload]
         try:
-            proc = subprocess.run(
-                [*(launcher or []), sys.executable, "-m", "ondevice.core.isolate", str(request), str(result)],
-                cwd=cwd or tmp,
-                env=child_env,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired as exc:
-            output = _text(exc.stdout) + _text(exc.stderr)
-            raise IsolatedFailure(f"timed out after {timeout:.0f} s", output, kind=TIMEOUT) from None
-        output = proc.stdout + proc.stderr
+            # Its output goes to a file: a pipe nobody reads until the call would stall a chatty child.
+            with open(self._log, "wb") as log:
+                self._proc = subprocess.Popen(
+                    command, cwd=cwd or tmp, env=child_env, stdin=subprocess.PIPE, stdout=log, stderr=log
+                )
+        except BaseException:
+            self._folder.__exit__(None, None, None)
+            raise
+
+    def __enter__(self) -> Prestarted:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the process if it is still running (an unused one waits for its call) and remove its folder."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        if self._proc.stdin and not self._proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+        self._folder.__exit__(None, None, None)
+
+    def send(self, target: str, kwargs: dict) -> None:
+        """Hand the process ``target(**kwargs)``; it starts once its imports are done."""
+        request = json.dumps({"target": target, "kwargs": kwargs}) + "\n"
+        try:
+            self._proc.stdin.write(request.encode())
+            self._proc.stdin.close()
+        except OSError:  # it already died: ``result`` says how
+            pass
+
+    def result(self, timeout: float = 900):
+        """The call's JSON result, waited for at most ``timeout`` seconds from now; IsolatedFailure if none
+        came back."""
+        proc = self._proc
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise IsolatedFailure(f"timed out after {timeout:.0f} s", self._output(), kind=TIMEOUT) from None
+        output = self._output()
         if proc.returncode < 0:
             name = signal.Signals(-proc.returncode).name
             raise IsolatedFailure(f"process killed by signal {-proc.returncode} ({name})", output, name, SIGNAL)
-        if not result.exists():
+        if not self._result.exists():
             reason = f"process exited with code {proc.returncode}: {last_line(output)}"
             raise IsolatedFailure(reason, output, kind=EXITED)
-        payload = json.loads(result.read_text())
+        payload = json.loads(self._result.read_text())
         if "error" in payload:
             error = payload["error"]
             raise IsolatedFailure(error["reason"], output, kind=RAISED, error=error)
         return payload["value"]
 
+    def call(self, target: str, kwargs: dict, timeout: float = 900):
+        """``send`` then ``result``."""
+        self.send(target, kwargs)
+        return self.result(timeout)
 
-def _text(data) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else data
+    def _output(self) -> str:
+        return self._log.read_text(errors="replace") if self._log.exists() else ""
 
 
 def last_line(output: str) -> str:
@@ -144,10 +193,18 @@ def describe_exception(exc: BaseException) -> dict:
     return error
 
 
-def _main(request_path: str, result_path: str) -> None:
+def _main(result_path: str, preload: list[str]) -> None:
     import importlib
 
-    request = json.loads(Path(request_path).read_text())
+    for name in preload:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the call imports what it needs and reports the failure
+            continue
+    line = sys.stdin.readline()
+    if not line:  # the parent ended the process unused
+        return
+    request = json.loads(line)
     module_name, _, func_name = request["target"].partition(":")
     try:
         func = getattr(importlib.import_module(module_name), func_name)
@@ -162,7 +219,7 @@ if __name__ == "__main__":
     for key, value in {**QUIET_ENV, **TELEMETRY_ENV}.items():
         os.environ.setdefault(key, value)
     telemetry_off()
-    _main(sys.argv[1], sys.argv[2])
+    _main(sys.argv[1], sys.argv[2:])
     sys.stdout.flush()
     # Skip interpreter teardown: some converters crash in their atexit hooks.
     os._exit(0)

@@ -86,6 +86,19 @@ def test_keras_tflite_outputs_follow_the_model_not_the_alphabet(family_check):
     ]
 
 
+TORCH_FAMILIES = [name for name in families.FAMILIES if name.startswith("torch_")]
+
+
+@pytest.mark.parametrize("name", TORCH_FAMILIES)
+def test_litert_converts_in_a_process_started_with_the_export(family_check, name):
+    """litert-torch converts the torch.export program in its own process while the ONNX export runs; a
+    start that failed would fall back to converting in this process and pass silently, so the note is asserted."""
+    _, out = family_check(name)
+    entry = next(a for a in json.loads((out / "manifest.json").read_text())["artifacts"] if a["target"] == "tflite")
+    assert entry["strategy"] == "torch-tflite-litert"
+    assert any("separate process started with the export" in note for note in entry["notes"]), entry["notes"]
+
+
 def test_keras_grouped_conv_reaches_onnx_through_tflite(family_check):
     """tf2onnx would leave Keras' XLA-compiled grouped convolution as a call node (so it is not
     attempted; tests/converters/test_keras_onnx_torch.py shows the call); the TFLite path wins."""

@@ -21,7 +21,7 @@ from ondevice.core.errors import (
     one_line,
     raised_by_ondevice,
 )
-from ondevice.core.isolate import EXITED, RAISED, SIGNAL, TIMEOUT, IsolatedFailure, call_isolated
+from ondevice.core.isolate import EXITED, RAISED, SIGNAL, TIMEOUT, IsolatedFailure, Prestarted, call_isolated
 
 ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -76,6 +76,26 @@ def test_a_child_past_its_timeout_is_a_timeout():
     with pytest.raises(IsolatedFailure) as caught:
         call_isolated("subprocess:call", sleeper, timeout=1)
     assert caught.value.kind == TIMEOUT and caught.value.reason == "timed out after 1 s"
+
+
+def test_a_prestarted_child_imports_first_then_makes_the_call_it_is_sent():
+    # A preload that fails to import is the call's to report, not the start's.
+    with Prestarted(preload=("json", "no_such_module_at_all")) as process:
+        process.send("posixpath:basename", {"p": "/models/resnet.onnx"})
+        assert process.result(timeout=120) == "resnet.onnx"
+
+
+def test_a_prestarted_child_is_ended_unused_and_its_crash_is_a_signal():
+    process = Prestarted(preload=("json",))
+    pid = process._proc.pid
+    process.close()  # it waits for a call that never comes; close must end it, not hang
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with Prestarted() as process:
+        process.send("os:abort", {})
+        with pytest.raises(IsolatedFailure) as killed:
+            process.result(timeout=120)
+    assert killed.value.kind == SIGNAL and killed.value.signal_name == "SIGABRT"
 
 
 # ---- --debug shows the cause; without it, one line -------------------------------------------------
