@@ -82,11 +82,10 @@ def unreadable_tflite_ops(path) -> list[str]:
     Reads the flatbuffer's operator codes only; Flex and other custom ops are left to tf2onnx.
     """
     require("tf2onnx.convert")  # registers the TFLite handlers
-    from tf2onnx import handler
-    from tf2onnx.tflite.Model import Model
-    from tf2onnx.tflite_utils import lookup_enum
-
-    model = Model.GetRootAsModel(bytearray(Path(path).read_bytes()), 0)
+    handler = require("tf2onnx.handler")
+    model_class = require("tf2onnx.tflite.Model").Model
+    lookup_enum = require("tf2onnx.tflite_utils").lookup_enum
+    model = model_class.GetRootAsModel(bytearray(Path(path).read_bytes()), 0)
     known = {name for opsets in handler.tf_op.get_opsets().values() for table in opsets for name in table}
     found = set()
     for index in range(model.OperatorCodesLength()):

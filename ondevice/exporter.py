@@ -111,9 +111,9 @@ def _start_early(source, targets, forced, dynamic, stack: contextlib.ExitStack) 
     for target in targets:
         strategies = [forced] if forced else strategies_for(source.framework, target)
         first = strategies[0] if strategies else None
-        start = (
-            starter_for(first.name) if first and (first.source, first.target) == (source.framework, target) else None
-        )
+        if first is None or (first.source, first.target) != (source.framework, target):
+            continue
+        start = starter_for(first.name)
         if start is None:
             continue
         job = ConversionJob(source, target, _scratch.active().folder(f"{target}-{first.name}"), dynamic=dynamic)

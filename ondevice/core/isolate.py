@@ -134,9 +134,12 @@ class Prestarted:
     def send(self, target: str, kwargs: dict) -> None:
         """Hand the process ``target(**kwargs)``; it starts once its imports are done."""
         request = json.dumps({"target": target, "kwargs": kwargs}) + "\n"
+        stdin = self._proc.stdin
+        if stdin is None:  # never: Popen was given stdin=PIPE
+            return
         try:
-            self._proc.stdin.write(request.encode())
-            self._proc.stdin.close()
+            stdin.write(request.encode())
+            stdin.close()
         except OSError:  # it already died: ``result`` says how
             pass
 
