@@ -64,6 +64,7 @@ def convert_litert(job: ConversionJob) -> Converted:
 # torch.export program, the one thing that carries a module built by user code across processes.
 _EARLY_TIMEOUT_S = 3600
 _PROGRAM_FILE, _INPUTS_FILE = "program.pt2", "example_inputs.npz"
+_PROGRESS_ENV = "LITERT_TORCH_SHOW_PROGRESS"  # litert-torch prints a progress tree unless it says "n"
 
 
 @starts("torch-tflite-litert")
@@ -164,21 +165,17 @@ def _sample_inputs(source) -> tuple[tuple, dict | None]:
     return (), dict(zip(names, args, strict=True))
 
 
-_PROGRESS_ENV = "LITERT_TORCH_SHOW_PROGRESS"
-
-
 @contextlib.contextmanager
 def _litert_progress_off():
     """litert-torch prints a progress tree to stdout unless LITERT_TORCH_SHOW_PROGRESS says no."""
-    key = _PROGRESS_ENV
-    if key in os.environ:  # the user chose; leave it
+    if _PROGRESS_ENV in os.environ:  # the user chose; leave it
         yield
         return
-    os.environ[key] = "n"
+    os.environ[_PROGRESS_ENV] = "n"
     try:
         yield
     finally:
-        os.environ.pop(key, None)
+        os.environ.pop(_PROGRESS_ENV, None)
 
 
 def _via_onnx2tf(job: ConversionJob, dynamo: bool) -> Converted:

@@ -83,7 +83,13 @@ def _export_source(source, out_dir, options: ExportOptions) -> Artifacts:
         # Targets converting in the background come last, so the others are made while they finish.
         for target in sorted(targets, key=lambda t: t in early):
             outcome = _export_target(
-                source, target, made, forced=forced, dynamic=dynamic, required=require.get(target, ()), early=early
+                source,
+                target,
+                made,
+                forced=forced,
+                dynamic=dynamic,
+                required=require.get(target, ()),
+                early_job=early.get(target),
             )
             done[target] = [outcome, *(_quantize_target(source, outcome, p, made) for p in precisions)]
     for target in targets:  # reported in the order asked
@@ -128,7 +134,9 @@ def _start_early(source, targets, forced, dynamic, stack: contextlib.ExitStack) 
     return jobs
 
 
-def _export_target(source, target, run: _Made, forced, dynamic, required=(), early=None):
+def _export_target(source, target, run: _Made, forced, dynamic, required=(), early_job=None):
+    """The target's artifact from the first strategy that makes one, or an ExportFailure; ``early_job``:
+    the job ``_start_early`` began for the first strategy."""
     from ondevice.converters.registry import ConversionJob, strategies_for
 
     strategies = [forced] if forced else strategies_for(source.framework, target)
@@ -141,7 +149,7 @@ def _export_target(source, target, run: _Made, forced, dynamic, required=(), ear
     for number, strat in enumerate(strategies, 1):
         progress.stage(target, f"converting with {strat.name} (strategy {number} of {len(strategies)})")
         started = time.perf_counter()
-        job = (early or {}).get(target) if number == 1 else None
+        job = early_job if number == 1 else None
         if job is None:
             job = ConversionJob(source, target, _scratch.active().folder(f"{target}-{strat.name}"), dynamic=dynamic)
         candidate, reason = _attempt(strat, job, run)

@@ -99,8 +99,8 @@ class Prestarted:
     def __init__(self, preload=(), cwd: str | None = None, env: dict | None = None, launcher=None):
         # The child's own folder (in the run's scratch space during a run): its working directory
         # unless ``cwd`` is given, and its temp folder and home, so nothing it writes lands elsewhere.
-        self._folder = child_folder()
-        tmp = Path(self._folder.__enter__())
+        self._cleanup = contextlib.ExitStack()
+        tmp = Path(self._cleanup.enter_context(child_folder()))
         self._result, self._log = tmp / "result.json", tmp / "output.log"
         child_env = {**os.environ, **QUIET_ENV, **TELEMETRY_ENV, **child_env_in(tmp), **(env or {})}
         child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [_project_root(), child_env.get("PYTHONPATH")]))
@@ -112,7 +112,7 @@ class Prestarted:
                     command, cwd=cwd or tmp, env=child_env, stdin=subprocess.PIPE, stdout=log, stderr=log
                 )
         except BaseException:
-            self._folder.__exit__(None, None, None)
+            self._cleanup.close()
             raise
 
     def __enter__(self) -> Prestarted:
@@ -129,7 +129,7 @@ class Prestarted:
         if self._proc.stdin and not self._proc.stdin.closed:
             with contextlib.suppress(OSError):
                 self._proc.stdin.close()
-        self._folder.__exit__(None, None, None)
+        self._cleanup.close()  # a second close finds nothing left to remove
 
     def send(self, target: str, kwargs: dict) -> None:
         """Hand the process ``target(**kwargs)``; it starts once its imports are done."""
