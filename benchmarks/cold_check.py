@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,6 +29,8 @@ def _extract(ref: str, into: Path) -> Path:
     into.mkdir(parents=True)
     archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    # Both sides check the same model: this tree's definition, which older releases may not have.
+    shutil.copy(ROOT / "benchmarks" / "models.py", into / "benchmarks" / "models.py")
     return into
 
 
