@@ -25,7 +25,7 @@ from ondevice.validators.precision import check_precision
 from . import progress
 from .artifacts import Artifact, Artifacts, ExportFailure
 from .core.errors import input_error, one_line
-from .core.isolate import IsolatedFailure, call_isolated
+from .core.isolate import TIMEOUT, IsolatedFailure, call_isolated
 from .core.lazy import REPORTED_PACKAGES, package_versions
 from .core.quiet import quiet
 from .core.samples import load_samples_file, save_samples
@@ -93,6 +93,7 @@ def validate_artifacts(source, artifacts: Artifacts, options: ValidateOptions | 
         other = _other_shape(source, artifacts, ref_runner, seed=options.seed, path=Path(tmp) / "other_shape.npz")
         outputs = {}
         noise = SourceNoise(lambda: ref_runner, data, reference)
+        emulated: list[_Emulated] = []  # int8 artifacts to run again on the emulated CPU, after the native runs
         for index, artifact in enumerate(artifacts):
             tol = replace(Tolerance.default(artifact.quantize), **(tolerance or {}))
             if tolerance and "atol" in tolerance and tol.precision == "fp32":
@@ -121,12 +122,14 @@ def validate_artifacts(source, artifacts: Artifacts, options: ValidateOptions | 
                 with _stage(result, "explain"):
                     explain_budget = _explain(result, source, artifact, (data[0], threads), explain_budget)
             if artifact.quantize in INT8_PRECISIONS:
-                with _stage(result, "isa_check"):
-                    _isa_checks(result, artifact, job, (reference, tol), context=(artifacts, outputs))
+                emulate = _isa_checks(result, artifact, job, (reference, tol), context=(artifacts, outputs))
+                if emulate is not None:
+                    emulated.append(emulate)
             if result.latency and source_latency["p50_ms"] > 0:
                 result.latency["speedup_vs_source"] = source_latency["p50_ms"] / result.latency["p50_ms"]
             result.source_latency = source_latency
             results.append(result)
+        _emulated_checks(emulated)
     _compatibility(results, artifacts, options.timeout_s)
     _keep_float_latency(results, artifacts)
     for failure in artifacts.failures:
@@ -309,10 +312,10 @@ def _vs_float(result: TargetResult, sibling, outputs: dict) -> None:
         result.parity_vs_float = compare_vs_float(float_outputs, quantized, result.quantize).to_json()
 
 
-def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, judged: tuple, context: tuple):
-    """int8 kernels differ by CPU class: record the native proof and, where possible, an AVX2 one
+def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, judged: tuple, context: tuple) -> _Emulated | None:
+    """int8 kernels differ by CPU class: record the native proof and, where possible, queue an AVX2 one
     (``judged``: the source's outputs and the artifact's tolerance; ``context``: every artifact of the
-    run and the native outputs of those that ran).
+    run and the native outputs of those that ran). Returns the queued check, or None.
 
     On a CPU with VNNI/AMX the artifact runs again under an emulator whose CPUID says AVX2 without
     VNNI; parity there is judged by the same tolerance, and a miss fails the target (int8 that holds
@@ -332,7 +335,7 @@ def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, judged: tuple, 
         }
     ]
     if native["isa_class"] == EMULATED_CPU["isa_class"]:
-        return  # this CPU is of the AVX2 class itself: the native run is that proof
+        return None  # this CPU is of the AVX2 class itself: the native run is that proof
     launcher, why = emulator_command(native)
     entry = {"isa_class": EMULATED_CPU["isa_class"], "how": "emulated", "checked": False}
     result.isa_checks.append(entry)
@@ -349,44 +352,103 @@ def _isa_checks(result: TargetResult, artifact, job: _WorkerJob, judged: tuple, 
             if result.status == "error"
             else "no float sibling to check the emulator against"
         )
-        return
-    progress.stage(_label(artifact), "re-running on an emulated AVX2 CPU")
+        return None
     entry["how"] = f"emulated ({' '.join([Path(launcher[0]).name, *launcher[1:]])})"
-    emulated = (artifacts.items.index(sibling), launcher, float_native)
-    _emulated_check(entry, result, artifact, job, judged=judged, emulated=emulated)
+    return _Emulated(entry, result, artifact, job, judged, artifacts.items.index(sibling), launcher, float_native)
 
 
-def _emulated_check(entry: dict, result: TargetResult, artifact, job: _WorkerJob, judged: tuple, emulated: tuple):
-    """Run the artifact and its float sibling on the emulated CPU; the float one is the control.
-    ``judged``: the source's outputs and the tolerance; ``emulated``: the float sibling's index in the
-    manifest, the emulator's command line, and the sibling's native outputs.
+@dataclass
+class _Emulated:
+    """One int8 artifact's queued run on the emulated CPU: where its verdict goes (``entry``, ``result``),
+    what judges it (``judged``: the source's outputs and the tolerance) and its control (the float
+    sibling's index in the manifest and that sibling's native outputs)."""
 
-    An emulator can mistranslate an instruction (qemu did, on an unrolled LSTM's float IR): when the
-    float sibling does not reproduce its native outputs to fp32 tolerance, the int8 figure from the
-    same emulator is no evidence either way, and the check is recorded as not run.
+    entry: dict
+    result: TargetResult
+    artifact: Artifact
+    job: _WorkerJob
+    judged: tuple
+    sibling_index: int
+    launcher: list
+    float_native: list
+
+    def paths(self) -> list[Path]:
+        """Where the emulated worker writes the int8 artifact's outputs and then its float sibling's."""
+        name = self.job.outputs_path.name
+        return [self.job.outputs_path.with_name(f"avx2-{i}-{name}") for i in (self.job.index, self.sibling_index)]
+
+
+def _emulated_checks(queued: list[_Emulated]) -> None:
+    """Run every queued int8 artifact and its float sibling in one worker on the emulated CPU.
+
+    Starting Python and a runtime under the emulator costs about a minute and a half per process,
+    against well under a second of inference for a small model, so one process serves the whole run.
+    When that process dies, each artifact runs again alone, so one runtime's crash under the emulator
+    is charged only to its own target (a timeout is not retried: it would time out again).
     """
+    if not queued:
+        return
+    progress.stage(", ".join(_label(q.artifact) for q in queued), "re-running on an emulated AVX2 CPU")
+    started = time.perf_counter()
+    try:
+        ran = _run_emulated(queued)
+    except IsolatedFailure as failure:
+        if len(queued) == 1 or failure.kind == TIMEOUT:
+            for q in queued:
+                q.entry["reason"] = f"the emulated run failed: {failure.reason}"
+            ran = []
+        else:
+            ran = []
+            for q in queued:
+                try:
+                    ran.extend(_run_emulated([q]))
+                except IsolatedFailure as alone:
+                    q.entry["reason"] = f"the emulated run failed: {alone.reason}"
+    seconds = round(time.perf_counter() - started, 3)
+    for q in queued:
+        q.result.timings["isa_check"] = seconds  # one emulated worker for the run: its targets share it
+    for q, runtime in ran:
+        _judge_emulated(q, runtime)
+
+
+def _run_emulated(queued: list[_Emulated]) -> list[tuple[_Emulated, str]]:
+    """One emulated worker for ``queued``; returns each with the runtime that ran its int8 artifact."""
+    indices: dict[int, Path] = {}  # manifest index -> outputs file (a float sibling may serve several)
+    for q in queued:
+        for index, path in zip((q.job.index, q.sibling_index), q.paths(), strict=True):
+            indices.setdefault(index, path)
+    job = queued[0].job
+    facts = call_isolated(
+        "ondevice.worker:run_artifact",
+        {
+            "out_dir": str(Path(job.out_dir).resolve()),
+            "indices": list(indices),
+            "samples_path": str(job.samples_path),
+            "outputs_paths": [str(p) for p in indices.values()],
+            "threads": job.threads,
+        },
+        timeout=job.timeout_s * len(queued),
+        launcher=queued[0].launcher,
+    )
+    for q in queued:  # a sibling shared with an earlier artifact was written under that one's name
+        for index, path in zip((q.job.index, q.sibling_index), q.paths(), strict=True):
+            if indices[index] != path:
+                path.write_bytes(indices[index].read_bytes())
+    runtimes = dict(zip(indices, facts["runtimes"], strict=True))
+    return [(q, runtimes[q.job.index]) for q in queued]
+
+
+def _judge_emulated(q: _Emulated, runtime: str) -> None:
+    """The float sibling is the control: an emulator can mistranslate an instruction (qemu did, on an
+    unrolled LSTM's float IR). When the sibling does not reproduce its native outputs to fp32
+    tolerance, the int8 figure from the same emulator is no evidence either way, and the check is
+    recorded as not run. Otherwise a miss fails a target whose native parity held."""
     from .cpu import EMULATED_CPU
 
-    reference, tol = judged
-    sibling_index, launcher, float_native = emulated
-    paths = [job.outputs_path.with_name(f"avx2-{i}-{job.outputs_path.name}") for i in (job.index, sibling_index)]
-    try:
-        facts = call_isolated(
-            "ondevice.worker:run_artifact",
-            {
-                "out_dir": str(Path(job.out_dir).resolve()),
-                "indices": [job.index, sibling_index],
-                "samples_path": str(job.samples_path),
-                "outputs_paths": [str(p) for p in paths],
-                "threads": job.threads,
-            },
-            timeout=job.timeout_s,
-            launcher=launcher,
-        )
-    except IsolatedFailure as failure:
-        entry["reason"] = f"the emulated run failed: {failure.reason}"
-        return
-    control = compare(float_native, load_samples_file(paths[1]), Tolerance.default(None))
+    reference, tol = q.judged
+    entry, result = q.entry, q.result
+    int8_path, float_path = q.paths()
+    control = compare(q.float_native, load_samples_file(float_path), Tolerance.default(None))
     entry["control_max_abs_err"] = max((o.max_abs_err for o in control.outputs), default=0.0)
     if not control.passed:
         entry["reason"] = (
@@ -394,8 +456,8 @@ def _emulated_check(entry: dict, result: TargetResult, artifact, job: _WorkerJob
             f"{entry['control_max_abs_err']:.3g}), so its int8 figure would prove nothing"
         )
         return
-    parity = compare(reference, load_samples_file(paths[0]), tol)
-    entry.update(checked=True, passed=parity.passed, runtime=facts["runtime"], parity=parity.to_json())
+    parity = compare(reference, load_samples_file(int8_path), tol)
+    entry.update(checked=True, passed=parity.passed, runtime=runtime, parity=parity.to_json())
     if not parity.passed and result.status in ("passed", "inconclusive"):
         # Parity held natively, so the calibration is not what broke: the kernels of this CPU class are.
         problems = "; ".join(p.replace(f"; {CALIBRATION_HINT}", "") for p in parity.problems())
@@ -405,7 +467,7 @@ def _emulated_check(entry: dict, result: TargetResult, artifact, job: _WorkerJob
             + problems
             + (
                 "; int8 that holds only with VNNI: export with --int8-kernels portable"
-                if artifact.options.get("int8_kernels") == "vnni"
+                if q.artifact.options.get("int8_kernels") == "vnni"
                 else ""
             )
         )
