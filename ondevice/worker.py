@@ -58,17 +58,20 @@ def smoke(path: str, target: str, threads: int = 1) -> dict:
     return {"inputs": sorted(feeds)}
 
 
-def run_artifact(out_dir: str, indices: list, samples_path: str, outputs_paths: list, threads: int) -> dict:
+def run_artifact(
+    out_dir: str, indices: list, samples_path: str, outputs_paths: list, threads: int, limits: list | None = None
+) -> dict:
     """Load the artifacts at ``indices`` one after another and run the samples only (no timing): parity on an
-    emulated CPU. Returns the runtime that ran each, in the order of ``indices``."""
+    emulated CPU. ``limits``: per index, how many of the samples to run (None: all). Returns the runtime
+    that ran each, in the order of ``indices``."""
     from .artifacts import ArtifactRunner, Artifacts
 
     items = Artifacts.load(out_dir, verify=False).items
     samples = load_samples_file(Path(samples_path))
     runtimes = []
-    for index, outputs_path in zip(indices, outputs_paths, strict=True):
+    for index, outputs_path, limit in zip(indices, outputs_paths, limits or [None] * len(indices), strict=True):
         runner = ArtifactRunner(items[index], threads)
-        save_samples(Path(outputs_path), [runner.run(s) for s in samples])
+        save_samples(Path(outputs_path), [runner.run(s) for s in samples[:limit]])
         runtimes.append(runner.runtime)
         del runner  # one loaded model at a time: the run may hold the largest artifacts of a model zoo
     return {"runtimes": runtimes}
