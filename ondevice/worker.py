@@ -15,7 +15,8 @@ from pathlib import Path
 from .core.samples import load_samples_file, save_samples
 
 # Fault injection for tests of crash/hang containment: "RUNTIME:crash" or "RUNTIME:hang" (validation's
-# worker), "RUNTIME:crash-at-load" (the export's check of a quantized artifact, ``smoke``).
+# worker), "RUNTIME:emulated-crash" or "RUNTIME:emulated-hang" (the emulated int8 check's worker only),
+# "RUNTIME:crash-at-load" (the export's check of a quantized artifact, ``smoke``).
 FAULT_ENV = "ONDEVICE_INJECT_FAULT"
 
 
@@ -24,11 +25,12 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _inject_fault(runtime: str) -> None:
+def _inject_fault(runtime: str, emulated: bool = False) -> None:
     spec = os.environ.get(FAULT_ENV, "")
     target, _, kind = spec.partition(":")
-    if target != runtime:
+    if target != runtime or kind.startswith("emulated-") != emulated:
         return
+    kind = kind.removeprefix("emulated-")
     if kind == "crash":
         os.kill(os.getpid(), signal.SIGSEGV)
     elif kind == "hang":
@@ -71,6 +73,7 @@ def run_artifact(
     runtimes = []
     for index, outputs_path, limit in zip(indices, outputs_paths, limits or [None] * len(indices), strict=True):
         runner = ArtifactRunner(items[index], threads)
+        _inject_fault(runner.runtime, emulated=True)
         save_samples(Path(outputs_path), [runner.run(s) for s in samples[:limit]])
         runtimes.append(runner.runtime)
         del runner  # one loaded model at a time: the run may hold the largest artifacts of a model zoo

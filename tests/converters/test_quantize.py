@@ -24,6 +24,7 @@ from ondevice.exporter import RANDOM_CALIBRATION_WARNING, _calibration
 from ondevice.options import ExportOptions
 from ondevice.validators.parity import compare_vs_float
 from ondevice.validators.precision import inspect
+from ondevice.worker import FAULT_ENV
 from tests import models
 
 TARGETS = ("onnx", "tflite", "openvino")
@@ -354,6 +355,31 @@ def test_int8_is_proven_on_every_cpu_class(quantized, name):
         assert emulated["control_max_abs_err"] < 1e-4
         worst = emulated["parity"]["outputs"][0]
         assert worst["snr_db"] > MIN_SNR_DB["int8"] and worst["max_abs_err"] < ERROR_BOUNDS["int8"] * worst["peak"]
+
+
+def test_emulated_crash_is_charged_to_its_own_target(quantized, monkeypatch):
+    """One emulated worker checks every int8 artifact; when it dies, each runs again alone, so the
+    other targets keep their AVX2 proof. The crash is injected (ONDEVICE_INJECT_FAULT, emulated
+    worker only): no runtime can be made to crash under the emulator on demand."""
+    native = _qemu_needed()
+    if native["isa_class"] == "avx2":
+        pytest.skip("an AVX2 CPU is its own AVX2 proof: no emulated worker runs here")
+    _, out = quantized["cnn"]
+    monkeypatch.setenv(FAULT_ENV, "onnxruntime:emulated-crash")
+    model, example = models.cnn()
+    report = ondevice.validate(model, out, samples=SAMPLES, example_inputs=example, runs=RUNS)
+    int8 = {t: _result(report, t, "int8") for t in TARGETS}
+    crashed = int8["onnx"].isa_checks[1]
+    assert not crashed["checked"] and "the emulated run failed" in crashed["reason"]
+    assert "SIGSEGV" in crashed["reason"], crashed
+    # The native verdict stands (judged as before); the AVX2 check says why it did not run.
+    assert int8["onnx"].status in ("passed", "inconclusive") and "emulated" not in (int8["onnx"].error or "")
+    for target in ("tflite", "openvino"):
+        emulated = int8[target].isa_checks[1]
+        assert emulated["checked"] and emulated["passed"] is True, (target, emulated)
+        assert emulated["control_samples"] == 1 and emulated["control_max_abs_err"] < 1e-4
+        assert emulated["parity"]["samples"] == SAMPLES  # int8 on every sample, the float control on one
+    assert len({t.timings["isa_check"] for t in int8.values()}) == 1  # one emulated stage for the run
 
 
 def test_vnni_kernels_keep_8_bit_weights_and_fail_on_avx2(tmp_path):
