@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._common import one_line, package_versions
 from ._dynamic import kept_from_shapes, ov_input_shapes, requested
 from ._openvino import convert, onnx_to_openvino, pin_shapes, save_ir
-from ._torch import export_program, onnx_with_dynamic, quiet_torch_export
+from ._torch import export_program, onnx_with_dynamic, quiet_torch_export, static_program
 from .registry import ConversionJob, Converted, StrategyFailed, strategy
 
 # convert_model(nn.Module) traces with TorchScript and fails on nn.TransformerEncoder
@@ -23,7 +23,10 @@ def convert_exported(job: ConversionJob) -> Converted:
     """IR from the torch.export graph of the model; requested dynamic axes stay -1 in the IR."""
     dynamic = requested(job)
     try:
-        program, traced, notes = export_program(job.source, dynamic)
+        if dynamic:
+            program, traced, notes = export_program(job.source, dynamic)
+        else:
+            program, traced, notes = static_program(job.source), {}, []
     except StrategyFailed:
         raise
     except Exception as exc:

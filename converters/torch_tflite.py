@@ -14,7 +14,7 @@ from ondevice.core.lazy import is_instance_of, require
 from ._common import one_line, package_versions
 from ._dynamic import all_fixed
 from ._onnx2tf import onnx2tf_convert
-from ._torch import example_args, export_onnx, quiet_torch_export
+from ._torch import example_args, export_onnx, quiet_torch_export, static_program
 from .registry import ConversionJob, Converted, StrategyFailed, starts, strategy
 
 # Measured: litert_torch.convert(dynamic_shapes=...) fails in its lowering ("Shapes must be 1D
@@ -77,8 +77,7 @@ def start_litert(job: ConversionJob) -> Prestarted:
     try:
         torch = require("torch")
         args = example_args(job.source)
-        with quiet_torch_export():
-            program = torch.export.export(job.source.model, args)
+        program = static_program(job.source)
         torch.export.save(program, str(job.workdir / _PROGRAM_FILE))
         np.savez(job.workdir / _INPUTS_FILE, **{f"arg{i}": arg.numpy() for i, arg in enumerate(args)})
         process.send(f"{__name__}:convert_program", {"workdir": str(job.workdir.resolve())})

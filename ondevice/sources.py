@@ -35,6 +35,8 @@ class Source:
     example: dict[str, np.ndarray] | None = None
     path: Path | None = None
     outputs: list[TensorSpec] = field(default_factory=list)
+    # What the export derives from the model once and several routes use (the torch.export program).
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def example_feeds(self) -> dict[str, np.ndarray]:
         """The example inputs, or one seeded sample when the source came without them."""
