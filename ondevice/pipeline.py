@@ -387,9 +387,9 @@ class _Emulated:
 def _emulated_checks(queued: list[_Emulated]) -> None:
     """Run every queued int8 artifact and its float sibling in one worker on the emulated CPU.
 
-    Starting Python and a runtime under the emulator costs about a minute and a half per process,
-    against well under a second of inference for a small model, so one process serves the whole run.
-    When that process dies, each artifact runs again alone, so one runtime's crash under the emulator
+    Every process pays its imports and each runtime's set-up again under translation (OpenVINO
+    compiling ConvNeXtTiny's IR: 5-12 s there, 0.4-0.8 s natively), so one process serves the whole
+    run. When that process dies, each artifact runs again alone, so one runtime's crash under the emulator
     is charged only to its own target (a timeout is not retried: it would time out again).
     """
     if not queued:
