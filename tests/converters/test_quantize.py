@@ -22,6 +22,7 @@ from ondevice.core.errors import BadInputError
 from ondevice.core.specs import TensorSpec, load_samples, make_samples, samples_digest, spec_from_array
 from ondevice.exporter import RANDOM_CALIBRATION_WARNING, _calibration
 from ondevice.options import ExportOptions
+from ondevice.render import isa_summary
 from ondevice.validators.parity import compare_vs_float
 from ondevice.validators.precision import inspect
 from ondevice.worker import FAULT_ENV
@@ -379,6 +380,7 @@ def test_emulated_crash_is_charged_to_its_own_target(quantized, monkeypatch):
         assert emulated["checked"] and emulated["passed"] is True, (target, emulated)
         assert emulated["control_samples"] == 1 and emulated["control_max_abs_err"] < 1e-4
         assert emulated["parity"]["samples"] == SAMPLES  # int8 on every sample, the float control on one
+        assert f"passed on {SAMPLES} samples (float control on 1, max abs err" in isa_summary(int8[target])
     assert len({t.timings["isa_check"] for t in int8.values()}) == 1  # one emulated stage for the run
 
 
