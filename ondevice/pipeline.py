@@ -380,8 +380,13 @@ class _Emulated:
 
     def paths(self) -> list[Path]:
         """Where the emulated worker writes the int8 artifact's outputs and then its float sibling's."""
-        name = self.job.outputs_path.name
-        return [self.job.outputs_path.with_name(f"avx2-{i}-{name}") for i in (self.job.index, self.sibling_index)]
+        return [_emulated_outputs(self.job, i) for i in (self.job.index, self.sibling_index)]
+
+
+def _emulated_outputs(job: _WorkerJob, index: int) -> Path:
+    """The emulated outputs of manifest item ``index``: one file per item, however many int8 artifacts
+    share it as their float sibling."""
+    return job.outputs_path.with_name(f"avx2-outputs{index}.npz")
 
 
 def _emulated_checks(queued: list[_Emulated]) -> None:
@@ -399,17 +404,16 @@ def _emulated_checks(queued: list[_Emulated]) -> None:
     try:
         ran = _run_emulated(queued)
     except IsolatedFailure as failure:
-        if len(queued) == 1 or failure.kind == TIMEOUT:
-            for q in queued:
-                q.entry["reason"] = f"the emulated run failed: {failure.reason}"
-            ran = []
-        else:
-            ran = []
-            for q in queued:
+        ran = []
+        for q in queued:
+            reason = failure.reason
+            if len(queued) > 1 and failure.kind != TIMEOUT:  # alone, a crash is charged to its own target
                 try:
                     ran.extend(_run_emulated([q]))
+                    continue
                 except IsolatedFailure as alone:
-                    q.entry["reason"] = f"the emulated run failed: {alone.reason}"
+                    reason = alone.reason
+            q.entry["reason"] = f"the emulated run failed: {reason}"
     seconds = round(time.perf_counter() - started, 3)
     for q in queued:
         q.result.timings["isa_check"] = seconds  # one emulated worker for the run: its targets share it
@@ -418,31 +422,25 @@ def _emulated_checks(queued: list[_Emulated]) -> None:
 
 
 def _run_emulated(queued: list[_Emulated]) -> list[tuple[_Emulated, str]]:
-    """One emulated worker for ``queued``; returns each with the runtime that ran its int8 artifact."""
-    indices: dict[int, Path] = {}  # manifest index -> outputs file (a float sibling may serve several)
-    limits: dict[int, int | None] = {}  # manifest index -> samples to run: all for int8, a few for the control
-    for q in queued:
-        for index, path, limit in zip((q.job.index, q.sibling_index), q.paths(), (None, CONTROL_SAMPLES), strict=True):
-            indices.setdefault(index, path)
-            limits.setdefault(index, limit)
+    """One emulated worker for ``queued``; returns each with the runtime that ran its int8 artifact.
+    int8 artifacts run every sample, their float siblings (the control, shared where several artifacts
+    have the same one) ``CONTROL_SAMPLES``."""
+    int8 = [q.job.index for q in queued]
+    indices = list(dict.fromkeys([*int8, *(q.sibling_index for q in queued)]))
     job = queued[0].job
     facts = call_isolated(
         "ondevice.worker:run_artifact",
         {
             "out_dir": str(Path(job.out_dir).resolve()),
-            "indices": list(indices),
+            "indices": indices,
             "samples_path": str(job.samples_path),
-            "outputs_paths": [str(p) for p in indices.values()],
+            "outputs_paths": [str(_emulated_outputs(job, i)) for i in indices],
             "threads": job.threads,
-            "limits": [limits[i] for i in indices],
+            "limits": [None if i in int8 else CONTROL_SAMPLES for i in indices],
         },
         timeout=job.timeout_s * len(queued),
         launcher=queued[0].launcher,
     )
-    for q in queued:  # a sibling shared with an earlier artifact was written under that one's name
-        for index, path in zip((q.job.index, q.sibling_index), q.paths(), strict=True):
-            if indices[index] != path:
-                path.write_bytes(indices[index].read_bytes())
     runtimes = dict(zip(indices, facts["runtimes"], strict=True))
     return [(q, runtimes[q.job.index]) for q in queued]
 
