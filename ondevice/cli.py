@@ -216,7 +216,11 @@ def _validate_args(p, report_default: bool):
     p.add_argument("--inputs", default=None, help="golden inputs (.npz, one array per input, first axis = sample)")
     p.add_argument("--atol", type=_tolerance_value, default=None, help="absolute tolerance (default 1e-4 at fp32)")
     p.add_argument("--rtol", type=_tolerance_value, default=None, help="relative tolerance (default 1e-3 at fp32)")
-    p.add_argument("--runs", type=_int_at_least(1), default=50, help="timed latency runs (after 5 warmup runs)")
+    p.add_argument(
+        "--runs",
+        type=_int_at_least(1),
+        help="timed latency runs after the warmup (default: 20 to 50, until the p50's 95%% CI is within 1%% of it)",
+    )
     p.add_argument(
         "--allow-inconclusive",
         action="store_true",

@@ -2,7 +2,10 @@
 
 Warmup runs in rounds of 5 (at least one round) until a round's median is within 10% of the
 previous round's, at most 10 rounds: first calls often compile, allocate or fill caches. Then
-``runs`` timed calls, or fewer when ``budget_s`` runs out (never fewer than MIN_RUNS).
+``runs`` timed calls, or fewer when ``budget_s`` runs out (never fewer than MIN_RUNS). With ``runs``
+None (the default), timing stops as soon as the p50 is known: from MIN_RUNS on, every CHECK_EVERY
+calls, once the 95% CI of the median lies within PRECISE_WITHIN of it, and at DEFAULT_RUNS at the most.
+``stopped`` records which of these ended it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import numpy as np
 
 DEFAULT_RUNS = 50
 MIN_RUNS = 20
+PRECISE_WITHIN = 0.01  # of the p50: the CI half-width at which adaptive timing stops
+CHECK_EVERY = 5
 WARMUP_ROUND = 5
 WARMUP_MAX_ROUNDS = 10
 STABLE_WITHIN = 0.10
@@ -34,6 +39,7 @@ class LatencyResult:
     threads: int
     first_ms: float
     p50_ci95_ms: tuple[Any, ...]
+    stopped: str = "runs"  # "runs": every run asked for; "precise": the CI was narrow enough; "budget"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -70,21 +76,36 @@ def median_ci95(samples_ms: np.ndarray, seed: int = 0) -> tuple[float, float]:
     return float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))
 
 
+def _precise(times: list[float]) -> bool:
+    """Whether the 95% CI of the median of ``times`` lies within PRECISE_WITHIN of the median."""
+    samples = np.asarray(times)
+    median = float(np.median(samples))
+    low, high = median_ci95(samples)
+    return max(median - low, high - median) <= PRECISE_WITHIN * median
+
+
 def measure(
     run: Callable[[], object],
     threads: int,
-    runs: int = DEFAULT_RUNS,
+    runs: int | None = None,
     warmup: int = WARMUP_ROUND,
     budget_s: float | None = None,
 ) -> LatencyResult:
-    """Time ``run()``; the first call is recorded apart as ``first_ms``."""
+    """Time ``run()`` (``runs`` None: until the p50 is known, see the module); the first call is recorded
+    apart as ``first_ms``."""
     first = _timed(run)
     warmed = 1 + warm_up(run, warmup)
     times: list[float] = []
+    limit, stopped = runs or DEFAULT_RUNS, "runs"
     deadline = None if budget_s is None else time.perf_counter() + budget_s
-    while len(times) < runs:
+    while len(times) < limit:
         times.append(_timed(run))
-        if deadline is not None and len(times) >= min(MIN_RUNS, runs) and time.perf_counter() > deadline:
+        done = len(times)
+        if deadline is not None and done >= min(MIN_RUNS, limit) and time.perf_counter() > deadline:
+            stopped = "budget"
+            break
+        if runs is None and done >= MIN_RUNS and done % CHECK_EVERY == 0 and done < limit and _precise(times):
+            stopped = "precise"
             break
     ms = np.asarray(times) * 1e3
     return LatencyResult(
@@ -98,4 +119,5 @@ def measure(
         threads,
         first * 1e3,
         median_ci95(ms),
+        stopped,
     )

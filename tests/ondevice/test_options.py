@@ -18,7 +18,7 @@ def test_defaults_are_the_documented_ones():
     export, validate = ExportOptions(), ValidateOptions()
     assert export.targets == DEFAULT_TARGETS and export.quantize == () and export.int8_kernels == "portable"
     assert export.threads == validate.threads == default_threads() >= 1
-    assert (validate.samples, validate.seed, validate.runs, validate.warmup, validate.timeout_s) == (8, 0, 50, 5, 600)
+    assert (validate.samples, validate.seed, validate.runs, validate.warmup, validate.timeout_s) == (8, 0, None, 5, 600)
     assert validate.budget_s is None and validate.tolerance is None
     assert validate.emulate_cpu and validate.explain and not validate.allow_inconclusive
     assert ValidateOptions(atol=1e-3).tolerance == {"atol": 1e-3}
