@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,6 +105,42 @@ def starter_for(name: str) -> Callable[[ConversionJob], Any] | None:
     """The early start of strategy ``name`` (see ``starts``), or None."""
     _load_all()
     return _STARTERS.get(name)
+
+
+_WARMERS: dict[str, Callable[[], None]] = {}
+
+
+def warms(name: str):
+    """Decorator registering ``fn()`` as the way to begin strategy ``name``'s slowest set-up before the source
+    is even loaded, typically ``isolate.start_spare``: its framework imported in a process its starter takes."""
+
+    def register(fn):
+        _WARMERS[name] = fn
+        return fn
+
+    return register
+
+
+@contextlib.contextmanager
+def warmed(frameworks, targets, forced: str | None = None):
+    """Begin the set-up of the first strategy of each route from one of ``frameworks`` (what the source may
+    turn out to be) to one of ``targets`` (``forced``: that strategy only); on leaving, end what no one took.
+    A warmer that fails costs nothing: its strategy starts from scratch in its turn."""
+    from ondevice.core.isolate import close_spares
+
+    try:
+        for framework in frameworks:
+            for target in targets:
+                first = next(iter([get_strategy(forced)] if forced else strategies_for(framework, target)), None)
+                if first is None or (first.source, first.target) != (framework, target):
+                    continue
+                warm = _WARMERS.get(first.name)
+                if warm is not None:
+                    with contextlib.suppress(Exception):
+                        warm()
+        yield
+    finally:
+        close_spares()
 
 
 ROUTE_MODULES = (

@@ -8,14 +8,14 @@ import os
 import time
 from pathlib import Path
 
-from ondevice.core.isolate import IsolatedFailure, Prestarted
+from ondevice.core.isolate import IsolatedFailure, Prestarted, start_spare, take_spare
 from ondevice.core.lazy import is_instance_of, require
 
 from ._common import one_line, package_versions
 from ._dynamic import all_fixed
 from ._onnx2tf import onnx2tf_convert
 from ._torch import example_args, export_onnx, quiet_torch_export, static_program
-from .registry import ConversionJob, Converted, StrategyFailed, starts, strategy
+from .registry import ConversionJob, Converted, StrategyFailed, starts, strategy, warms
 
 # Measured: litert_torch.convert(dynamic_shapes=...) fails in its lowering ("Shapes must be 1D
 # sequences of concrete values") on a CNN and an LSTM, and the onnx2tf strategies convert a static
@@ -67,13 +67,26 @@ _PROGRAM_FILE, _INPUTS_FILE = "program.pt2", "example_inputs.npz"
 _PROGRESS_ENV = "LITERT_TORCH_SHOW_PROGRESS"  # litert-torch prints a progress tree unless it says "n"
 
 
+_PRELOAD = ("torch", "litert_torch", __name__)
+
+
+def _process_env() -> dict:
+    return {_PROGRESS_ENV: os.environ.get(_PROGRESS_ENV, "n")}
+
+
+@warms("torch-tflite-litert")
+def warm_litert() -> None:
+    """Begin importing litert-torch in the process ``start_litert`` will take, before the source is loaded."""
+    start_spare(_PRELOAD, _process_env())
+
+
 @starts("torch-tflite-litert")
 def start_litert(job: ConversionJob) -> Prestarted:
-    """Start litert-torch's conversion of ``job`` in a process of its own; ``convert_litert`` collects it."""
+    """Start litert-torch's conversion of ``job`` in a process of its own (the one ``warm_litert`` began,
+    if it did); ``convert_litert`` collects it."""
     import numpy as np
 
-    env = {_PROGRESS_ENV: os.environ.get(_PROGRESS_ENV, "n")}
-    process = Prestarted(preload=("torch", "litert_torch", __name__), env=env)
+    process = take_spare(_PRELOAD, _process_env()) or Prestarted(preload=_PRELOAD, env=_process_env())
     try:
         torch = require("torch")
         args = example_args(job.source)
@@ -114,8 +127,9 @@ def _collect(process: Prestarted) -> str:
         if exc.raised(StrategyFailed):
             raise StrategyFailed(exc.message) from None
         raise StrategyFailed(f"litert-torch's conversion process failed: {exc.reason}") from None
+    started = "before the source was loaded" if process.spare else "with the export"
     return (
-        f"converted from the torch.export program in a separate process started with the export "
+        f"converted from the torch.export program in a separate process started {started} "
         f"({facts['seconds']:.1f} s there, alongside the other targets)"
     )
 

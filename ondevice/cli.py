@@ -573,6 +573,19 @@ def _load(args):
     return _source(args.source, inputs=args.input, trust_pickle=args.trust_pickle, trust_graph=args.trust_graph)
 
 
+def _warmed(args, export):
+    """While the source loads, the slowest converter's framework already importing in the process that will
+    convert (registry.warms), for every framework the source may turn out to be; nothing for ``export`` None."""
+    from contextlib import nullcontext
+
+    if export is None:
+        return nullcontext()
+    from .converters.registry import warmed
+    from .sources import frameworks_of_spec
+
+    return warmed(frameworks_of_spec(args.source), export.targets, export.strategy)
+
+
 def _validate_options(args):
     """validate's and check's flags as one ValidateOptions."""
     from .options import ValidateOptions
@@ -623,7 +636,7 @@ def cmd_export(args) -> int:
     _start_run(args.out)
     _requirements(args)
     options = ExportOptions.from_flags(vars(args), keep_float=_keep_float(args))
-    with _progress(args):
+    with _progress(args), _warmed(args, options):
         artifacts = export_source(_load(args), args.out, options)
     for a in artifacts if not args.quiet else ():
         probe = a.probe.get("max_abs_err")
@@ -819,7 +832,7 @@ def cmd_check(args) -> int:
     if not args.artifact and (args.io_map or args.precision):
         raise BadInputError("--io-map and --precision apply to files given with --artifact")
     validate = _validate_options(args)
-    with _progress(args):
+    with _progress(args), _warmed(args, export):
         source = _load(args)
         if export is None:
             artifacts = _artifacts(args, source, args.artifact, False, Path(args.out))

@@ -112,6 +112,7 @@ def _start_early(source, targets, forced, dynamic, stack: contextlib.ExitStack) 
     A start that fails leaves that strategy to convert in its turn as usual.
     """
     from ondevice.converters.registry import ConversionJob, starter_for, strategies_for
+    from ondevice.core.isolate import close_spares
 
     jobs = {}
     for target in targets:
@@ -131,6 +132,7 @@ def _start_early(source, targets, forced, dynamic, stack: contextlib.ExitStack) 
         if job.early is not None:
             stack.callback(job.early.close)
             jobs[target] = job
+    close_spares()  # begun before the source was loaded, for a framework it did not turn out to be
     return jobs
 
 

@@ -69,6 +69,19 @@ def framework_of(model: Any) -> str:
     )
 
 
+def frameworks_of_spec(spec: str) -> tuple[str, ...]:
+    """The frameworks SOURCE text may load as, read from its form alone (nothing imported or run): a
+    ``file.py:factory`` may build anything, a model file is its suffix's."""
+    suffix = Path(spec).suffix.lower()
+    if suffix in (".pt", ".pth", ".pt2"):
+        return ("torch",)
+    if suffix == ".onnx":
+        return ("onnx",)
+    if suffix in (".keras", ".h5") or Path(spec).is_dir():
+        return ("keras",)
+    return ("torch", "keras", "onnx") if ":" in spec else ()
+
+
 def load_source(
     spec: str, declared: Sequence[TensorSpec] = (), trust_pickle: bool = False, trust_graph: bool = False
 ) -> Source:

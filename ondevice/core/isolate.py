@@ -100,6 +100,7 @@ class Prestarted:
         # The child's own folder (in the run's scratch space during a run): its working directory
         # unless ``cwd`` is given, and its temp folder and home, so nothing it writes lands elsewhere.
         self._cleanup = contextlib.ExitStack()
+        self.spare = False  # started by start_spare, before anyone asked for it
         tmp = Path(self._cleanup.enter_context(child_folder()))
         self._result, self._log = tmp / "result.json", tmp / "output.log"
         child_env = {**os.environ, **QUIET_ENV, **TELEMETRY_ENV, **child_env_in(tmp), **(env or {})}
@@ -173,6 +174,35 @@ class Prestarted:
 
     def _output(self) -> str:
         return self._log.read_text(errors="replace") if self._log.exists() else ""
+
+
+# Processes started before anyone asked for them, by what they import and their environment (see start_spare).
+_SPARES: dict[tuple, list[Prestarted]] = {}
+
+
+def _spare_key(preload, env) -> tuple:
+    return tuple(preload), tuple(sorted((env or {}).items()))
+
+
+def start_spare(preload=(), env: dict | None = None) -> None:
+    """Start a Prestarted importing ``preload`` now, for the first ``take_spare`` of the same ``preload`` and
+    ``env``: a framework's import under way before the code that needs it has even been reached."""
+    process = Prestarted(preload=preload, env=env)
+    process.spare = True
+    _SPARES.setdefault(_spare_key(preload, env), []).append(process)
+
+
+def take_spare(preload=(), env: dict | None = None) -> Prestarted | None:
+    """The spare ``start_spare`` began with this ``preload`` and ``env``, now the caller's to close; None if none."""
+    spares = _SPARES.get(_spare_key(preload, env))
+    return spares.pop(0) if spares else None
+
+
+def close_spares() -> None:
+    """End every spare that no one took."""
+    while _SPARES:
+        for process in _SPARES.popitem()[1]:
+            process.close()
 
 
 def last_line(output: str) -> str:

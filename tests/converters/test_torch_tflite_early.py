@@ -1,6 +1,6 @@
-"""torch-tflite-litert converts in a process started with the export. Both faults here are injected by
-replacing the registered starter: a converter process that dies, or a start that fails, cannot be
-produced on demand with a real model."""
+"""torch-tflite-litert converts in a process started with the export (by the CLI, before the source loads).
+Both faults here are injected by replacing the registered starter: a converter process that dies, or a
+start that fails, cannot be produced on demand with a real model."""
 
 from __future__ import annotations
 
@@ -57,3 +57,28 @@ def test_the_real_start_converts_beside_the_export(tmp_path, forced):
     report = _check(tmp_path, strategy=forced)
     assert report.targets[0].status == "passed", report.targets[0].error
     assert any("separate process started with the export" in note for note in _tflite_entry(tmp_path)["notes"])
+
+
+def test_the_cli_starts_the_process_before_the_source_loads(tmp_path):
+    """`ondevice check` begins importing litert-torch before it imports the model's module; the export takes
+    that process, and nothing is left running."""
+    from ondevice.cli import main
+    from ondevice.core import isolate
+
+    code = main(["check", "ondevice.examples.tiny_cnn:build", "--to", "tflite", "-o", str(tmp_path), "--quiet"])
+    assert code == 0
+    notes = _tflite_entry(tmp_path)["notes"]
+    assert any("separate process started before the source was loaded" in note for note in notes), notes
+    assert not isolate._SPARES
+
+
+def test_warmed_starts_litert_only_where_it_is_the_first_strategy_and_ends_what_no_one_took():
+    from ondevice.core import isolate
+
+    with registry.warmed(("torch", "keras"), ["onnx", "tflite"]):
+        ((process,),) = isolate._SPARES.values()  # litert-torch's, for a source that may be PyTorch
+        assert process.spare and process._proc.poll() is None
+    assert not isolate._SPARES and process._proc.poll() is not None  # nobody took it: ended
+    for frameworks, forced in [(("keras", "onnx"), None), (("torch",), "torch-tflite-onnx2tf")]:
+        with registry.warmed(frameworks, ["tflite"], forced):
+            assert not isolate._SPARES
