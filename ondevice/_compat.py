@@ -6,28 +6,54 @@ native code, and a crash there must cost only the compatibility entries, never t
 
 from __future__ import annotations
 
+import copy
+import os
+from pathlib import Path
+
 from .core.errors import BadInputError
 from .core.isolate import IsolatedFailure, call_isolated
 
 CHECK_TIMEOUT_S = 300
 
 
+# Entries of files already checked in this process, by the file's identity (see _identity): a check runs
+# ahead while the process would otherwise wait (pipeline.check_source), and the validation reuses it.
+_CHECKED: dict[tuple, dict] = {}
+
+
+def _identity(path, target: str) -> tuple | None:
+    try:
+        stat = os.stat(path)
+    except OSError:  # the worker says what is wrong with it
+        return None
+    return str(Path(path).resolve()), target, stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
 def check_isolated(items: list, timeout: float = CHECK_TIMEOUT_S) -> list[dict]:
-    """``[(path, target)]`` -> one ``{backend: entry}`` per item, checked in a worker process.
+    """``[(path, target)]`` -> one ``{backend: entry}`` per item, checked in a worker process (a file
+    checked before in this process, unchanged since, is not checked again).
 
     A worker that fails records every backend of every item as not checked, with the reason.
     """
     from ondevice.validators.compatibility import backends_for, not_checked
 
-    if not items:
-        return []
-    request = [{"path": str(path), "target": target} for path, target in items]
-    try:
-        found = call_isolated("ondevice.validators.compatibility:check_files", {"items": request}, timeout=timeout)
-        return [entry["compatibility"] for entry in found]
-    except IsolatedFailure as failure:
-        why = f"the compatibility worker failed: {failure.reason}"
-        return [{b: not_checked(b, why).to_json() for b in backends_for(target)} for _, target in items]
+    keys = [_identity(path, target) for path, target in items]
+    known = {i: _CHECKED[key] for i, key in enumerate(keys) if key is not None and key in _CHECKED}
+    todo = [i for i in range(len(items)) if i not in known]
+    fresh: dict[int, dict] = {}
+    if todo:
+        request = [{"path": str(items[i][0]), "target": items[i][1]} for i in todo]
+        try:
+            found = call_isolated("ondevice.validators.compatibility:check_files", {"items": request}, timeout=timeout)
+            fresh = {i: entry["compatibility"] for i, entry in zip(todo, found, strict=True)}
+            for i, entries in fresh.items():
+                key = keys[i]
+                if key is not None:
+                    _CHECKED[key] = copy.deepcopy(entries)
+        except IsolatedFailure as failure:  # not kept: a later call tries again
+            why = f"the compatibility worker failed: {failure.reason}"
+            fresh = {i: {b: not_checked(b, why).to_json() for b in backends_for(items[i][1])} for i in todo}
+    return [fresh[i] if i in fresh else copy.deepcopy(known[i]) for i in range(len(items))]
 
 
 def describe(backend: str, entry: dict) -> str:

@@ -31,20 +31,21 @@ from .reference import SourceNoise, fill_source_outputs, reference_runner
 from .runtimes import get_runner_class
 
 
-def export_source(source, out_dir, options: ExportOptions) -> Artifacts:
+def export_source(source, out_dir, options: ExportOptions, meanwhile=None) -> Artifacts:
     """Produce every requested target in ``out_dir``; targets no strategy can make go to ``failures``.
 
     Each quantized artifact (``options.quantize``) is made from the float one. The converters work in
     ``out_dir/.work``, removed at the end unless ``options.keep_work``; the previous export's artifacts
     are removed first. ``options.require`` keeps, per target, the first strategy whose artifact also runs
     whole on those accelerator backends (validators.compatibility); ``options.keep_float`` leaves layers
-    of int8 artifacts in float until they pass.
+    of int8 artifacts in float until they pass. ``meanwhile(artifacts made so far)``, if given, is called
+    once while this process would otherwise wait for a target converting in a process of its own.
     """
     with run_scratch(out_dir, options.keep_work):
-        return _export_source(source, out_dir, options)
+        return _export_source(source, out_dir, options, meanwhile)
 
 
-def _export_source(source, out_dir, options: ExportOptions) -> Artifacts:
+def _export_source(source, out_dir, options: ExportOptions, meanwhile=None) -> Artifacts:
     from ondevice.converters.registry import check_dynamic, check_route, get_strategy
 
     targets = list(options.targets)
@@ -79,9 +80,12 @@ def _export_source(source, out_dir, options: ExportOptions) -> Artifacts:
         raise BadInputError(f"--strategy {forced.name} makes {forced.target}, not every requested target")
     with contextlib.ExitStack() as early_work:
         early = _start_early(source, targets, forced, dynamic, early_work)
-        done = {}
+        done: dict[str, list] = {}
         # Targets converting in the background come last, so the others are made while they finish.
         for target in sorted(targets, key=lambda t: t in early):
+            if target in early and meanwhile is not None:
+                meanwhile([a for outcomes in done.values() for a in outcomes if isinstance(a, Artifact)])
+                meanwhile = None
             outcome = _export_target(
                 source,
                 target,

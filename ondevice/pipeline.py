@@ -262,6 +262,16 @@ def _compatibility(results: list, artifacts: Artifacts, timeout_s: float) -> Non
             result.notes.append("required backend: " + "; ".join(problems))
 
 
+def _compatibility_ahead(made: list, timeout_s: float) -> None:
+    """Check the artifacts ``made`` so far while the export waits for a target converting in a process of its
+    own; the validation's compatibility check then reuses these entries (_compat.check_isolated)."""
+    from ._compat import check_isolated
+
+    if made:
+        progress.stage("compatibility", f"checking {', '.join(map(_label, made))} while the export waits")
+        check_isolated([(a.path.resolve(), a.target) for a in made], min(timeout_s, 300))
+
+
 def _keep_float(result: TargetResult, artifact) -> None:
     """--keep-float: what was kept in float goes into the result; a search that ended without int8 parity,
     or layers asked for that the artifact could not keep, fail the target (the record has every round)."""
@@ -647,7 +657,8 @@ def check_source(source, out_dir, export: ExportOptions, validate: ValidateOptio
     with run_scratch(out_dir, export.keep_work):
         # A check that fails part-way must not leave the previous run's verdict in out_dir.
         clear_previous(output_folder(out_dir), (*REPORT_FILES, "manifest.json"))
-        artifacts = export_source(source, out_dir, export)
+        timeout_s = (validate or ValidateOptions()).timeout_s
+        artifacts = export_source(source, out_dir, export, meanwhile=lambda made: _compatibility_ahead(made, timeout_s))
         report = validate_artifacts(source, artifacts, validate)
         report.run = {**run_facts(started), "validate_s": report.run["wall_s"]}
     return report

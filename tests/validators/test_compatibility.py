@@ -312,6 +312,29 @@ def test_the_isolated_run_returns_json_for_each_artifact(torch_cnn_check):
     assert all(e["checked"] is False and "gone.onnx" in e["reason"] for e in missing.values())
 
 
+def test_a_file_checked_before_is_not_checked_again_unless_it_changed(torch_cnn_check, tmp_path):
+    """check_source checks the finished artifacts while TFLite converts, and validation reuses the entries.
+    Shown without a mock: a file overwritten in place with garbage of the same size, its mtime put back,
+    still reads as checked (the cached entries), and reads as broken once its mtime moves."""
+    import os
+    import shutil
+
+    from ondevice._compat import check_isolated
+
+    _, out = torch_cnn_check
+    path = tmp_path / "model.tflite"
+    shutil.copy(out / "model.tflite", path)
+    (first,) = check_isolated([(path, "tflite")])
+    assert first["gpu"]["checked"] is True
+    stat = os.stat(path)
+    path.write_bytes(b"garbage!" * (stat.st_size // 8) + b"!" * (stat.st_size % 8))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert check_isolated([(path, "tflite")]) == [first]
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    (changed,) = check_isolated([(path, "tflite")])
+    assert changed["gpu"]["checked"] is False and changed["gpu"]["reason"]
+
+
 # ---- --require: the strategy loop keeps the first artifact the backends take whole ------------------
 
 
