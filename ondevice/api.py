@@ -116,7 +116,7 @@ def validate(
     matched unambiguously, ``precision`` is the precision they are meant to have (None: fp32), and
     ondevice's manifest for them is written to ``out_dir`` (a temporary folder when None). The runtimes
     work in a scratch folder in the temp folder, removed at the end unless ``keep_work``. ``warmup``
-    untimed runs precede the ``runs`` timed ones (None: 20 to 50, until the p50's 95% CI is within 1% of
+    untimed runs precede the ``runs`` timed ones (None: 20 to 50, until the p50's 95% CI is within 2% of
     it), which stop after ``budget_s`` seconds (None: all);
     a runtime worker is killed after ``timeout_s``. Every argument after ``artifacts`` is a keyword.
     """

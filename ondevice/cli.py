@@ -219,7 +219,7 @@ def _validate_args(p, report_default: bool):
     p.add_argument(
         "--runs",
         type=_int_at_least(1),
-        help="timed latency runs after the warmup (default: 20 to 50, until the p50's 95%% CI is within 1%% of it)",
+        help="timed latency runs after the warmup (default: 20 to 50, until the p50's 95%% CI is within 2%% of it)",
     )
     p.add_argument(
         "--allow-inconclusive",

@@ -100,7 +100,7 @@ class ValidateOptions:
     atol: float | None = None  # overrides every artifact's precision-default absolute tolerance
     rtol: float | None = None  # overrides every artifact's precision-default relative tolerance
     threads: int = 0  # threads of the source and every runtime (0 or None: default_threads())
-    runs: int | None = None  # timed latency runs (None: 20 to 50, until the p50's 95% CI is within 1%)
+    runs: int | None = None  # timed latency runs (None: 20 to 50, until the p50's 95% CI is within 2%)
     warmup: int = 5  # untimed runs before them
     budget_s: float | None = None  # stop timing after this many seconds (None: all runs)
     timeout_s: float = WORKER_TIMEOUT_S  # a runtime worker that takes longer is killed (target "error")
