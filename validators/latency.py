@@ -19,7 +19,7 @@ import numpy as np
 
 DEFAULT_RUNS = 50
 MIN_RUNS = 20
-PRECISE_WITHIN = 0.02  # of the p50: the CI half-width at which adaptive timing stops (a fifth of the gate's 10% default)
+PRECISE_WITHIN = 0.02  # of the p50: the CI half-width where adaptive timing stops (the gate's default is 10%)
 CHECK_EVERY = 5
 WARMUP_ROUND = 5
 WARMUP_MAX_ROUNDS = 10
