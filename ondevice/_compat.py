@@ -29,6 +29,12 @@ def _identity(path, target: str) -> tuple | None:
     return str(Path(path).resolve()), target, stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
+def checked_before(path, target: str) -> bool:
+    """Whether ``check_isolated`` would reuse entries for this file (checked in this process, unchanged since)."""
+    key = _identity(path, target)
+    return key is not None and key in _CHECKED
+
+
 def check_isolated(items: list, timeout: float = CHECK_TIMEOUT_S) -> list[dict]:
     """``[(path, target)]`` -> one ``{backend: entry}`` per item, checked in a worker process (a file
     checked before in this process, unchanged since, is not checked again).

@@ -245,11 +245,12 @@ def _explain(result: TargetResult, source, artifact, run_on: tuple, budget: floa
 def _compatibility(results: list, artifacts: Artifacts, timeout_s: float) -> None:
     """Which ops each accelerator backend takes, per artifact (one worker for all); a requirement
     recorded at export (``--require``, also binding the quantized siblings) that is not met fails the target."""
-    from ._compat import check_isolated, unmet
+    from ._compat import check_isolated, checked_before, unmet
 
-    count = len(artifacts.items)
+    items = [(a.path.resolve(), a.target) for a in artifacts.items]
+    count = sum(not checked_before(*item) for item in items)
     progress.stage("compatibility", f"checking {count} artifact{'s' * (count != 1)} against accelerator backends")
-    found = check_isolated([(a.path.resolve(), a.target) for a in artifacts.items], min(timeout_s, 300))
+    found = check_isolated(items, min(timeout_s, 300))
     for result, artifact, entries in zip(results, artifacts.items, found, strict=True):
         result.compatibility = entries or None
         sibling = artifacts.float_sibling(artifact)
