@@ -379,6 +379,8 @@ def _tflite_ops(data: bytes, schema: Any) -> list[_Op]:
         buffer = model.Buffers(buffer_index) if 0 < buffer_index < model.BuffersLength() else None
         return buffer is not None and (buffer.DataLength() > 0 or buffer.Offset() > 1)
 
+    if model.SubgraphsLength() == 0:  # an all-zero file parses so: nothing to run, so nothing "supported"
+        raise ValueError("the file holds no subgraph: not a TFLite model")
     ops: list[_Op] = []
     for g in range(model.SubgraphsLength()):
         graph = model.Subgraphs(g)

@@ -302,6 +302,14 @@ def test_an_unreadable_artifact_is_recorded_not_checked_with_the_reason(tmp_path
     assert all(not e.checked and e.reason.startswith("the check failed: ") for e in found.values())
 
 
+def test_a_tflite_file_without_a_subgraph_is_not_checked_rather_than_supported(tmp_path):
+    path = tmp_path / "zeros.tflite"
+    path.write_bytes(b"\0" * 1000)  # parses as a flatbuffer with no subgraph and no op
+    (gpu,) = check_artifact(path, "tflite").values()
+    assert not gpu.checked and not gpu.supported
+    assert gpu.reason == "the check failed: ValueError: the file holds no subgraph: not a TFLite model"
+
+
 def test_the_isolated_run_returns_json_for_each_artifact(torch_cnn_check):
     from ondevice._compat import check_isolated
 
