@@ -129,12 +129,11 @@ def warmed(frameworks, targets, forced: str | None = None):
     from ondevice.core.isolate import close_spares
 
     try:
+        chosen = get_strategy(forced) if forced else None
         for framework in frameworks:
             for target in targets:
-                first = next(iter([get_strategy(forced)] if forced else strategies_for(framework, target)), None)
-                if first is None or (first.source, first.target) != (framework, target):
-                    continue
-                warm = _WARMERS.get(first.name)
+                first = first_strategy(framework, target, chosen)
+                warm = _WARMERS.get(first.name) if first else None
                 if warm is not None:
                     with contextlib.suppress(Exception):
                         warm()
@@ -171,6 +170,12 @@ def strategies_for(source: str, target: str) -> list[Strategy]:
         (s for s in _STRATEGIES.values() if s.source == source and s.target == target), key=lambda s: s.order
     )
     return found
+
+
+def first_strategy(source: str, target: str, forced: Strategy | None = None) -> Strategy | None:
+    """The strategy a route tries first (``forced``, when it makes this route); None if there is none."""
+    first = forced or next(iter(strategies_for(source, target)), None)
+    return first if first is not None and (first.source, first.target) == (source, target) else None
 
 
 def get_strategy(name: str) -> Strategy:

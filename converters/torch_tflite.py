@@ -86,7 +86,8 @@ def start_litert(job: ConversionJob) -> Prestarted:
     if it did); ``convert_litert`` collects it."""
     import numpy as np
 
-    process = take_spare(_PRELOAD, _process_env()) or Prestarted(preload=_PRELOAD, env=_process_env())
+    env = _process_env()
+    process = take_spare(_PRELOAD, env) or Prestarted(preload=_PRELOAD, env=env)
     try:
         torch = require("torch")
         args = example_args(job.source)

@@ -115,14 +115,13 @@ def _start_early(source, targets, forced, dynamic, stack: contextlib.ExitStack) 
 
     A start that fails leaves that strategy to convert in its turn as usual.
     """
-    from ondevice.converters.registry import ConversionJob, starter_for, strategies_for
+    from ondevice.converters.registry import ConversionJob, first_strategy, starter_for
     from ondevice.core.isolate import close_spares
 
     jobs = {}
     for target in targets:
-        strategies = [forced] if forced else strategies_for(source.framework, target)
-        first = strategies[0] if strategies else None
-        if first is None or (first.source, first.target) != (source.framework, target):
+        first = first_strategy(source.framework, target, forced)
+        if first is None:
             continue
         start = starter_for(first.name)
         if start is None:

@@ -245,12 +245,12 @@ def _explain(result: TargetResult, source, artifact, run_on: tuple, budget: floa
 def _compatibility(results: list, artifacts: Artifacts, timeout_s: float) -> None:
     """Which ops each accelerator backend takes, per artifact (one worker for all); a requirement
     recorded at export (``--require``, also binding the quantized siblings) that is not met fails the target."""
-    from ._compat import check_isolated, checked_before, unmet
+    from ._compat import CHECK_TIMEOUT_S, check_isolated, checked_before, unmet
 
-    items = [(a.path.resolve(), a.target) for a in artifacts.items]
+    items = _compat_items(artifacts.items)
     count = sum(not checked_before(*item) for item in items)
     progress.stage("compatibility", f"checking {count} artifact{'s' * (count != 1)} against accelerator backends")
-    found = check_isolated(items, min(timeout_s, 300))
+    found = check_isolated(items, min(timeout_s, CHECK_TIMEOUT_S))
     for result, artifact, entries in zip(results, artifacts.items, found, strict=True):
         result.compatibility = entries or None
         sibling = artifacts.float_sibling(artifact)
@@ -263,14 +263,18 @@ def _compatibility(results: list, artifacts: Artifacts, timeout_s: float) -> Non
             result.notes.append("required backend: " + "; ".join(problems))
 
 
-def _compatibility_ahead(made: list, timeout_s: float) -> None:
+def _compatibility_ahead(made: list, options: ValidateOptions) -> None:
     """Check the artifacts ``made`` so far while the export waits for a target converting in a process of its
     own; the validation's compatibility check then reuses these entries (_compat.check_isolated)."""
-    from ._compat import check_isolated
+    from ._compat import CHECK_TIMEOUT_S, check_isolated
 
     if made:
         progress.stage("compatibility", f"checking {', '.join(map(_label, made))} while the export waits")
-        check_isolated([(a.path.resolve(), a.target) for a in made], min(timeout_s, 300))
+        check_isolated(_compat_items(made), min(options.timeout_s, CHECK_TIMEOUT_S))
+
+
+def _compat_items(artifacts) -> list[tuple[Path, str]]:
+    return [(a.path.resolve(), a.target) for a in artifacts]
 
 
 def _keep_float(result: TargetResult, artifact) -> None:
@@ -658,8 +662,8 @@ def check_source(source, out_dir, export: ExportOptions, validate: ValidateOptio
     with run_scratch(out_dir, export.keep_work):
         # A check that fails part-way must not leave the previous run's verdict in out_dir.
         clear_previous(output_folder(out_dir), (*REPORT_FILES, "manifest.json"))
-        timeout_s = (validate or ValidateOptions()).timeout_s
-        artifacts = export_source(source, out_dir, export, meanwhile=lambda made: _compatibility_ahead(made, timeout_s))
+        validate = validate or ValidateOptions()
+        artifacts = export_source(source, out_dir, export, meanwhile=lambda made: _compatibility_ahead(made, validate))
         report = validate_artifacts(source, artifacts, validate)
         report.run = {**run_facts(started), "validate_s": report.run["wall_s"]}
     return report

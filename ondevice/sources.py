@@ -71,15 +71,20 @@ def framework_of(model: Any) -> str:
 
 def frameworks_of_spec(spec: str) -> tuple[str, ...]:
     """The frameworks SOURCE text may load as, read from its form alone (nothing imported or run): a
-    ``file.py:factory`` may build anything, a model file is its suffix's."""
-    suffix = Path(spec).suffix.lower()
+    ``file.py:factory`` or ``module:factory`` may build anything, a model file is its suffix's; none for a
+    file that is not there (the load will say so)."""
+    path = Path(spec)
+    if ":" in spec and not path.exists() and not _is_windows_drive(spec):
+        module = spec.rpartition(":")[0]
+        return () if module.endswith(".py") and not Path(module).exists() else ("torch", "keras", "onnx")
+    if not path.exists():
+        return ()
+    suffix = path.suffix.lower()
     if suffix in (".pt", ".pth", ".pt2"):
         return ("torch",)
     if suffix == ".onnx":
         return ("onnx",)
-    if suffix in (".keras", ".h5") or Path(spec).is_dir():
-        return ("keras",)
-    return ("torch", "keras", "onnx") if ":" in spec else ()
+    return ("keras",) if suffix in (".keras", ".h5") or path.is_dir() else ()
 
 
 def load_source(

@@ -82,3 +82,17 @@ def test_warmed_starts_litert_only_where_it_is_the_first_strategy_and_ends_what_
     for frameworks, forced in [(("keras", "onnx"), None), (("torch",), "torch-tflite-onnx2tf")]:
         with registry.warmed(frameworks, ["tflite"], forced):
             assert not isolate._SPARES
+
+
+def test_what_a_source_may_be_is_read_from_its_spec_and_a_missing_file_starts_nothing(tmp_path):
+    from ondevice.core import isolate
+    from ondevice.sources import frameworks_of_spec
+
+    for name, expected in [("m.pt2", ("torch",)), ("m.onnx", ("onnx",)), ("m.keras", ("keras",))]:
+        (tmp_path / name).write_bytes(b"x")
+        assert frameworks_of_spec(str(tmp_path / name)) == expected
+    assert frameworks_of_spec("ondevice.examples.tiny_cnn:build") == ("torch", "keras", "onnx")
+    assert frameworks_of_spec(f"{tmp_path / 'missing.py'}:build") == ()
+    assert frameworks_of_spec(str(tmp_path / "missing.pt")) == ()
+    with registry.warmed(frameworks_of_spec(f"{tmp_path / 'missing.py'}:build"), ["tflite"]):
+        assert not isolate._SPARES
